@@ -1,0 +1,32 @@
+#include "core/parallel.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <thread>
+
+extern "C" void openblas_set_num_threads(int);
+
+namespace gptq::core {
+namespace {
+std::atomic<int> g_threads{0};
+}
+
+void set_num_threads(int n) {
+  if (n <= 0) n = std::max(1u, std::thread::hardware_concurrency());
+  g_threads = n;
+  omp_set_num_threads(n);
+  openblas_set_num_threads(n);
+}
+
+int num_threads() {
+  int n = g_threads;
+  if (n <= 0) {
+    set_num_threads(0);
+    n = g_threads;
+  }
+  return n;
+}
+
+}  // namespace gptq::core

@@ -1,0 +1,127 @@
+// safetensors files: read through mmap (no copy of the file), validated before anything is
+// allocated; written atomically (temporary name, fsync, rename).
+//
+// Format: 8-byte little-endian header length L, then L bytes of JSON
+// {"name": {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, ...,
+//  "__metadata__": {"format": "pt"}}, then the data; offsets are relative to the data start.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "gptq/tensor.h"
+
+namespace gptq::io {
+
+// A read-only memory map of a whole file. Movable, not copyable.
+class MappedFile {
+ public:
+  MappedFile() = default;
+  // Throws Error(kIo) naming the path if the file cannot be opened or mapped.
+  explicit MappedFile(const std::filesystem::path& path);
+  ~MappedFile();
+  MappedFile(MappedFile&& o) noexcept;
+  MappedFile& operator=(MappedFile&& o) noexcept;
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+
+  const uint8_t* data() const { return data_; }
+  uint64_t size() const { return size_; }
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+  const uint8_t* data_ = nullptr;
+  uint64_t size_ = 0;
+};
+
+struct TensorInfo {
+  std::string name;
+  DType dtype = DType::kF32;
+  Shape shape;                 // as in the header; {} is a scalar
+  uint64_t begin = 0;          // byte offset of the data, relative to the data section
+  uint64_t nbytes = 0;         // product(shape) * dtype_size(dtype)
+  const uint8_t* data = nullptr;  // points into the mapping; valid while the file is open
+  const std::filesystem::path* file = nullptr;  // the file it lives in
+
+  int64_t numel() const;
+};
+
+// One .safetensors file. Opening validates the whole header (size cap, JSON, dtypes, shapes,
+// offsets inside the file, no overlap, no gap, no duplicates) and throws Error(kFormat) with the
+// file, the tensor, what was expected and what was found.
+class SafetensorsFile {
+ public:
+  static std::unique_ptr<SafetensorsFile> open(const std::filesystem::path& path);
+
+  const std::filesystem::path& path() const { return map_.path(); }
+  const std::vector<TensorInfo>& tensors() const { return tensors_; }
+  const TensorInfo* find(std::string_view name) const;  // nullptr if absent
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+
+ private:
+  SafetensorsFile() = default;
+  MappedFile map_;
+  std::vector<TensorInfo> tensors_;  // in order of data offset
+  std::map<std::string, size_t, std::less<>> index_;
+  std::map<std::string, std::string> metadata_;
+};
+
+// All tensors of a model folder: model.safetensors, or the shards listed in
+// model.safetensors.index.json (every shard it names must exist and hold exactly the tensors the
+// index maps to it). Files stay mapped while the store lives.
+class TensorStore {
+ public:
+  // Throws Error(kIo) if the folder has neither file, Error(kFormat) for a bad index or shard.
+  static TensorStore open_dir(const std::filesystem::path& dir);
+  // A store over explicit files (used for part files and tests).
+  static TensorStore open_files(const std::vector<std::filesystem::path>& files);
+
+  const TensorInfo* find(std::string_view name) const;
+  // Throws Error(kShape) naming the folder and the tensor when it is missing.
+  const TensorInfo& get(std::string_view name) const;
+  std::vector<std::string> names() const;  // sorted
+  const std::filesystem::path& dir() const { return dir_; }
+  const std::vector<std::unique_ptr<SafetensorsFile>>& files() const { return files_; }
+
+  // The tensor as fp32 (from F32, F16, BF16 or F64), checked against an expected shape when one
+  // is given (Error(kShape): tensor, expected, found).
+  std::vector<float> read_f32(std::string_view name, const Shape& expect = {}) const;
+
+ private:
+  std::filesystem::path dir_;
+  std::vector<std::unique_ptr<SafetensorsFile>> files_;
+  std::map<std::string, const TensorInfo*, std::less<>> by_name_;
+};
+
+// A tensor to be written: data must stay valid until write_safetensors returns.
+struct TensorToWrite {
+  std::string name;
+  DType dtype = DType::kF32;
+  Shape shape;
+  const void* data = nullptr;
+  uint64_t nbytes = 0;  // must equal product(shape) * dtype_size(dtype)
+};
+
+// Writes a safetensors file atomically: to "<path>.tmp.<pid>", fsync, rename over path. The
+// metadata always carries {"format": "pt"} (added if absent). Tensors are written sorted by name,
+// the header padded with spaces to a multiple of 8 bytes. Throws Error(kArgument) for duplicate
+// names or a size mismatch, Error(kIo) for write failures (the temporary file is removed).
+void write_safetensors(const std::filesystem::path& path, std::vector<TensorToWrite> tensors,
+                       std::map<std::string, std::string> metadata = {});
+
+// Writes a small file (JSON, text) atomically, as above.
+void write_file_atomic(const std::filesystem::path& path, std::string_view contents);
+
+// fsyncs a directory so that a rename inside it is durable.
+void fsync_dir(const std::filesystem::path& dir);
+
+// Reads a whole small file into a string; Error(kIo) naming the path if it cannot.
+std::string read_text_file(const std::filesystem::path& path);
+
+}  // namespace gptq::io
