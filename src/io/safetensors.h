@@ -52,6 +52,24 @@ struct TensorInfo {
   int64_t numel() const;
 };
 
+// The largest header we accept. Real headers are tens of kilobytes to a few megabytes; the cap
+// keeps a hostile length field from making us parse (or allocate for) gigabytes of JSON.
+inline constexpr uint64_t kMaxHeaderBytes = uint64_t{100} << 20;
+
+// The validated contents of a safetensors image.
+struct ParsedSafetensors {
+  std::vector<TensorInfo> tensors;  // in order of data offset (ties: by name)
+  std::map<std::string, std::string> metadata;
+  uint64_t data_start = 0;  // 8 + header length: where offset 0 of data_offsets lies
+};
+
+// Validates the bytes of a whole safetensors file already in memory (the checks of
+// SafetensorsFile::open, which calls this on its mapping). `file` names the file in messages; each
+// TensorInfo's data points into `bytes` and its `file` at `file`, so both must outlive the result.
+// Throws Error(kFormat) naming the file, the tensor, what was expected and what was found.
+ParsedSafetensors parse_safetensors(const uint8_t* bytes, uint64_t size,
+                                    const std::filesystem::path& file);
+
 // One .safetensors file. Opening validates the whole header (size cap, JSON, dtypes, shapes,
 // offsets inside the file, no overlap, no gap, no duplicates) and throws Error(kFormat) with the
 // file, the tensor, what was expected and what was found.

@@ -1,0 +1,92 @@
+// A causal language model loaded from a Hugging Face folder (dense or GPTQ-quantized).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gptq/eval.h"
+#include "gptq/generate.h"
+#include "gptq/progress.h"
+#include "gptq/quantize.h"
+#include "gptq/tokenizer.h"
+
+namespace gptq {
+
+struct LoadOptions {
+  int threads = 0;                  // 0: all cores
+  ProgressCallback progress;        // may be empty
+};
+
+struct ModelInfo {
+  std::string model_type;
+  std::string architecture;         // "LlamaForCausalLM"
+  int64_t layers = 0, hidden = 0, intermediate = 0, heads = 0, kv_heads = 0, head_dim = 0;
+  int64_t vocab = 0, max_positions = 0;
+  int64_t parameters = 0;           // as stored (a quantized linear counts N*K)
+  bool tied_embeddings = false;
+  std::string dtype;                // dtypes of the stored tensors, e.g. "F32", "BF16+I32"
+  uint64_t file_bytes = 0;          // bytes of *.safetensors
+  bool quantized = false;
+  int bits = 0, group_size = 0;
+  bool desc_act = false, sym = true;
+  std::string checkpoint_format;
+  int64_t quantized_linears = 0, dense_linears = 0;
+};
+
+class CausalLM {
+ public:
+  // Loads config.json, tokenizer and weights. Throws gptq::Error naming the file and problem.
+  static CausalLM from_pretrained(const std::filesystem::path& dir, const LoadOptions& opts = {});
+  // As above, remembering the settings that quantize() will use.
+  static CausalLM from_pretrained(const std::filesystem::path& dir, const QuantizeConfig& qcfg,
+                                  const LoadOptions& opts = {});
+
+  CausalLM(CausalLM&&) noexcept;
+  CausalLM& operator=(CausalLM&&) noexcept;
+  ~CausalLM();
+
+  const Tokenizer& tokenizer() const;
+  ModelInfo info() const;
+  int64_t context_length() const;
+
+  // Logits [ids.size(), vocab] of a whole sequence (row i predicts token i+1).
+  std::vector<float> logits(const std::vector<int32_t>& ids) const;
+
+  GenerateResult generate(const std::string& prompt, const GenerateOptions& opts,
+                          const TokenCallback& on_text = {}) const;
+  GenerateResult generate_ids(const std::vector<int32_t>& prompt_ids, const GenerateOptions& opts,
+                              const TokenCallback& on_text = {}) const;
+
+  PerplexityResult perplexity(const std::string& text, const PerplexityOptions& opts,
+                              const ProgressCallback& progress = {}) const;
+  PerplexityResult perplexity_ids(const std::vector<int32_t>& stream, const PerplexityOptions& opts,
+                                  const ProgressCallback& progress = {}) const;
+
+  struct Impl;
+  Impl& impl() { return *impl_; }
+  const Impl& impl() const { return *impl_; }
+
+ private:
+  explicit CausalLM(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace gptq
+
+namespace gptq {
+
+// A random-weight model folder of a real shape, for benchmarks (weights ~ N(0, 0.02), norms 1).
+struct SynthOptions {
+  std::filesystem::path out;
+  std::string shape = "tinyllama-1.1b";  // "tinyllama-1.1b", "llama-350m", "tiny" (tests)
+  std::string dtype = "bf16";            // "bf16", "fp16", "fp32"
+  uint64_t seed = 0;
+  bool force = false;                    // replace an existing folder
+};
+void synthesize_model(const SynthOptions& opts);
+std::vector<std::string> synth_shapes();
+
+}  // namespace gptq

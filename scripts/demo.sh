@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs what is needed, builds, and runs the main job on the bundled stories260k model:
+# generate a story and measure perplexity.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+cmake --preset release -DGPTQ_BUILD_TESTS=OFF -DGPTQ_BUILD_BENCH=OFF >/dev/null
+cmake --build --preset release -j "$(nproc)" --target gptq_cli
+gptq=build/bin/gptq
+model=tests/data/stories260k
+
+echo "== gptq inspect"
+$gptq inspect -m $model
+echo "== gptq generate (greedy, 64 tokens)"
+$gptq generate -m $model -p "Once upon a time" -n 64 --temp 0
+echo "== gptq perplexity (TinyStories eval text, ctx 256)"
+$gptq perplexity -m $model -f tests/data/text/tinystories-eval.txt -c 256

@@ -1,0 +1,265 @@
+#include "config/model_config.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "gptq/error.h"
+
+namespace gptq::config {
+namespace {
+
+using nlohmann::json;
+
+[[noreturn]] void fail(std::string_view origin, const std::string& msg) {
+  throw Error(ErrorKind::kConfig, fmt::format("{}: {}", origin, msg));
+}
+
+std::string type_name(const json& j) { return j.type_name(); }
+
+int64_t get_int(const json& j, const char* key, std::string_view origin, std::optional<int64_t> def = {}) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) {
+    if (def) return *def;
+    fail(origin, fmt::format("missing required key \"{}\"", key));
+  }
+  if (!it->is_number_integer()) {
+    fail(origin, fmt::format("key \"{}\": expected an integer, found {} ({})", key, type_name(*it), it->dump()));
+  }
+  return it->get<int64_t>();
+}
+
+double get_num(const json& j, const char* key, std::string_view origin, std::optional<double> def = {}) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) {
+    if (def) return *def;
+    fail(origin, fmt::format("missing required key \"{}\"", key));
+  }
+  if (!it->is_number()) {
+    fail(origin, fmt::format("key \"{}\": expected a number, found {} ({})", key, type_name(*it), it->dump()));
+  }
+  return it->get<double>();
+}
+
+bool get_bool(const json& j, const char* key, std::string_view origin, bool def) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return def;
+  if (!it->is_boolean()) {
+    fail(origin, fmt::format("key \"{}\": expected true or false, found {}", key, it->dump()));
+  }
+  return it->get<bool>();
+}
+
+std::string get_str(const json& j, const char* key, std::string_view origin, std::optional<std::string> def = {}) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) {
+    if (def) return *def;
+    fail(origin, fmt::format("missing required key \"{}\"", key));
+  }
+  if (!it->is_string()) {
+    fail(origin, fmt::format("key \"{}\": expected a string, found {}", key, it->dump()));
+  }
+  return it->get<std::string>();
+}
+
+void require_positive(int64_t v, const char* key, std::string_view origin) {
+  if (v <= 0) fail(origin, fmt::format("key \"{}\": expected a positive integer, found {}", key, v));
+}
+
+json parse_json(std::string_view text, std::string_view origin) {
+  json j = json::parse(text.begin(), text.end(), nullptr, false);
+  if (j.is_discarded()) fail(origin, "not valid JSON");
+  if (!j.is_object()) fail(origin, fmt::format("expected a JSON object, found {}", type_name(j)));
+  return j;
+}
+
+QuantizationConfig parse_quant(const json& q, std::string_view origin) {
+  QuantizationConfig c;
+  if (q.contains("quant_method") && q["quant_method"].is_string() && q["quant_method"] != "gptq") {
+    throw Error(ErrorKind::kUnsupported,
+                fmt::format("{}: quant_method \"{}\" is not supported (only \"gptq\")", origin,
+                            q["quant_method"].get<std::string>()));
+  }
+  c.bits = static_cast<int>(get_int(q, "bits", origin));
+  if (c.bits != 2 && c.bits != 3 && c.bits != 4 && c.bits != 8) {
+    throw Error(ErrorKind::kUnsupported,
+                fmt::format("{}: quantization bits = {} is not supported (expected 2, 3, 4 or 8)", origin, c.bits));
+  }
+  c.group_size = static_cast<int>(get_int(q, "group_size", origin, -1));
+  if (c.group_size != -1 && (c.group_size < 1 || c.group_size > (1 << 20))) {
+    fail(origin, fmt::format("group_size = {}: expected -1 or a positive size", c.group_size));
+  }
+  c.desc_act = get_bool(q, "desc_act", origin, false);
+  c.sym = get_bool(q, "sym", origin, true);
+  c.damp_percent = get_num(q, "damp_percent", origin, 0.01);
+  c.true_sequential = get_bool(q, "true_sequential", origin, true);
+  c.static_groups = get_bool(q, "static_groups", origin, false);
+  c.lm_head = get_bool(q, "lm_head", origin, false);
+  std::string fmt_key = q.contains("checkpoint_format") ? "checkpoint_format" : "format";
+  c.checkpoint_format = get_str(q, fmt_key.c_str(), origin, std::string("gptq"));
+  if (c.checkpoint_format != "gptq" && c.checkpoint_format != "gptq_v2") {
+    throw Error(ErrorKind::kUnsupported,
+                fmt::format("{}: checkpoint_format \"{}\" is not supported (expected \"gptq\" or \"gptq_v2\")",
+                            origin, c.checkpoint_format));
+  }
+  if (auto it = q.find("modules_in_block_to_quantize"); it != q.end() && !it->is_null()) {
+    if (!it->is_array()) fail(origin, "modules_in_block_to_quantize: expected a list");
+    for (const auto& e : *it) {
+      if (e.is_string()) {
+        c.modules_in_block_to_quantize.push_back(e.get<std::string>());
+      } else if (e.is_array()) {
+        for (const auto& s : e) {
+          if (!s.is_string()) fail(origin, "modules_in_block_to_quantize: expected strings");
+          c.modules_in_block_to_quantize.push_back(s.get<std::string>());
+        }
+      } else {
+        fail(origin, "modules_in_block_to_quantize: expected strings or lists of strings");
+      }
+    }
+  }
+  if (auto it = q.find("dynamic"); it != q.end() && it->is_object()) {
+    for (auto& [k, v] : it->items()) {
+      if (k.rfind("-:", 0) == 0) c.dynamic_exclude.push_back(k.substr(2));
+      (void)v;
+    }
+  }
+  return c;
+}
+
+}  // namespace
+
+std::vector<std::string> supported_model_types() { return {"llama", "mistral", "qwen2"}; }
+
+QuantizationConfig parse_quantization_config(std::string_view json_text, std::string_view origin) {
+  return parse_quant(parse_json(json_text, origin), origin);
+}
+
+ModelConfig parse_model_config(std::string_view json_text, std::string_view origin) {
+  const json j = parse_json(json_text, origin);
+  ModelConfig c;
+  c.origin = std::string(origin);
+  c.raw_json = std::string(json_text);
+  c.model_type = get_str(j, "model_type", origin);
+  const auto types = supported_model_types();
+  if (std::find(types.begin(), types.end(), c.model_type) == types.end()) {
+    throw Error(ErrorKind::kUnsupported,
+                fmt::format("{}: model_type \"{}\" is not supported; supported: {}", origin, c.model_type,
+                            fmt::join(types, ", ")));
+  }
+  if (auto it = j.find("architectures"); it != j.end() && it->is_array()) {
+    for (const auto& a : *it) {
+      if (a.is_string()) c.architectures.push_back(a.get<std::string>());
+    }
+  }
+  c.hidden_size = get_int(j, "hidden_size", origin);
+  c.intermediate_size = get_int(j, "intermediate_size", origin);
+  c.num_hidden_layers = get_int(j, "num_hidden_layers", origin);
+  c.num_attention_heads = get_int(j, "num_attention_heads", origin);
+  c.num_key_value_heads = get_int(j, "num_key_value_heads", origin, c.num_attention_heads);
+  c.vocab_size = get_int(j, "vocab_size", origin);
+  c.max_position_embeddings = get_int(j, "max_position_embeddings", origin, 2048);
+  for (auto [v, k] : {std::pair{c.hidden_size, "hidden_size"}, {c.intermediate_size, "intermediate_size"},
+                      {c.num_hidden_layers, "num_hidden_layers"}, {c.num_attention_heads, "num_attention_heads"},
+                      {c.num_key_value_heads, "num_key_value_heads"}, {c.vocab_size, "vocab_size"},
+                      {c.max_position_embeddings, "max_position_embeddings"}}) {
+    require_positive(v, k, origin);
+  }
+  // Guard against absurd sizes before anything is allocated from them.
+  if (c.hidden_size > (1 << 20) || c.intermediate_size > (1 << 22) || c.vocab_size > (1 << 24) ||
+      c.num_hidden_layers > 4096 || c.max_position_embeddings > (1 << 24)) {
+    fail(origin, "sizes are implausibly large (hidden_size, intermediate_size, vocab_size, layers)");
+  }
+  if (c.num_attention_heads % c.num_key_value_heads != 0) {
+    fail(origin, fmt::format("num_attention_heads = {} is not a multiple of num_key_value_heads = {}",
+                             c.num_attention_heads, c.num_key_value_heads));
+  }
+  const bool has_head_dim = j.contains("head_dim") && !j["head_dim"].is_null();
+  if (has_head_dim) {
+    c.head_dim = get_int(j, "head_dim", origin);
+    require_positive(c.head_dim, "head_dim", origin);
+  } else {
+    if (c.hidden_size % c.num_attention_heads != 0) {
+      fail(origin, fmt::format("hidden_size = {} is not a multiple of num_attention_heads = {} (and no head_dim)",
+                               c.hidden_size, c.num_attention_heads));
+    }
+    c.head_dim = c.hidden_size / c.num_attention_heads;
+  }
+  if (c.head_dim % 2 != 0) fail(origin, fmt::format("head_dim = {} must be even for RoPE", c.head_dim));
+  c.rms_norm_eps = get_num(j, "rms_norm_eps", origin, 1e-6);
+  c.rope_theta = get_num(j, "rope_theta", origin, 10000.0);
+  c.tie_word_embeddings = get_bool(j, "tie_word_embeddings", origin, false);
+  c.torch_dtype = get_str(j, "torch_dtype", origin, std::string("float32"));
+  if (c.torch_dtype.empty()) c.torch_dtype = "float32";
+  c.hidden_act = get_str(j, "hidden_act", origin, std::string("silu"));
+  if (c.hidden_act != "silu") {
+    throw Error(ErrorKind::kUnsupported,
+                fmt::format("{}: hidden_act \"{}\" is not supported (expected \"silu\")", origin, c.hidden_act));
+  }
+  c.mlp_bias = get_bool(j, "mlp_bias", origin, false);
+  // Qwen2 always has q/k/v biases and no attention_bias key.
+  c.attention_bias = c.model_type == "qwen2" ? true : get_bool(j, "attention_bias", origin, false);
+  if (auto it = j.find("bos_token_id"); it != j.end() && it->is_number_integer()) c.bos_token_id = it->get<int32_t>();
+  if (auto it = j.find("eos_token_id"); it != j.end()) {
+    if (it->is_number_integer()) c.eos_token_ids.push_back(it->get<int32_t>());
+    if (it->is_array()) {
+      for (const auto& e : *it) {
+        if (e.is_number_integer()) c.eos_token_ids.push_back(e.get<int32_t>());
+      }
+    }
+  }
+  if (auto it = j.find("rope_scaling"); it != j.end() && !it->is_null()) {
+    if (!it->is_object()) fail(origin, "rope_scaling: expected an object or null");
+    const json& rs = *it;
+    std::string type = rs.contains("rope_type") ? get_str(rs, "rope_type", origin) : get_str(rs, "type", origin);
+    if (type == "linear") {
+      c.rope_scaling.type = RopeScaling::Type::kLinear;
+      c.rope_scaling.factor = get_num(rs, "factor", origin);
+    } else if (type == "llama3") {
+      c.rope_scaling.type = RopeScaling::Type::kLlama3;
+      c.rope_scaling.factor = get_num(rs, "factor", origin);
+      c.rope_scaling.low_freq_factor = get_num(rs, "low_freq_factor", origin, 1.0);
+      c.rope_scaling.high_freq_factor = get_num(rs, "high_freq_factor", origin, 4.0);
+      c.rope_scaling.original_max_position_embeddings =
+          get_int(rs, "original_max_position_embeddings", origin, 8192);
+    } else if (type == "default") {
+      c.rope_scaling.type = RopeScaling::Type::kNone;
+    } else {
+      throw Error(ErrorKind::kUnsupported,
+                  fmt::format("{}: rope_scaling type \"{}\" is not supported (expected \"linear\" or \"llama3\")",
+                              origin, type));
+    }
+    if (c.rope_scaling.factor <= 0) fail(origin, "rope_scaling.factor must be positive");
+  }
+  if (auto it = j.find("quantization_config"); it != j.end() && !it->is_null()) {
+    if (!it->is_object()) fail(origin, "quantization_config: expected an object");
+    c.quant = parse_quant(*it, std::string(origin) + " (quantization_config)");
+  }
+  return c;
+}
+
+ModelConfig load_model_config(const std::filesystem::path& dir) {
+  auto read = [](const std::filesystem::path& p) -> std::optional<std::string> {
+    std::ifstream f(p, std::ios::binary);
+    if (!f) return std::nullopt;
+    std::ostringstream ss;
+    ss << f.rdbuf();
+    return ss.str();
+  };
+  const auto cfg_path = dir / "config.json";
+  auto text = read(cfg_path);
+  if (!text) {
+    throw Error(ErrorKind::kIo, fmt::format("{}: cannot read (is {} a Hugging Face model folder?)",
+                                            cfg_path.string(), dir.string()));
+  }
+  ModelConfig c = parse_model_config(*text, cfg_path.string());
+  if (!c.quant) {
+    const auto qpath = dir / "quantize_config.json";
+    if (auto qt = read(qpath)) c.quant = parse_quantization_config(*qt, qpath.string());
+  }
+  return c;
+}
+
+}  // namespace gptq::config

@@ -1,0 +1,26 @@
+// What a CausalLM holds. Internal: shared by src/model (loading, quantization) and src/eval.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <optional>
+
+#include "gptq/model.h"
+#include "io/safetensors.h"
+#include "model/decoder.h"
+#include "model/weights.h"
+
+namespace gptq {
+
+struct CausalLM::Impl {
+  std::filesystem::path dir;
+  config::ModelConfig cfg;
+  std::unique_ptr<model::Decoder> decoder;
+  std::unique_ptr<io::TensorStore> store;  // mapped files; weights are copied out of them
+  model::ModelWeights weights;
+  std::optional<Tokenizer> tokenizer;
+  QuantizeConfig qcfg;
+  int threads = 0;
+};
+
+}  // namespace gptq

@@ -1,0 +1,236 @@
+#include "model/decoder.h"
+
+#include <cblas.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numbers>
+
+#include "core/parallel.h"
+#include "gptq/error.h"
+
+namespace gptq::model {
+
+KVCache::KVCache(int64_t layers, int64_t capacity, int64_t kv_heads, int64_t head_dim)
+    : capacity_(capacity), row_(kv_heads * head_dim),
+      k_(static_cast<size_t>(layers * capacity * kv_heads * head_dim)),
+      v_(static_cast<size_t>(layers * capacity * kv_heads * head_dim)) {}
+
+Decoder::Decoder(config::ModelConfig cfg, arch::ArchDesc desc) : cfg_(std::move(cfg)), desc_(std::move(desc)) {
+  const int64_t half = cfg_.head_dim / 2;
+  inv_freq_.resize(half);
+  const auto& rs = cfg_.rope_scaling;
+  for (int64_t i = 0; i < half; ++i) {
+    double f = 1.0 / std::pow(cfg_.rope_theta, static_cast<double>(2 * i) / static_cast<double>(cfg_.head_dim));
+    if (rs.type == config::RopeScaling::Type::kLinear) {
+      f /= rs.factor;
+    } else if (rs.type == config::RopeScaling::Type::kLlama3) {
+      // Llama 3.1: long wavelengths are slowed by `factor`, short ones kept, and the band in
+      // between interpolated smoothly.
+      const double old_ctx = static_cast<double>(rs.original_max_position_embeddings);
+      const double low_wavelen = old_ctx / rs.low_freq_factor;
+      const double high_wavelen = old_ctx / rs.high_freq_factor;
+      const double wavelen = 2.0 * std::numbers::pi / f;
+      if (wavelen > low_wavelen) {
+        f /= rs.factor;
+      } else if (wavelen >= high_wavelen) {
+        const double smooth = (old_ctx / wavelen - rs.low_freq_factor) / (rs.high_freq_factor - rs.low_freq_factor);
+        f = (1.0 - smooth) * f / rs.factor + smooth * f;
+      }
+    }
+    inv_freq_[i] = static_cast<float>(f);
+  }
+}
+
+KVCache Decoder::make_cache(int64_t capacity) const {
+  return KVCache(cfg_.num_hidden_layers, capacity, cfg_.num_key_value_heads, cfg_.head_dim);
+}
+
+void Decoder::embed(const ModelWeights& w, const int32_t* tokens, int64_t t, float* hidden) const {
+  const int64_t d = cfg_.hidden_size;
+  for (int64_t i = 0; i < t; ++i) {
+    if (tokens[i] < 0 || tokens[i] >= cfg_.vocab_size) {
+      throw Error(ErrorKind::kArgument,
+                  fmt::format("token id {} at position {} is outside the vocabulary [0, {})", tokens[i], i,
+                              cfg_.vocab_size));
+    }
+    std::memcpy(hidden + i * d, w.embed.data() + static_cast<int64_t>(tokens[i]) * d, d * sizeof(float));
+  }
+}
+
+void Decoder::rms_norm(const float* x, const float* weight, int64_t t, float* y) const {
+  const int64_t d = cfg_.hidden_size;
+  const float eps = static_cast<float>(cfg_.rms_norm_eps);
+  for (int64_t i = 0; i < t; ++i) {
+    const float* xi = x + i * d;
+    float* yi = y + i * d;
+    double ss = 0;
+    for (int64_t j = 0; j < d; ++j) ss += static_cast<double>(xi[j]) * xi[j];
+    const float r = 1.0f / std::sqrt(static_cast<float>(ss / d) + eps);
+    for (int64_t j = 0; j < d; ++j) yi[j] = weight[j] * (xi[j] * r);
+  }
+}
+
+// HF "rotate_half" RoPE: dimension i pairs with i + hd/2 (not the interleaved pairs of Meta's
+// original code; converted checkpoints have q/k rows permuted to match).
+void Decoder::rope(float* x, int64_t t, int64_t heads, int64_t pos0) const {
+  const int64_t hd = cfg_.head_dim, half = hd / 2;
+  std::vector<float> cs(half), sn(half);
+  for (int64_t i = 0; i < t; ++i) {
+    const float pos = static_cast<float>(pos0 + i);
+    for (int64_t j = 0; j < half; ++j) {
+      const float a = pos * inv_freq_[j];
+      cs[j] = std::cos(a);
+      sn[j] = std::sin(a);
+    }
+    for (int64_t h = 0; h < heads; ++h) {
+      float* v = x + (i * heads + h) * hd;
+      for (int64_t j = 0; j < half; ++j) {
+        const float a = v[j], b = v[j + half];
+        v[j] = a * cs[j] - b * sn[j];
+        v[j + half] = b * cs[j] + a * sn[j];
+      }
+    }
+  }
+}
+
+// q [T, H*hd]; k, v: the cache rows [pos0+T, KV*hd]; out [T, H*hd].
+void Decoder::attention(const float* q, const float* k, const float* v, int64_t t, int64_t pos0,
+                        float* out) const {
+  const int64_t H = cfg_.num_attention_heads, KV = cfg_.num_key_value_heads, hd = cfg_.head_dim;
+  const int64_t rep = H / KV, L = pos0 + t;
+  const int64_t qs = H * hd, ks = KV * hd;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  auto softmax_row = [&](float* s, int64_t valid) {
+    float mx = -INFINITY;
+    for (int64_t j = 0; j < valid; ++j) mx = std::max(mx, s[j]);
+    float sum = 0;
+    for (int64_t j = 0; j < valid; ++j) {
+      s[j] = std::exp(s[j] - mx);
+      sum += s[j];
+    }
+    const float inv = 1.0f / sum;
+    for (int64_t j = 0; j < valid; ++j) s[j] *= inv;
+  };
+  if (t >= 8) {
+    // Prefill: two sgemms per head (scores, then weighted values) keep the O(T^2 hd) work in
+    // BLAS; heads run one after another so OpenBLAS owns the threads.
+    std::vector<float> s(static_cast<size_t>(t * L));
+    for (int64_t h = 0; h < H; ++h) {
+      const int64_t g = h / rep;
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(t), static_cast<int>(L),
+                  static_cast<int>(hd), scale, q + h * hd, static_cast<int>(qs), k + g * hd, static_cast<int>(ks),
+                  0.0f, s.data(), static_cast<int>(L));
+      for (int64_t i = 0; i < t; ++i) {
+        float* row = s.data() + i * L;
+        const int64_t valid = pos0 + i + 1;
+        softmax_row(row, valid);
+        std::fill(row + valid, row + L, 0.0f);
+      }
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(t), static_cast<int>(hd),
+                  static_cast<int>(L), 1.0f, s.data(), static_cast<int>(L), v + g * hd, static_cast<int>(ks), 0.0f,
+                  out + h * hd, static_cast<int>(qs));
+    }
+    return;
+  }
+  // Decode (few tokens): plain loops, parallel over heads.
+  core::parallel_for(H, [&](int64_t h0, int64_t h1) {
+    std::vector<float> s(static_cast<size_t>(L));
+    for (int64_t h = h0; h < h1; ++h) {
+      const int64_t g = h / rep;
+      for (int64_t i = 0; i < t; ++i) {
+        const float* qi = q + i * qs + h * hd;
+        const int64_t valid = pos0 + i + 1;
+        for (int64_t j = 0; j < valid; ++j) {
+          const float* kj = k + j * ks + g * hd;
+          float dot = 0;
+          for (int64_t c = 0; c < hd; ++c) dot += qi[c] * kj[c];
+          s[j] = dot * scale;
+        }
+        softmax_row(s.data(), valid);
+        float* oi = out + i * qs + h * hd;
+        std::fill(oi, oi + hd, 0.0f);
+        for (int64_t j = 0; j < valid; ++j) {
+          const float* vj = v + j * ks + g * hd;
+          const float p = s[j];
+          for (int64_t c = 0; c < hd; ++c) oi[c] += p * vj[c];
+        }
+      }
+    }
+  });
+}
+
+void Decoder::block_forward(const BlockWeights& b, int64_t layer, float* hidden, int64_t t, int64_t pos0,
+                            KVCache& cache, const LinearInputHook* hook) const {
+  const int64_t D = cfg_.hidden_size, H = cfg_.num_attention_heads, KV = cfg_.num_key_value_heads;
+  const int64_t hd = cfg_.head_dim, F = cfg_.intermediate_size;
+  if (pos0 + t > cache.capacity()) {
+    throw Error(ErrorKind::kArgument, fmt::format("sequence of {} tokens exceeds the context of {} tokens",
+                                                  pos0 + t, cache.capacity()));
+  }
+  std::vector<float> x(static_cast<size_t>(t * D)), y(static_cast<size_t>(t * D));
+  for (size_t si = 0; si < desc_.sublayers.size(); ++si) {
+    const auto& sl = desc_.sublayers[si];
+    rms_norm(hidden, b.norms[si].data(), t, x.data());
+    if (sl.kind == arch::SublayerKind::kAttention) {
+      using arch::Role;
+      if (hook) (*hook)(Role::kQ, x.data(), t);
+      std::vector<float> q(static_cast<size_t>(t * H * hd)), attn(static_cast<size_t>(t * H * hd));
+      float* kc = cache.k(layer) + pos0 * KV * hd;  // [T, KV*hd] slots for the new positions
+      float* vc = cache.v(layer) + pos0 * KV * hd;
+      b.at(Role::kQ).forward(x.data(), t, q.data());
+      b.at(Role::kK).forward(x.data(), t, kc);
+      b.at(Role::kV).forward(x.data(), t, vc);
+      rope(q.data(), t, H, pos0);
+      rope(kc, t, KV, pos0);
+      attention(q.data(), cache.k(layer), cache.v(layer), t, pos0, attn.data());
+      if (hook) (*hook)(Role::kO, attn.data(), t);
+      b.at(Role::kO).forward(attn.data(), t, y.data());
+    } else {
+      using arch::Role;
+      if (hook) (*hook)(Role::kGate, x.data(), t);
+      std::vector<float> g(static_cast<size_t>(t * F)), u(static_cast<size_t>(t * F));
+      b.at(Role::kGate).forward(x.data(), t, g.data());
+      b.at(Role::kUp).forward(x.data(), t, u.data());
+      for (int64_t i = 0; i < t * F; ++i) {
+        const float a = g[i];
+        g[i] = a / (1.0f + std::exp(-a)) * u[i];  // SiLU(gate) * up
+      }
+      if (hook) (*hook)(Role::kDown, g.data(), t);
+      b.at(Role::kDown).forward(g.data(), t, y.data());
+    }
+    for (int64_t i = 0; i < t * D; ++i) hidden[i] += y[i];
+  }
+}
+
+void Decoder::logits(const ModelWeights& w, const float* hidden, int64_t t, int64_t rows, float* out) const {
+  const int64_t D = cfg_.hidden_size, V = cfg_.vocab_size;
+  rows = std::min(rows, t);
+  std::vector<float> x(static_cast<size_t>(rows * D));
+  rms_norm(hidden + (t - rows) * D, w.final_norm.data(), rows, x.data());
+  const auto& head = w.head();
+  if (rows == 1) {
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, static_cast<int>(V), static_cast<int>(D), 1.0f, head.data(),
+                static_cast<int>(D), x.data(), 1, 0.0f, out, 1);
+  } else {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows), static_cast<int>(V),
+                static_cast<int>(D), 1.0f, x.data(), static_cast<int>(D), head.data(), static_cast<int>(D), 0.0f,
+                out, static_cast<int>(V));
+  }
+}
+
+void Decoder::forward(const ModelWeights& w, const int32_t* tokens, int64_t t, KVCache& cache,
+                      int64_t logit_rows, float* out) const {
+  const int64_t pos0 = cache.size();
+  std::vector<float> hidden(static_cast<size_t>(t * cfg_.hidden_size));
+  embed(w, tokens, t, hidden.data());
+  for (int64_t l = 0; l < cfg_.num_hidden_layers; ++l) {
+    block_forward(w.blocks[l], l, hidden.data(), t, pos0, cache);
+  }
+  cache.set_size(pos0 + t);
+  if (logit_rows > 0) logits(w, hidden.data(), t, logit_rows, out);
+}
+
+}  // namespace gptq::model

@@ -1,0 +1,73 @@
+// The one generic decoder executor: runs any architecture description in fp32 on the CPU.
+// Notation: T tokens, D = hidden_size, H query heads, KV key/value heads, hd = head_dim,
+// F = intermediate_size, V = vocab_size.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "arch/arch.h"
+#include "config/model_config.h"
+#include "model/weights.h"
+
+namespace gptq::model {
+
+// Keys and values of every layer for one sequence.
+class KVCache {
+ public:
+  KVCache() = default;
+  KVCache(int64_t layers, int64_t capacity, int64_t kv_heads, int64_t head_dim);
+  int64_t capacity() const { return capacity_; }
+  int64_t size() const { return size_; }
+  void set_size(int64_t n) { size_ = n; }
+  void clear() { size_ = 0; }
+  float* k(int64_t layer) { return k_.data() + layer * capacity_ * row_; }  // [capacity, KV*hd]
+  float* v(int64_t layer) { return v_.data() + layer * capacity_ * row_; }  // [capacity, KV*hd]
+
+ private:
+  int64_t capacity_ = 0, size_ = 0, row_ = 0;
+  std::vector<float> k_, v_;  // [layers, capacity, KV*hd]
+};
+
+// Called with the input of each linear before it runs: (role, x [T, K], T). Used to collect
+// GPTQ's calibration inputs. Linears that share an input (q/k/v, gate/up) are reported once,
+// with the role of the first of them.
+using LinearInputHook = std::function<void(arch::Role, const float*, int64_t)>;
+
+class Decoder {
+ public:
+  Decoder(config::ModelConfig cfg, arch::ArchDesc desc);
+
+  const config::ModelConfig& config() const { return cfg_; }
+  const arch::ArchDesc& desc() const { return desc_; }
+
+  // hidden [T, D] <- embedding rows of tokens. Error(kArgument) for ids outside [0, V).
+  void embed(const ModelWeights& w, const int32_t* tokens, int64_t t, float* hidden) const;
+
+  // Runs block `layer` in place on hidden [T, D] for positions pos0 .. pos0+T-1. Keys and values
+  // go to cache (slot = position); attention covers positions 0 .. pos0+T-1 of the cache.
+  void block_forward(const BlockWeights& b, int64_t layer, float* hidden, int64_t t, int64_t pos0,
+                     KVCache& cache, const LinearInputHook* hook = nullptr) const;
+
+  // logits [rows, V] for the last `rows` of hidden [T, D] (final norm, lm_head).
+  void logits(const ModelWeights& w, const float* hidden, int64_t t, int64_t rows, float* out) const;
+
+  // Whole model: runs T new tokens after cache.size() cached ones, appends to the cache, and
+  // writes logits for the last `logit_rows` tokens to out [logit_rows, V].
+  void forward(const ModelWeights& w, const int32_t* tokens, int64_t t, KVCache& cache, int64_t logit_rows,
+               float* out) const;
+
+  KVCache make_cache(int64_t capacity) const;
+
+ private:
+  void rms_norm(const float* x, const float* weight, int64_t t, float* y) const;
+  void rope(float* x, int64_t t, int64_t heads, int64_t pos0) const;  // x [T, heads*hd]
+  void attention(const float* q, const float* k, const float* v, int64_t t, int64_t pos0, float* out) const;
+
+  config::ModelConfig cfg_;
+  arch::ArchDesc desc_;
+  std::vector<float> inv_freq_;  // [hd/2], after rope scaling
+};
+
+}  // namespace gptq::model

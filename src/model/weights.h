@@ -1,0 +1,49 @@
+// Weights of a decoder model, loaded from a TensorStore according to an architecture
+// description. Blocks can be loaded one at a time (calibration streams them from the mmap).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <vector>
+
+#include "arch/arch.h"
+#include "config/model_config.h"
+#include "io/safetensors.h"
+#include "model/linear.h"
+
+namespace gptq::model {
+
+inline constexpr int kNumRoles = 7;
+inline int role_index(arch::Role r) { return static_cast<int>(r); }
+
+struct BlockWeights {
+  std::vector<std::vector<float>> norms;   // one per sublayer, each [hidden]
+  std::array<Linear, kNumRoles> linears;   // by role: q [H*hd, hidden], k/v [KV*hd, hidden],
+                                           // o [hidden, H*hd], gate/up [inter, hidden],
+                                           // down [hidden, inter]
+  Linear& at(arch::Role r) { return linears[role_index(r)]; }
+  const Linear& at(arch::Role r) const { return linears[role_index(r)]; }
+};
+
+struct ModelWeights {
+  std::vector<float> embed;       // [vocab, hidden]
+  std::vector<float> final_norm;  // [hidden]
+  std::vector<float> lm_head;     // [vocab, hidden]; empty when tied to embed
+  std::vector<BlockWeights> blocks;
+
+  const std::vector<float>& head() const { return lm_head.empty() ? embed : lm_head; }
+};
+
+// Expected [N, K] of a linear by role, from the config.
+std::array<int64_t, 2> linear_shape(const config::ModelConfig& cfg, arch::Role r);
+
+// Loads block `layer`. Dense linears come from "<module>.weight" (F32/F16/BF16); quantized ones
+// (when cfg.quant is set and "<module>.qweight" exists) become backend kernels. Every tensor's
+// shape is checked against the config (Error(kShape): tensor, expected, found).
+BlockWeights load_block(const io::TensorStore& store, const config::ModelConfig& cfg,
+                        const arch::ArchDesc& desc, int layer);
+// Loads embeddings, final norm and lm_head (checking tied vs. untied against the config).
+void load_globals(const io::TensorStore& store, const config::ModelConfig& cfg, const arch::ArchDesc& desc,
+                  ModelWeights* w);
+
+}  // namespace gptq::model

@@ -1,0 +1,22 @@
+// Each subcommand registers its flags on the app and returns the function that runs it.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <functional>
+
+namespace gptq::cli {
+
+using Runner = std::function<int()>;
+
+Runner add_generate(CLI::App& app);
+Runner add_perplexity(CLI::App& app);
+Runner add_inspect(CLI::App& app);
+Runner add_bench(CLI::App& app);
+Runner add_synth(CLI::App& app);
+
+// Common -t/--threads flag.
+inline void add_threads(CLI::App* cmd, int* threads) {
+  cmd->add_option("-t,--threads", *threads, "threads (0: all cores)")->check(CLI::Range(0, 1024));
+}
+
+}  // namespace gptq::cli
