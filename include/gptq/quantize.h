@@ -20,3 +20,77 @@ struct QuantizeConfig {
 };
 
 }  // namespace gptq
+
+#include <filesystem>
+#include <vector>
+
+#include "gptq/progress.h"
+
+namespace gptq {
+
+// Where calibration tokens come from.
+struct CalibrationOptions {
+  // Plain text: nsamples random windows of seqlen tokens (BOS first when the tokenizer adds
+  // one), as the GPTQ paper samples them. JSONL (".jsonl"/".json" file): one sequence per row
+  // from "input_ids" (used as given) or "text" (tokenized, cut to seqlen). Empty: a small
+  // built-in English text.
+  std::filesystem::path file;
+  int nsamples = 128;
+  int seqlen = 2048;
+  uint64_t seed = 0;
+};
+
+struct ModuleReport {
+  std::string module;       // "model.layers.0.self_attn.q_proj"
+  int bits = 0;             // 0 when left unquantized
+  int64_t n = 0, k = 0;
+  double loss = 0;          // GPTQ's error sum ||(w - q) / d||^2 / 2 over columns
+  double damp = 0;          // damp_percent that made the Cholesky factorization succeed
+  double seconds = 0;
+  std::string note;         // why it was left unquantized, or "resumed"
+};
+
+struct QuantizeReport {
+  std::vector<ModuleReport> modules;
+  int64_t layers = 0;
+  int64_t layers_resumed = 0;   // finished layers found on disk from an interrupted run
+  int64_t calibration_tokens = 0;
+  double seconds = 0;
+  std::filesystem::path output;
+};
+
+struct QuantizeRunOptions {
+  int threads = 0;
+  bool force = false;                           // replace an existing output folder
+  uint64_t max_shard_bytes = 4'000'000'000ull;
+  ProgressCallback progress;
+  // Writes a safetensors file with the fp32 dequantized weight of every quantized linear
+  // (named by module) for independent checks (scripts/gptq_format.py verify).
+  std::filesystem::path dequantized_out;
+};
+
+// Quantizes the model in `model_dir` layer by layer, streaming weights from the mmapped files
+// (one decoder layer resident in fp32), and writes a GPTQ folder to `out`. An interrupted run
+// started again with the same arguments resumes after the last finished layer and produces the
+// same files.
+QuantizeReport quantize_model(const std::filesystem::path& model_dir, const std::filesystem::path& out,
+                              const QuantizeConfig& qcfg, const CalibrationOptions& calib,
+                              const QuantizeRunOptions& run = {});
+
+}  // namespace gptq
+
+namespace gptq {
+
+struct SolveLayerReport {
+  int64_t n = 0, k = 0;
+  double loss = 0, damp = 0, seconds = 0;
+  double output_error = 0;      // tr((W - Q) H (W - Q)^T) / N, the quantity GPTQ minimises
+};
+
+// One linear from files: `weight` [N, K] and `hessian` [K, K] (fp32) in, a safetensors file
+// with qweight/qzeros/scales/g_idx (packed as the checkpoint stores them, in qcfg's format) and
+// `dequantized` [N, K] fp32 out. For benchmarking and checking the solver alone.
+SolveLayerReport solve_layer(const std::filesystem::path& weight_file, const std::filesystem::path& hessian_file,
+                             const std::filesystem::path& out_file, const QuantizeConfig& qcfg, int threads = 0);
+
+}  // namespace gptq

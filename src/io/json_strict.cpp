@@ -43,7 +43,7 @@ int max_nesting(std::string_view text) {
 
 }  // namespace
 
-std::string clip(std::string_view s, size_t max_len) {
+std::string clip(std::string_view s, size_t max_len, bool ascii_only) {
   std::string out;
   for (size_t i = 0; i < s.size(); ++i) {
     if (out.size() >= max_len) {
@@ -51,7 +51,7 @@ std::string clip(std::string_view s, size_t max_len) {
       break;
     }
     const auto c = static_cast<unsigned char>(s[i]);
-    if (c < 0x20 || c == 0x7F) {
+    if (c < 0x20 || c == 0x7F || (ascii_only && c >= 0x80)) {
       out += fmt::format("\\x{:02x}", c);
     } else {
       out += static_cast<char>(c);
@@ -82,7 +82,8 @@ std::string describe_json(const nlohmann::json& j) {
   }
 }
 
-nlohmann::json parse_json_strict(std::string_view text, const std::string& file, const char* what) {
+nlohmann::json parse_json_strict(std::string_view text, const std::string& file, const char* what,
+                                 const char* key_noun) {
   const int depth = max_nesting(text);
   if (depth > kMaxJsonDepth) {
     throw Error(ErrorKind::kFormat,
@@ -128,14 +129,14 @@ nlohmann::json parse_json_strict(std::string_view text, const std::string& file,
   } catch (const nlohmann::json::exception& e) {
     throw Error(ErrorKind::kFormat,
                 fmt::format("{}: {} is not valid JSON (expected a JSON object, parser says: {})",
-                            file, what, e.what()));
+                            file, what, clip(e.what(), 400, /*ascii_only=*/true)));
   }
   if (!duplicate.empty()) {
     if (duplicate_in.empty()) {
       throw Error(ErrorKind::kFormat,
-                  fmt::format("{}: {} has the key \"{}\" more than once (expected unique keys, "
+                  fmt::format("{}: {} has the {} \"{}\" more than once (expected unique keys, "
                               "found a duplicate)",
-                              file, what, clip(duplicate)));
+                              file, what, key_noun, clip(duplicate)));
     }
     throw Error(ErrorKind::kFormat,
                 fmt::format("{}: {}: entry \"{}\" has the key \"{}\" more than once (expected "

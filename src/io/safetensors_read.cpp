@@ -244,7 +244,7 @@ ParsedSafetensors parse_safetensors(const uint8_t* bytes, uint64_t size, const f
                            header_len, size - 8, size));
   }
   const std::string_view text(reinterpret_cast<const char*>(bytes + 8), header_len);
-  const json root = detail::parse_json_strict(text, file, "header");
+  const json root = detail::parse_json_strict(text, file, "header", "tensor name");
   if (!root.is_object()) {
     fail(file, fmt::format("header: expected a JSON object, found {}", describe_json(root)));
   }

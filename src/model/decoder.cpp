@@ -163,7 +163,13 @@ void Decoder::attention(const float* q, const float* k, const float* v, int64_t 
 }
 
 void Decoder::block_forward(const BlockWeights& b, int64_t layer, float* hidden, int64_t t, int64_t pos0,
-                            KVCache& cache, const LinearInputHook* hook) const {
+                            KVCache& cache, const LinearInputHook* hook, std::optional<arch::Role> stop_at,
+                            int64_t cache_layer) const {
+  if (cache_layer < 0) cache_layer = layer;
+  auto report = [&](arch::Role r, const float* x, int64_t n) {
+    if (hook) (*hook)(r, x, n);
+    return stop_at && *stop_at == r;
+  };
   const int64_t D = cfg_.hidden_size, H = cfg_.num_attention_heads, KV = cfg_.num_key_value_heads;
   const int64_t hd = cfg_.head_dim, F = cfg_.intermediate_size;
   if (pos0 + t > cache.capacity()) {
@@ -176,21 +182,21 @@ void Decoder::block_forward(const BlockWeights& b, int64_t layer, float* hidden,
     rms_norm(hidden, b.norms[si].data(), t, x.data());
     if (sl.kind == arch::SublayerKind::kAttention) {
       using arch::Role;
-      if (hook) (*hook)(Role::kQ, x.data(), t);
+      if (report(Role::kQ, x.data(), t)) return;
       std::vector<float> q(static_cast<size_t>(t * H * hd)), attn(static_cast<size_t>(t * H * hd));
-      float* kc = cache.k(layer) + pos0 * KV * hd;  // [T, KV*hd] slots for the new positions
-      float* vc = cache.v(layer) + pos0 * KV * hd;
+      float* kc = cache.k(cache_layer) + pos0 * KV * hd;  // [T, KV*hd] slots for the new positions
+      float* vc = cache.v(cache_layer) + pos0 * KV * hd;
       b.at(Role::kQ).forward(x.data(), t, q.data());
       b.at(Role::kK).forward(x.data(), t, kc);
       b.at(Role::kV).forward(x.data(), t, vc);
       rope(q.data(), t, H, pos0);
       rope(kc, t, KV, pos0);
-      attention(q.data(), cache.k(layer), cache.v(layer), t, pos0, attn.data());
-      if (hook) (*hook)(Role::kO, attn.data(), t);
+      attention(q.data(), cache.k(cache_layer), cache.v(cache_layer), t, pos0, attn.data());
+      if (report(Role::kO, attn.data(), t)) return;
       b.at(Role::kO).forward(attn.data(), t, y.data());
     } else {
       using arch::Role;
-      if (hook) (*hook)(Role::kGate, x.data(), t);
+      if (report(Role::kGate, x.data(), t)) return;
       std::vector<float> g(static_cast<size_t>(t * F)), u(static_cast<size_t>(t * F));
       b.at(Role::kGate).forward(x.data(), t, g.data());
       b.at(Role::kUp).forward(x.data(), t, u.data());
@@ -198,7 +204,7 @@ void Decoder::block_forward(const BlockWeights& b, int64_t layer, float* hidden,
         const float a = g[i];
         g[i] = a / (1.0f + std::exp(-a)) * u[i];  // SiLU(gate) * up
       }
-      if (hook) (*hook)(Role::kDown, g.data(), t);
+      if (report(Role::kDown, g.data(), t)) return;
       b.at(Role::kDown).forward(g.data(), t, y.data());
     }
     for (int64_t i = 0; i < t * D; ++i) hidden[i] += y[i];

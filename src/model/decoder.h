@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <vector>
 
 #include "arch/arch.h"
@@ -47,8 +48,12 @@ class Decoder {
 
   // Runs block `layer` in place on hidden [T, D] for positions pos0 .. pos0+T-1. Keys and values
   // go to cache (slot = position); attention covers positions 0 .. pos0+T-1 of the cache.
+  // With stop_at set, returns right after the hook has seen that role's input (hidden is then
+  // left partly updated: calibration uses this to skip work it does not need). cache_layer
+  // picks the cache slot (-1: `layer`), so calibration can use a one-layer cache.
   void block_forward(const BlockWeights& b, int64_t layer, float* hidden, int64_t t, int64_t pos0,
-                     KVCache& cache, const LinearInputHook* hook = nullptr) const;
+                     KVCache& cache, const LinearInputHook* hook = nullptr,
+                     std::optional<arch::Role> stop_at = std::nullopt, int64_t cache_layer = -1) const;
 
   // logits [rows, V] for the last `rows` of hidden [T, D] (final norm, lm_head).
   void logits(const ModelWeights& w, const float* hidden, int64_t t, int64_t rows, float* out) const;

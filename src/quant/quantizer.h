@@ -22,8 +22,17 @@ struct QuantParams {
 };
 
 // Throws Error(kArgument) naming the field for bits not in {2,3,4,8}, a group size out of range,
-// damp_percent outside (0, 1), block_size < 1.
+// damp_percent outside (0, 1), damp_step outside [0, 1) (0: no automatic increase), block_size
+// outside 1..4096.
 void validate(const QuantParams& p);
+
+// Where one gptq_quantize call spent its time; the solver benchmark reports these.
+struct SolverStats {
+  double factor_seconds = 0;  // dead columns, act-order, damping, Cholesky (0 with a given factor)
+  double block_seconds = 0;   // group parameters and the column-by-column error feedback
+  double update_seconds = 0;  // the lazy updates of later columns (sgemm)
+  double update_flops = 0;    // floating-point operations of those updates (2 per multiply-add)
+};
 
 struct QuantResult {
   int64_t n = 0, k = 0;         // N outputs, K inputs
@@ -34,16 +43,29 @@ struct QuantResult {
   std::vector<int32_t> zeros;   // [G, N] true zero points (not the v1 z-1)
   std::vector<int32_t> g_idx;   // [K] group of each input column
   std::vector<float> dequant;   // [N, K] scales[g_idx[k], n] * (codes - zeros[g_idx[k], n])
-  double loss = 0;              // sum over columns of ||w - q||^2 / d^2 / 2 (GPTQ's reported loss)
+  double loss = 0;              // sum over columns of ||w' - q||^2 / d^2 / 2, GPTQ's reported loss
+                                // (w' the column as updated by the error feedback)
   double damp_used = 0;         // the damp_percent that made Cholesky succeed (0 for RTN)
   int64_t dead_columns = 0;     // inputs with H[k,k] == 0
+  SolverStats stats;            // where the time went (zeros for RTN)
 };
 
-// Accumulates H = (2/n) * sum over tokens of x x^T in double precision, for one linear's inputs.
+// Accumulates H = (2/n) * sum over tokens of x x^T in double precision, for one linear's inputs;
+// n counts tokens (SPEC §3; the Python tools divide by the number of sequences instead, which
+// changes only the reported loss, since GPTQ's result does not depend on H's overall scale).
+//
+// Tokens are taken in chunks of kChunkRows: each chunk's x^T x is one fp32 sgemm (fp32 sums of
+// 512 products, relative error ~1e-6), added into the double sum. Chunks are cut at fixed
+// multiples of kChunkRows of the token stream (short calls are buffered), so H is bitwise the
+// same however the tokens are split across add() calls, and for any thread count.
 class HessianAccumulator {
  public:
+  static constexpr int64_t kChunkRows = 512;
+
+  // Throws Error(kArgument) for k < 1.
   explicit HessianAccumulator(int64_t k);
-  // x is [rows, K] row-major fp32; rows may be 0. Throws Error(kNumeric) on NaN/Inf.
+  // x is [rows, K] row-major fp32; rows may be 0. Throws Error(kNumeric) on NaN/Inf (and then
+  // adds nothing).
   void add(const float* x, int64_t rows);
   int64_t k() const { return k_; }
   int64_t tokens() const { return n_; }
@@ -53,22 +75,68 @@ class HessianAccumulator {
  private:
   int64_t k_;
   int64_t n_ = 0;
-  std::vector<double> sum_;  // [K, K] unscaled sum of x x^T
+  std::vector<double> sum_;       // [K, K] unscaled sum of x x^T, upper triangle (j >= i) only
+  std::vector<float> pending_;    // [pending_rows_, K] tokens not yet in a full chunk
+  int64_t pending_rows_ = 0;
+  std::vector<float> scratch_;    // one panel of a chunk's x^T x
 };
+
+// H prepared for GPTQ (SPEC §3 steps 1, 3, 4, 5): dead columns found, the act-order permutation
+// chosen, damping applied, H factored. It depends only on H and on desc_act, damp_percent and
+// damp_step, so linears that read the same inputs (q/k/v, gate/up) can share one factorization,
+// which costs as much as quantizing a square linear.
+//
+// We never form U (the upper Cholesky factor of H^-1). With R = U^-1, H = R R^T where R is
+// upper triangular: the Cholesky factor of H with rows and columns taken in reverse order. GPTQ's
+// errors E (E[:, j] = (w'_j - q_j) / U[j,j]) satisfy E U = W - Q, so the value column j holds
+// when it is quantized is w'_j = w_j + (1 / R[j,j]) * sum_{i<j} (w_i - q_i) R[i,j], with w the
+// column as it came in. Same result as the textbook form, one triangular inversion less, and no
+// inverse whose rounding grows with the condition number. See gptq.cpp.
+struct HessianFactor {
+  int64_t k = 0;
+  bool desc_act = false;
+  double damp_percent = 0;       // as requested
+  double damp_step = 0;          // as requested
+  double damp_used = 0;          // what made Cholesky succeed
+  int64_t dead_columns = 0;
+  std::vector<int32_t> perm;     // [K] processing position -> original column
+  std::vector<uint8_t> dead;     // [K] original column order: 1 where H[k,k] == 0
+  std::vector<float> r_scaled;   // [K, K] row-major, processing order: R[i,j] / R[j,j] for j > i,
+                                 // 0 elsewhere
+  std::vector<float> r_diag;     // [K] R[j,j]; GPTQ's d for column j is U[j,j] = 1 / R[j,j]
+  double seconds = 0;            // time it took
+};
+
+// Validates p and H ([K, K], symmetric), then factors as described above. Throws
+// Error(kArgument) for bad params or a size mismatch, Error(kNumeric) for NaN/Inf in H or when
+// Cholesky still fails once damp_percent would reach 1 (each retry is logged as a warning).
+HessianFactor prepare_hessian(const std::vector<double>& h, int64_t k, const QuantParams& p);
 
 // GPTQ (SPEC §3) on W [N, K] with Hessian H [K, K] (symmetric). Deterministic: identical output
 // for any thread count. Throws Error(kNumeric) for NaN/Inf in W or H, or when Cholesky still
-// fails with damp_percent >= 1; Error(kArgument) for bad params or K not divisible by... nothing:
-// any N, K >= 1 work (packing constraints are the checkpoint's business).
+// fails with damp_percent >= 1; Error(kArgument) for bad params. Any N, K >= 1 work (packing
+// constraints are the checkpoint's business).
+//
+// Group parameters: a group that starts at column s takes its scale/zero from W[:, s : s+g] as
+// it stands at the start of the lazy-update block holding s (updates from earlier blocks
+// applied, updates from earlier columns of the same block not yet), which is what the Python
+// tools do (they read the block-start W, not the block's working copy). With g a multiple of
+// block_size the two readings agree.
 QuantResult gptq_quantize(const float* w, int64_t n, int64_t k, const std::vector<double>& h,
                           const QuantParams& p);
+// The same with a prepared factor (p.desc_act, damp_percent and damp_step must match it).
+QuantResult gptq_quantize(const float* w, int64_t n, int64_t k, const HessianFactor& f,
+                          const QuantParams& p);
 
-// Round-to-nearest with the same quantizer and groups (no error feedback, no act-order).
+// Round-to-nearest with the same quantizer and groups (no error feedback, no act-order; desc_act
+// and static_groups are ignored). loss is sum ||w - q||^2 / 2 (GPTQ's loss with d = 1).
 QuantResult rtn_quantize(const float* w, int64_t n, int64_t k, const QuantParams& p);
 
 // ---- packing (SPEC §1). Pure bit layout; shared by the checkpoint writer and the kernels. ----
 
-// codes [N, K] -> qweight [K*b/32, N] (int32 words). K must be a multiple of 32.
+// Bad bits: Error(kArgument); K (qweight) or N (qzeros) not a multiple of 32: Error(kShape).
+// codes [N, K] -> qweight [K*b/32, N] (int32 words). K must be a multiple of 32; codes must fit
+// in b bits (Error(kArgument) naming the first that does not).
 std::vector<int32_t> pack_qweight(const uint8_t* codes, int64_t n, int64_t k, int bits);
 // qweight [K*b/32, N] -> codes [N, K].
 std::vector<uint8_t> unpack_qweight(const int32_t* qweight, int64_t n, int64_t k, int bits);
@@ -78,7 +146,10 @@ std::vector<int32_t> pack_qzeros(const int32_t* zeros, int64_t g, int64_t n, int
 std::vector<int32_t> unpack_qzeros(const int32_t* qzeros, int64_t g, int64_t n, int bits);
 
 // Zero-point conventions: v1 ("gptq") stores z - 1, v2 ("gptq_v2") stores z.
-// Convert per field: throws Error(kArgument) when a v1 field would be -1 (true zero 0).
+// Convert per field: throws Error(kArgument) when a v1 field would be -1 (true zero 0), or for a
+// value outside 1..2^b (to v1) or 0..2^b-1 (from v1). A stored v1 value of 2^b - 1 gives z = 2^b,
+// which v1 readers accept but v2 cannot hold (pack_qzeros refuses it); our quantizer never makes
+// z above 2^b - 1.
 std::vector<int32_t> zeros_to_v1(const std::vector<int32_t>& zeros, int bits);
 std::vector<int32_t> zeros_from_v1(const std::vector<int32_t>& stored, int bits);
 

@@ -15,7 +15,8 @@ int main(int argc, char** argv) {
   const std::pair<const char*, Adder> kCommands[] = {
       {"generate", gptq::cli::add_generate}, {"perplexity", gptq::cli::add_perplexity},
       {"inspect", gptq::cli::add_inspect},   {"bench", gptq::cli::add_bench},
-      {"synth", gptq::cli::add_synth},
+      {"synth", gptq::cli::add_synth},       {"quantize", gptq::cli::add_quantize},
+      {"solve-layer", gptq::cli::add_solve_layer},
   };
   for (const auto& [name, f] : kCommands) runners[name] = f(app);
   try {

@@ -1,0 +1,33 @@
+// Instruction-set selection for the CPU kernels. The set is chosen once, on first use, from CPU
+// detection and the environment variable GPTQ_FORCE_ISA (scalar | avx2); every kernel dispatcher
+// reads active_isa() per call, so tests may switch paths inside one process.
+#pragma once
+
+#include <string_view>
+
+namespace gptq::backend {
+
+enum class Isa {
+  kScalar,  // plain C++ reference kernels, any x86-64 (or any CPU at all)
+  kAvx2,    // AVX2 + FMA + F16C (Haswell and later, Zen and later)
+};
+
+// "scalar" or "avx2".
+std::string_view isa_name(Isa isa);
+
+// True when this CPU can run the kernels of `isa`.
+bool cpu_supports(Isa isa);
+
+// Parses a GPTQ_FORCE_ISA value. Throws Error(kArgument) for an unknown value and
+// Error(kUnsupported) for an ISA this CPU lacks; both messages name the variable and the value.
+Isa isa_from_env_value(std::string_view value);
+
+// The ISA the kernels use. The first call detects the CPU (or applies GPTQ_FORCE_ISA) and may
+// throw as isa_from_env_value does; later calls return the cached choice.
+Isa active_isa();
+
+// Overrides the choice for the rest of the process (tests run both paths in one process).
+// Throws Error(kUnsupported) when the CPU cannot run `isa`.
+void set_isa_for_testing(Isa isa);
+
+}  // namespace gptq::backend

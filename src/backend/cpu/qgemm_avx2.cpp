@@ -1,0 +1,409 @@
+// AVX2 + FMA + F16C kernels for GPTQ linears in the packed layout of qgemm_kernels.h.
+//
+// Compiled with -mavx2 -mfma -mf16c. Everything here except the two entry points has internal
+// linkage, and nothing from a header that a baseline file also uses is instantiated here (no
+// std::vector, std::min, fp16 helpers): a shared inline function compiled with AVX2 could be the
+// copy the linker keeps for the baseline code too. The core::parallel_for instantiations are
+// unique to this file because their lambdas are.
+//
+// Notation: a block is 8 output columns (one ymm of fp32, lane j = column j), a unit is 32 inputs.
+
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "backend/cpu/qgemm_kernels.h"
+#include "core/parallel.h"
+
+namespace gptq::backend::detail {
+namespace {
+
+// Calls f.template operator()<I>() for I = B .. E-1, unrolled at compile time so that every
+// shift count and mask below is an immediate or a constant.
+template <int B, int E, typename F>
+inline __attribute__((always_inline)) void static_for(F&& f) {
+  if constexpr (B < E) {
+    f.template operator()<B>();
+    static_for<B + 1, E>(f);
+  }
+}
+
+constexpr int codes_per_word(int bits) { return bits == 3 ? 10 : 32 / bits; }
+
+// ---------------------------------------------------------------------------------------------
+// Code extraction.
+//
+// gemv_code: code I of every lane of word w, as fp32 q * 2^(bits*I). Masking the code in place and
+// converting the whole word costs two instructions (vpand, vcvtdq2ps), against three for
+// shift + mask + convert; the power of two is folded into the activations once per call (see
+// gemv_x_scale() in qlayout.h), so q * 2^e * (x * 2^-e) == q * x exactly. The last code of a 2-,
+// 4- or 8-bit word reaches bit 31, where masking would make the int32 negative: it is shifted
+// down instead, and a logical shift needs no mask.
+template <int BITS, int I>
+inline __m256 gemv_code(__m256i w) {
+  constexpr int kPerWord = codes_per_word(BITS);
+  if constexpr (BITS != 3 && I == kPerWord - 1) {
+    return _mm256_cvtepi32_ps(_mm256_srli_epi32(w, 32 - BITS));
+  } else {
+    constexpr uint32_t kMask = ((1u << BITS) - 1u) << (BITS * I);
+    return _mm256_cvtepi32_ps(_mm256_and_si256(w, _mm256_set1_epi32(static_cast<int32_t>(kMask))));
+  }
+}
+
+// 3-bit inputs 30 and 31 of a unit: bits 0-1 from bits 30-31 of word 0 (input 30) or word 1
+// (input 31), bit 2 from bit 30 (input 30) or 31 (input 31) of word 2. Returns plain codes.
+template <int KK>
+inline __m256i code3_tail(__m256i w0, __m256i w1, __m256i w2) {
+  const __m256i lo = _mm256_srli_epi32(KK == 30 ? w0 : w1, 30);
+  const __m256i hi = _mm256_and_si256(_mm256_srli_epi32(w2, KK == 30 ? 28 : 29), _mm256_set1_epi32(4));
+  return _mm256_or_si256(lo, hi);
+}
+
+// plain_code: code I of every lane of word w as an int32 in [0, 2^bits).
+template <int BITS, int I>
+inline __m256i plain_code(__m256i w) {
+  constexpr int kPerWord = codes_per_word(BITS);
+  const __m256i mask = _mm256_set1_epi32((1 << BITS) - 1);
+  if constexpr (BITS != 3 && I == kPerWord - 1) {
+    return _mm256_srli_epi32(w, 32 - BITS);
+  } else if constexpr (I == 0) {
+    return _mm256_and_si256(w, mask);
+  } else {
+    return _mm256_and_si256(_mm256_srli_epi32(w, BITS * I), mask);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+inline __m256 load_fp16x8(const uint16_t* p) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+
+inline __m256 load_u8x8_as_float(const uint8_t* p) {
+  return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+}
+
+// =============================================================================================
+// Decode: GEMV over R <= 4 rows.
+//
+// Memory-bound: at 4 bits a block-unit is 128 bytes of codes for 256 multiply-adds, and the
+// weight stream must be read once at close to DRAM bandwidth. The per-code work is therefore kept
+// to vpand + vcvtdq2ps + vfmadd (one vbroadcastss of x per input, shared by all NB blocks of the
+// tile and loaded on a load port, not an ALU port). On Intel cores since Skylake these three run
+// on ports 0/1 (convert, FMA) and 0/1/5 (and), so 8 codes of one block cost about 1 cycle, which
+// is 16+ GB/s of 4-bit weights per core at 2.5 GHz.
+//
+// Scales and zero points stay out of the inner loop: per group and column,
+//   y += s * (sum_k q_k x_k - z * sum_k x_k),
+// where sum_k x_k over the group (sx) is computed once per call for all columns. The inner loop
+// is a pure integer-to-float FMA chain per column; fp16 scales and u8 zeros are converted
+// (vcvtph2ps, vpmovzxbd) once per group per block.
+//
+// Accumulators: acc[S][R][NB]. Each FMA has 4 cycles of latency and two can issue per cycle, so a
+// chain per block would stall; S partial sums (input k goes to partial k % S) give R*NB*S
+// independent chains. The partials are added in a fixed order at the end of each group, so a
+// column's result depends on R and S only, never on NB or on the thread split.
+// =============================================================================================
+
+template <int R>
+struct GemvShape;
+// R = 1: 4 blocks x 2 partials = 8 chains; R >= 2: the rows already give independent chains.
+template <>
+struct GemvShape<1> {
+  static constexpr int kNb = 4, kS = 2;
+};
+template <>
+struct GemvShape<2> {
+  static constexpr int kNb = 2, kS = 2;
+};
+template <>
+struct GemvShape<3> {
+  static constexpr int kNb = 2, kS = 1;
+};
+template <>
+struct GemvShape<4> {
+  static constexpr int kNb = 2, kS = 1;
+};
+
+template <int BITS, int R, int NB, int S>
+inline __attribute__((always_inline)) void gemv_unit(const uint32_t* const (&wu)[NB],
+                                                     const float* const (&xu)[R],
+                                                     __m256 (&acc)[S][R][NB]) {
+  // One FMA step: input KK of the unit, codes q[b] of the NB blocks.
+  auto fma_step = [&]<int KK>(const __m256 (&q)[NB]) {
+    for (int r = 0; r < R; ++r) {
+      const __m256 xb = _mm256_broadcast_ss(xu[r] + KK);
+      for (int b = 0; b < NB; ++b) acc[KK % S][r][b] = _mm256_fmadd_ps(q[b], xb, acc[KK % S][r][b]);
+    }
+  };
+  auto load = [&](int b, int t) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wu[b] + t * kBlockN));
+  };
+  if constexpr (BITS == 3) {
+    static_for<0, 3>([&]<int T>() {
+      __m256i w[NB];
+      for (int b = 0; b < NB; ++b) w[b] = load(b, T);
+      static_for<0, 10>([&]<int I>() {
+        __m256 q[NB];
+        for (int b = 0; b < NB; ++b) q[b] = gemv_code<3, I>(w[b]);
+        fma_step.template operator()<T * 10 + I>(q);
+      });
+    });
+    static_for<30, 32>([&]<int KK>() {
+      __m256 q[NB];
+      for (int b = 0; b < NB; ++b) {
+        q[b] = _mm256_cvtepi32_ps(code3_tail<KK>(load(b, 0), load(b, 1), load(b, 2)));
+      }
+      fma_step.template operator()<KK>(q);
+    });
+  } else {
+    constexpr int kPerWord = 32 / BITS;
+    static_for<0, BITS>([&]<int T>() {
+      __m256i w[NB];
+      for (int b = 0; b < NB; ++b) w[b] = load(b, T);
+      static_for<0, kPerWord>([&]<int I>() {
+        __m256 q[NB];
+        for (int b = 0; b < NB; ++b) q[b] = gemv_code<BITS, I>(w[b]);
+        fma_step.template operator()<T * kPerWord + I>(q);
+      });
+    });
+  }
+}
+
+// Blocks [blk0, blk0 + NB) for R rows: y[r, columns of the blocks] = sum over segments.
+template <int BITS, int R, int NB, int S>
+void gemv_tile(const PackedLayer& w, int64_t blk0, const float* xs, const float* sx, float* y) {
+  constexpr int64_t kUnitWords = int64_t{BITS} * kBlockN;
+  const float zero_offset = static_cast<float>(w.zero_offset);
+  const uint32_t* wb[NB];
+  for (int b = 0; b < NB; ++b) wb[b] = w.words + (blk0 + b) * w.n_units * kUnitWords;
+  __m256 yacc[R][NB];
+  for (int r = 0; r < R; ++r)
+    for (int b = 0; b < NB; ++b) yacc[r][b] = _mm256_setzero_ps();
+
+  for (int64_t s = 0; s < w.n_seg; ++s) {
+    const Segment seg = w.segs[s];
+    __m256 acc[S][R][NB];
+    for (int p = 0; p < S; ++p)
+      for (int r = 0; r < R; ++r)
+        for (int b = 0; b < NB; ++b) acc[p][r][b] = _mm256_setzero_ps();
+    for (int64_t u = seg.unit_begin; u < seg.unit_end; ++u) {
+      const uint32_t* wu[NB];
+      for (int b = 0; b < NB; ++b) wu[b] = wb[b] + u * kUnitWords;
+      const float* xu[R];
+      for (int r = 0; r < R; ++r) xu[r] = xs + r * w.kp + u * kUnitK;
+      gemv_unit<BITS, R, NB, S>(wu, xu, acc);
+    }
+    // y += s * (q.x - z * sum(x)), per column; fp16 scale and u8 zero converted here only.
+    for (int b = 0; b < NB; ++b) {
+      const int64_t meta = ((blk0 + b) * w.n_seg + s) * kBlockN;
+      const __m256 scale = load_fp16x8(w.scales + meta);
+      const __m256 zero = _mm256_add_ps(load_u8x8_as_float(w.zeros + meta), _mm256_set1_ps(zero_offset));
+      for (int r = 0; r < R; ++r) {
+        __m256 dot = acc[0][r][b];
+        for (int p = 1; p < S; ++p) dot = _mm256_add_ps(dot, acc[p][r][b]);
+        const __m256 sum_x = _mm256_broadcast_ss(sx + r * w.n_seg + s);
+        yacc[r][b] = _mm256_fmadd_ps(scale, _mm256_fnmadd_ps(zero, sum_x, dot), yacc[r][b]);
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int b = 0; b < NB; ++b) _mm256_storeu_ps(y + r * w.n + (blk0 + b) * kBlockN, yacc[r][b]);
+}
+
+template <int BITS, int R>
+void gemv(const PackedLayer& w, const float* xs, const float* sx, float* y) {
+  constexpr int kNb = GemvShape<R>::kNb, kS = GemvShape<R>::kS;
+  core::parallel_for(w.n_blocks, [&](int64_t b0, int64_t b1) {
+    int64_t b = b0;
+    for (; b + kNb <= b1; b += kNb) gemv_tile<BITS, R, kNb, kS>(w, b, xs, sx, y);
+    for (; b < b1; ++b) gemv_tile<BITS, R, 1, kS>(w, b, xs, sx, y);
+  });
+}
+
+template <int BITS>
+void gemv_rows(const PackedLayer& w, const float* xs, const float* sx, int64_t m, float* y) {
+  switch (m) {
+    case 1:
+      return gemv<BITS, 1>(w, xs, sx, y);
+    case 2:
+      return gemv<BITS, 2>(w, xs, sx, y);
+    case 3:
+      return gemv<BITS, 3>(w, xs, sx, y);
+    default:
+      return gemv<BITS, 4>(w, xs, sx, y);
+  }
+}
+
+// =============================================================================================
+// Prefill: GEMM for m > 4.
+//
+// Choice: dequantize a tile of weights to fp32 once and run an fp32 register-blocked FMA kernel
+// over all rows of x, rather than quantizing x to int8 and using vpmaddubsw. The int8 route has at
+// most ~2x the multiply throughput of FMA on AVX2 (vpmaddubsw + vpmaddwd per 32 products), but
+//  - it changes the numbers: int8 activations carry ~0.4% error per element (more with outlier
+//    channels), where the fp32 route computes with the exact dequantized weights s*(q-z);
+//  - vpmaddubsw saturates at int16 for 8-bit codes (255*127*2 > 32767), so 8-bit needs another
+//    scheme, and the zero points need correction terms per group and row.
+// At the same accuracy only the fp32 route qualifies, and its cost is the FMA kernel's: the
+// dequantization (~4 instructions per 8 weights) is paid once per tile and spread over m rows.
+//
+// Loop nest per thread (a contiguous range of 16-column pairs of blocks):
+//   for each chunk of kKcUnits units (256 inputs):        x[:, chunk] (m x 1 KB) stays in L2
+//     for each pair:  dequantize W[pair, chunk] -> tile   16 KB, stays in L1
+//       for each 6 rows of x: microkernel 6 x 16          12 accumulators in registers
+// The microkernel per input: 2 loads of the tile, 6 broadcasts of x, 12 FMAs. 12 accumulators +
+// 2 weight vectors + 1 broadcast = 15 of the 16 ymm registers; the 12 independent FMA chains
+// cover the 4-cycle FMA latency at 2 FMAs per cycle. Chunk results are added to y in order, so
+// every y element sums in the same order whatever the thread count.
+// =============================================================================================
+
+constexpr int64_t kKcUnits = 8;                 // 256 inputs per chunk
+constexpr int64_t kTileK = kKcUnits * kUnitK;   // inputs per chunk
+constexpr int kMr = 6;                          // rows per microkernel call
+constexpr int kPairN = 2 * kBlockN;             // columns per tile
+
+// tile[(u - u0) * 32 + kk][16] = W^T for inputs of units [u0, u1), columns of blocks 2p, 2p+1.
+template <int BITS>
+void dequant_pair(const PackedLayer& w, int64_t pair, int64_t u0, int64_t u1, float* tile) {
+  constexpr int64_t kUnitWords = int64_t{BITS} * kBlockN;
+  const __m256 zero_offset = _mm256_set1_ps(static_cast<float>(w.zero_offset));
+  for (int half = 0; half < 2; ++half) {
+    const int64_t blk = 2 * pair + half;
+    const uint32_t* wblk = w.words + blk * w.n_units * kUnitWords;
+    int64_t cur_seg = -1;
+    __m256 scale = _mm256_setzero_ps(), scaled_zero = _mm256_setzero_ps();
+    for (int64_t u = u0; u < u1; ++u) {
+      const int64_t s = w.unit_seg[u];
+      if (s != cur_seg) {
+        cur_seg = s;
+        const int64_t meta = (blk * w.n_seg + s) * kBlockN;
+        scale = load_fp16x8(w.scales + meta);
+        const __m256 zero = _mm256_add_ps(load_u8x8_as_float(w.zeros + meta), zero_offset);
+        scaled_zero = _mm256_mul_ps(scale, zero);  // exact: 11-bit scale times a 9-bit integer
+      }
+      const uint32_t* wu = wblk + u * kUnitWords;
+      float* out = tile + (u - u0) * kUnitK * kPairN + half * kBlockN;
+      // q*s - s*z rounds once from the exact s*(q-z), which fp32 holds exactly: the tile equals
+      // the reference dequantization bit for bit.
+      auto emit = [&](int kk, __m256i q) {
+        _mm256_store_ps(out + kk * kPairN, _mm256_fmsub_ps(_mm256_cvtepi32_ps(q), scale, scaled_zero));
+      };
+      auto load = [&](int t) {
+        return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wu + t * kBlockN));
+      };
+      if constexpr (BITS == 3) {
+        const __m256i w0 = load(0), w1 = load(1), w2 = load(2);
+        static_for<0, 10>([&]<int I>() {
+          emit(I, plain_code<3, I>(w0));
+          emit(10 + I, plain_code<3, I>(w1));
+          emit(20 + I, plain_code<3, I>(w2));
+        });
+        emit(30, code3_tail<30>(w0, w1, w2));
+        emit(31, code3_tail<31>(w0, w1, w2));
+      } else {
+        constexpr int kPerWord = 32 / BITS;
+        static_for<0, BITS>([&]<int T>() {
+          const __m256i wt = load(T);
+          static_for<0, kPerWord>([&]<int I>() { emit(T * kPerWord + I, plain_code<BITS, I>(wt)); });
+        });
+      }
+    }
+  }
+}
+
+// y[0:MR, 0:16] (+)= x[0:MR, 0:len] * tile[0:len, 0:16]. x rows are ldx apart, y rows ldy apart.
+template <int MR>
+void microkernel(const float* x, int64_t ldx, const float* tile, int64_t len, float* y, int64_t ldy,
+                 bool accumulate) {
+  __m256 c0[MR], c1[MR];
+  for (int r = 0; r < MR; ++r) c0[r] = c1[r] = _mm256_setzero_ps();
+  const float* xr[MR];
+  for (int r = 0; r < MR; ++r) xr[r] = x + r * ldx;
+  for (int64_t k = 0; k < len; ++k) {
+    const __m256 b0 = _mm256_load_ps(tile + k * kPairN);
+    const __m256 b1 = _mm256_load_ps(tile + k * kPairN + kBlockN);
+    for (int r = 0; r < MR; ++r) {
+      const __m256 a = _mm256_broadcast_ss(xr[r] + k);
+      c0[r] = _mm256_fmadd_ps(a, b0, c0[r]);
+      c1[r] = _mm256_fmadd_ps(a, b1, c1[r]);
+    }
+  }
+  for (int r = 0; r < MR; ++r) {
+    float* yr = y + r * ldy;
+    if (accumulate) {
+      c0[r] = _mm256_add_ps(_mm256_loadu_ps(yr), c0[r]);
+      c1[r] = _mm256_add_ps(_mm256_loadu_ps(yr + kBlockN), c1[r]);
+    }
+    _mm256_storeu_ps(yr, c0[r]);
+    _mm256_storeu_ps(yr + kBlockN, c1[r]);
+  }
+}
+
+void microkernel_rows(int64_t rows, const float* x, int64_t ldx, const float* tile, int64_t len,
+                      float* y, int64_t ldy, bool accumulate) {
+  switch (rows) {
+    case 1:
+      return microkernel<1>(x, ldx, tile, len, y, ldy, accumulate);
+    case 2:
+      return microkernel<2>(x, ldx, tile, len, y, ldy, accumulate);
+    case 3:
+      return microkernel<3>(x, ldx, tile, len, y, ldy, accumulate);
+    case 4:
+      return microkernel<4>(x, ldx, tile, len, y, ldy, accumulate);
+    case 5:
+      return microkernel<5>(x, ldx, tile, len, y, ldy, accumulate);
+    default:
+      return microkernel<6>(x, ldx, tile, len, y, ldy, accumulate);
+  }
+}
+
+template <int BITS>
+void gemm(const PackedLayer& w, const float* xp, int64_t m, float* y) {
+  const int64_t n_pairs = w.n_blocks / 2;  // N is a multiple of 32
+  core::parallel_for(n_pairs, [&](int64_t p0, int64_t p1) {
+    alignas(32) float tile[kTileK * kPairN];  // 16 KB
+    for (int64_t u0 = 0; u0 < w.n_units; u0 += kKcUnits) {
+      const int64_t u1 = u0 + kKcUnits < w.n_units ? u0 + kKcUnits : w.n_units;
+      const int64_t len = (u1 - u0) * kUnitK;
+      for (int64_t p = p0; p < p1; ++p) {
+        dequant_pair<BITS>(w, p, u0, u1, tile);
+        for (int64_t r = 0; r < m; r += kMr) {
+          const int64_t rows = m - r < kMr ? m - r : kMr;
+          microkernel_rows(rows, xp + r * w.kp + u0 * kUnitK, w.kp, tile, len,
+                           y + r * w.n + p * kPairN, w.n, u0 != 0);
+        }
+      }
+    }
+  });
+}
+
+}  // namespace
+
+void qgemv_avx2(const PackedLayer& w, const float* xs, const float* sx, int64_t m, float* y) {
+  switch (w.bits) {
+    case 2:
+      return gemv_rows<2>(w, xs, sx, m, y);
+    case 3:
+      return gemv_rows<3>(w, xs, sx, m, y);
+    case 4:
+      return gemv_rows<4>(w, xs, sx, m, y);
+    default:
+      return gemv_rows<8>(w, xs, sx, m, y);
+  }
+}
+
+void qgemm_avx2(const PackedLayer& w, const float* xp, int64_t m, float* y) {
+  switch (w.bits) {
+    case 2:
+      return gemm<2>(w, xp, m, y);
+    case 3:
+      return gemm<3>(w, xp, m, y);
+    case 4:
+      return gemm<4>(w, xp, m, y);
+    default:
+      return gemm<8>(w, xp, m, y);
+  }
+}
+
+}  // namespace gptq::backend::detail

@@ -1,0 +1,80 @@
+// Internal interface between QLinear (qlinear.cpp) and the per-ISA quantized matmul kernels.
+//
+// This header is included by the *_avx2.cpp files, which are compiled with -mavx2 -mfma -mf16c.
+// It must therefore hold only plain data and declarations: an inline function or template defined
+// here would be emitted by both an AVX2 and a baseline translation unit, and the linker could keep
+// the AVX2 copy for everyone, which would crash on a CPU without AVX2.
+//
+// The repacked layout ("packed layer"), chosen for the AVX2 kernels:
+//
+//   K is first reordered so that every quantization group is contiguous (act-order files list
+//   inputs in a different order than their groups) and each group ("segment") is zero-padded to a
+//   multiple of kUnitK = 32 inputs. kp is the padded length; padded inputs have code 0 and are fed
+//   x = 0, so they add nothing.
+//
+//   N is cut into blocks of kBlockN = 8 columns: one ymm register of fp32 holds one value per
+//   column, so every vector operation in the kernels works on 8 output columns at once and the
+//   columns never mix (results do not depend on how the columns are split among threads).
+//
+//   words  [n_blocks][n_units][bits][8] uint32: for each block and each 32-input unit, `bits`
+//          vectors of 8 lanes; lane j holds codes of column j only. Which input of the unit sits at
+//          which bits of which word:
+//            4-bit: word t holds inputs 8t+i at bits [4i, 4i+4)           (t < 4, i < 8)
+//            2-bit: word t holds inputs 16t+i at bits [2i, 2i+2)          (t < 2, i < 16)
+//            8-bit: word t holds inputs 4t+i at bits [8i, 8i+8)           (t < 8, i < 4)
+//            3-bit: word t holds inputs 10t+i at bits [3i, 3i+3)          (t < 3, i < 10)
+//                   input 30: bits 0-1 = word 0 bits 30-31, bit 2 = word 2 bit 30
+//                   input 31: bits 0-1 = word 1 bits 30-31, bit 2 = word 2 bit 31
+//          So a unit of one block is 32 * bits bytes, and one 32-byte load feeds 8 columns.
+//   scales [n_blocks][n_seg][8] fp16, zeros [n_blocks][n_seg][8] uint8 as stored in the file
+//          (true zero point = stored + zero_offset: 1 for gptq v1 files, 0 for v2).
+#pragma once
+
+#include <cstdint>
+
+namespace gptq::backend::detail {
+
+inline constexpr int kUnitK = 32;   // inputs per packing unit
+inline constexpr int kBlockN = 8;   // output columns per block (fp32 lanes of one ymm)
+
+// One quantization group in padded-K order: units [unit_begin, unit_end) use scale/zero row
+// `group` of the original file.
+struct Segment {
+  int32_t group;
+  int32_t unit_begin;
+  int32_t unit_end;
+};
+
+// Non-owning view of a repacked layer (QLinear owns the storage).
+struct PackedLayer {
+  int bits = 4;
+  int zero_offset = 1;     // true zero = stored zero + zero_offset
+  int64_t n = 0;           // output columns N
+  int64_t n_blocks = 0;    // N / 8
+  int64_t n_units = 0;     // kp / 32
+  int64_t kp = 0;          // padded K
+  int64_t n_seg = 0;       // number of segments (non-empty groups)
+  const uint32_t* words = nullptr;   // [n_blocks][n_units][bits][8]
+  const uint16_t* scales = nullptr;  // [n_blocks][n_seg][8] fp16
+  const uint8_t* zeros = nullptr;    // [n_blocks][n_seg][8]
+  const Segment* segs = nullptr;     // [n_seg], in padded-K order
+  const int32_t* unit_seg = nullptr; // [n_units] segment index of each unit
+};
+
+// Rows of x that the AVX2 GEMV kernel handles in one pass over the weights; larger m uses the
+// GEMM kernel.
+inline constexpr int64_t kGemvMaxRows = 4;
+
+// ---- scalar reference (qgemm_scalar.cpp) ----
+// y [m, N] = xp [m, kp] * W^T, with xp already permuted and padded. Overwrites y.
+void qgemm_scalar(const PackedLayer& w, const float* xp, int64_t m, float* y);
+
+// ---- AVX2 + FMA + F16C (qgemm_avx2.cpp) ----
+// Decode path, 1 <= m <= kGemvMaxRows. xs [m, kp] is xp times the per-position power of two
+// returned by gemv_x_scale() (see there), sx [m, n_seg] the sum of xp over each segment.
+// Overwrites y [m, N].
+void qgemv_avx2(const PackedLayer& w, const float* xs, const float* sx, int64_t m, float* y);
+// Prefill path, any m >= 1. xp [m, kp] as for the scalar kernel. Overwrites y [m, N].
+void qgemm_avx2(const PackedLayer& w, const float* xp, int64_t m, float* y);
+
+}  // namespace gptq::backend::detail

@@ -1,0 +1,268 @@
+#include "backend/cpu/qlinear.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "backend/cpu/qlayout.h"
+#include "core/dtype.h"
+#include "core/parallel.h"
+#include "gptq/error.h"
+
+namespace gptq::backend {
+namespace {
+
+using detail::kBlockN;
+using detail::kUnitK;
+
+// Element i of a tensor that may sit at any byte address (mmap'd safetensors data is not
+// guaranteed to be aligned; reading through a cast int32_t* would be undefined behaviour).
+inline uint32_t load_u32(const void* base, int64_t i) {
+  uint32_t v;
+  std::memcpy(&v, static_cast<const char*>(base) + i * 4, 4);
+  return v;
+}
+inline uint16_t load_u16(const void* base, int64_t i) {
+  uint16_t v;
+  std::memcpy(&v, static_cast<const char*>(base) + i * 2, 2);
+  return v;
+}
+
+// Value j of a little-endian bit stream made of consecutive 32-bit words `word(0), word(1), ...`
+// with b-bit fields; for b = 3 a field may straddle two words (SPEC §1, 96-bit streams).
+template <typename WordAt>
+inline uint32_t stream_field(WordAt word, int bits, int64_t j) {
+  const int64_t bit = j * bits;
+  const int64_t wi = bit / 32;
+  const int off = static_cast<int>(bit % 32);
+  uint32_t v = word(wi) >> off;
+  if (off + bits > 32) v |= word(wi + 1) << (32 - off);
+  return v & ((1u << bits) - 1u);
+}
+
+// Code of input k, output n in qweight [K*b/32, N]: the codes of column n along K form one
+// stream of words qweight[r, n], r = 0, 1, ...
+inline uint32_t file_code(const QuantizedLinearView& v, int64_t k, int64_t n) {
+  return stream_field([&](int64_t r) { return load_u32(v.qweight, r * v.n + n); }, v.bits, k);
+}
+
+// Stored zero point of group g, output n in qzeros [G, N*b/32]: row g is one stream along N.
+inline uint32_t file_zero(const QuantizedLinearView& v, int64_t g, int64_t n) {
+  const int64_t row_words = v.n * v.bits / 32;
+  return stream_field([&](int64_t c) { return load_u32(v.qzeros, g * row_words + c); }, v.bits, n);
+}
+
+}  // namespace
+
+QLinear QLinear::create(const QuantizedLinearView& v, std::string_view name) {
+  // ---- validation: everything the kernels rely on is checked here and nowhere else ----
+  if (v.bits != 2 && v.bits != 3 && v.bits != 4 && v.bits != 8) {
+    throw Error(ErrorKind::kUnsupported,
+                fmt::format("layer '{}': {}-bit weights are not supported (expected 2, 3, 4 or 8)",
+                            name, v.bits));
+  }
+  if (v.k <= 0 || v.n <= 0 || v.k % 32 != 0 || v.n % 32 != 0) {
+    throw Error(ErrorKind::kShape,
+                fmt::format("layer '{}': K = {} inputs and N = {} outputs must be positive multiples "
+                            "of 32 for the quantized kernels",
+                            name, v.k, v.n));
+  }
+  if (v.group_size != -1 && v.group_size < 1) {
+    throw Error(ErrorKind::kShape,
+                fmt::format("layer '{}': group size {} is neither -1 nor a positive number", name,
+                            v.group_size));
+  }
+  if (v.qweight == nullptr || v.qzeros == nullptr || v.scales == nullptr) {
+    throw Error(ErrorKind::kArgument,
+                fmt::format("layer '{}': qweight, qzeros and scales must all be given", name));
+  }
+  const int64_t group = v.group_size == -1 ? v.k : v.group_size;
+  const int64_t n_groups = (v.k + group - 1) / group;  // G
+  // 3-bit weights: K*3/32 and N*3/32 are whole words because K and N are multiples of 32.
+  // Zero points are read below as stored fields; 8 bits at most, so they fit the u8 layout.
+
+  std::vector<int32_t> g_idx(static_cast<size_t>(v.k));
+  for (int64_t k = 0; k < v.k; ++k) {
+    const int64_t g = v.g_idx ? static_cast<int32_t>(load_u32(v.g_idx, k)) : k / group;
+    if (g < 0 || g >= n_groups) {
+      throw Error(ErrorKind::kShape,
+                  fmt::format("layer '{}': g_idx[{}] = {} is outside [0, G = {}) (K = {}, group "
+                              "size {})",
+                              name, k, g, n_groups, v.k, v.group_size));
+    }
+    g_idx[k] = static_cast<int32_t>(g);
+  }
+
+  QLinear q;
+  q.name_ = std::string(name);
+  q.n_ = v.n;
+  q.k_ = v.k;
+  q.bits_ = v.bits;
+  q.zero_offset_ = v.zeros_v2 ? 0 : 1;
+
+  // ---- input order: groups contiguous, each padded to a multiple of 32 inputs ----
+  // Act-order files scatter a group's inputs over K; gathering x once per call into group order
+  // is far cheaper than gathering scales per weight inside the kernel.
+  std::vector<std::vector<int32_t>> members(static_cast<size_t>(n_groups));
+  for (int64_t k = 0; k < v.k; ++k) members[g_idx[k]].push_back(static_cast<int32_t>(k));
+  std::vector<int32_t> perm;
+  for (int64_t g = 0; g < n_groups; ++g) {
+    const auto& mem = members[g];
+    if (mem.empty()) continue;
+    const int32_t begin = static_cast<int32_t>(perm.size() / kUnitK);
+    perm.insert(perm.end(), mem.begin(), mem.end());
+    perm.resize((perm.size() + kUnitK - 1) / kUnitK * kUnitK, -1);
+    q.segs_.push_back({static_cast<int32_t>(g), begin, static_cast<int32_t>(perm.size() / kUnitK)});
+  }
+  q.kp_ = static_cast<int64_t>(perm.size());
+  const int64_t n_units = q.kp_ / kUnitK;
+  const int64_t n_seg = static_cast<int64_t>(q.segs_.size());
+  q.unit_seg_.resize(static_cast<size_t>(n_units));
+  for (int64_t s = 0; s < n_seg; ++s) {
+    for (int32_t u = q.segs_[s].unit_begin; u < q.segs_[s].unit_end; ++u) q.unit_seg_[u] = static_cast<int32_t>(s);
+  }
+  bool identity = q.kp_ == v.k;
+  for (int64_t i = 0; identity && i < q.kp_; ++i) identity = perm[i] == i;
+  if (!identity) q.perm_ = std::move(perm);
+
+  // ---- repack codes, scales and zero points per block of 8 columns ----
+  const int64_t n_blocks = v.n / kBlockN;
+  const int64_t unit_words = int64_t{v.bits} * kBlockN;
+  q.words_.assign(static_cast<size_t>(n_blocks * n_units * unit_words), 0u);
+  q.scales_.resize(static_cast<size_t>(n_blocks * n_seg * kBlockN));
+  q.zeros_.resize(static_cast<size_t>(n_blocks * n_seg * kBlockN));
+  core::parallel_for(n_blocks, [&](int64_t b0, int64_t b1) {
+    for (int64_t blk = b0; blk < b1; ++blk) {
+      for (int64_t u = 0; u < n_units; ++u) {
+        uint32_t* unit = q.words_.data() + (blk * n_units + u) * unit_words;
+        for (int kk = 0; kk < kUnitK; ++kk) {
+          const int64_t kp = u * kUnitK + kk;
+          const int64_t k = q.perm_.empty() ? kp : q.perm_[kp];
+          if (k < 0) continue;  // padding keeps code 0 and meets x = 0
+          for (int lane = 0; lane < kBlockN; ++lane) {
+            detail::put_code(unit, lane, v.bits, kk, file_code(v, k, blk * kBlockN + lane));
+          }
+        }
+      }
+      for (int64_t s = 0; s < n_seg; ++s) {
+        const int64_t g = q.segs_[s].group;
+        for (int lane = 0; lane < kBlockN; ++lane) {
+          const int64_t n = blk * kBlockN + lane;
+          const int64_t meta = (blk * n_seg + s) * kBlockN + lane;
+          q.scales_[meta] = load_u16(v.scales, g * v.n + n);
+          q.zeros_[meta] = static_cast<uint8_t>(file_zero(v, g, n));
+        }
+      }
+    }
+  });
+
+  q.x_scale_.resize(kUnitK);
+  for (int kk = 0; kk < kUnitK; ++kk) q.x_scale_[kk] = detail::gemv_x_scale(v.bits, kk);
+  if (v.bias_fp16 != nullptr) {
+    q.bias_.resize(static_cast<size_t>(v.n));
+    for (int64_t n = 0; n < v.n; ++n) q.bias_[n] = core::fp16_to_fp32(load_u16(v.bias_fp16, n));
+  }
+  return q;
+}
+
+detail::PackedLayer QLinear::packed() const {
+  detail::PackedLayer p;
+  p.bits = bits_;
+  p.zero_offset = zero_offset_;
+  p.n = n_;
+  p.n_blocks = n_ / kBlockN;
+  p.kp = kp_;
+  p.n_units = kp_ / kUnitK;
+  p.n_seg = static_cast<int64_t>(segs_.size());
+  p.words = words_.data();
+  p.scales = scales_.data();
+  p.zeros = zeros_.data();
+  p.segs = segs_.data();
+  p.unit_seg = unit_seg_.data();
+  return p;
+}
+
+void QLinear::forward(const float* x, int64_t m, float* y) const {
+  if (m < 0) throw Error(ErrorKind::kArgument, fmt::format("layer '{}': forward with m = {} rows", name_, m));
+  if (m == 0) return;
+  if (words_.empty()) throw Error(ErrorKind::kArgument, "forward() on an empty QLinear");
+  if (x == nullptr || y == nullptr) {
+    throw Error(ErrorKind::kArgument, fmt::format("layer '{}': forward with a null x or y", name_));
+  }
+  const detail::PackedLayer w = packed();
+  const Isa isa = active_isa();
+
+  // x in packed input order [m, kp]: gathered for act-order and padded groups, else x itself.
+  std::vector<float> gathered;
+  const float* xp = x;
+  if (!perm_.empty()) {
+    gathered.resize(static_cast<size_t>(m * kp_));
+    for (int64_t r = 0; r < m; ++r) {
+      const float* xr = x + r * k_;
+      float* out = gathered.data() + r * kp_;
+      for (int64_t i = 0; i < kp_; ++i) out[i] = perm_[i] >= 0 ? xr[perm_[i]] : 0.0f;
+    }
+    xp = gathered.data();
+  }
+
+  if (isa == Isa::kAvx2 && m <= detail::kGemvMaxRows) {
+    // Decode kernel inputs: x times its per-position power of two (qlayout.h), and the sum of x
+    // over each group (summed in double, in order; O(K), negligible next to the O(N K) kernel).
+    std::vector<float> xs(static_cast<size_t>(m * kp_));
+    std::vector<float> sx(static_cast<size_t>(m * w.n_seg));
+    for (int64_t r = 0; r < m; ++r) {
+      const float* xr = xp + r * kp_;
+      float* xsr = xs.data() + r * kp_;
+      for (int64_t i = 0; i < kp_; ++i) xsr[i] = xr[i] * x_scale_[i % kUnitK];
+      for (int64_t s = 0; s < w.n_seg; ++s) {
+        double sum = 0;
+        for (int64_t i = segs_[s].unit_begin * int64_t{kUnitK}; i < segs_[s].unit_end * int64_t{kUnitK}; ++i) sum += xr[i];
+        sx[r * w.n_seg + s] = static_cast<float>(sum);
+      }
+    }
+    detail::qgemv_avx2(w, xs.data(), sx.data(), m, y);
+  } else if (isa == Isa::kAvx2) {
+    detail::qgemm_avx2(w, xp, m, y);
+  } else {
+    detail::qgemm_scalar(w, xp, m, y);
+  }
+
+  if (!bias_.empty()) {
+    for (int64_t r = 0; r < m; ++r) {
+      float* yr = y + r * n_;
+      for (int64_t n = 0; n < n_; ++n) yr[n] += bias_[n];
+    }
+  }
+}
+
+size_t QLinear::weight_bytes() const {
+  return words_.size() * sizeof(uint32_t) + scales_.size() * sizeof(uint16_t) +
+         zeros_.size() * sizeof(uint8_t);
+}
+
+std::vector<float> QLinear::dequantize() const {
+  std::vector<float> w(static_cast<size_t>(n_ * k_), 0.0f);  // [N, K]
+  const detail::PackedLayer p = packed();
+  const int64_t unit_words = int64_t{bits_} * kBlockN;
+  for (int64_t blk = 0; blk < p.n_blocks; ++blk) {
+    for (int64_t u = 0; u < p.n_units; ++u) {
+      const uint32_t* unit = words_.data() + (blk * p.n_units + u) * unit_words;
+      for (int kk = 0; kk < kUnitK; ++kk) {
+        const int64_t kp = u * kUnitK + kk;
+        const int64_t k = perm_.empty() ? kp : perm_[kp];
+        if (k < 0) continue;
+        for (int lane = 0; lane < kBlockN; ++lane) {
+          const int64_t meta = (blk * p.n_seg + unit_seg_[u]) * kBlockN + lane;
+          const float scale = core::fp16_to_fp32(scales_[meta]);
+          const int zero = zeros_[meta] + zero_offset_;
+          const int code = static_cast<int>(detail::get_code(unit, lane, bits_, kk));
+          w[(blk * kBlockN + lane) * k_ + k] = scale * static_cast<float>(code - zero);
+        }
+      }
+    }
+  }
+  return w;
+}
+
+}  // namespace gptq::backend

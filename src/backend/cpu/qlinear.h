@@ -1,0 +1,86 @@
+// Quantized linear layers of GPTQ checkpoints on the CPU: validation and repacking at load time,
+// then y = x W^T (+ bias) with the kernels of the active ISA (backend/cpu/isa.h).
+//
+// Notation (SPEC §1): the layer maps K inputs to N outputs; b bits; group size g (g = K for -1);
+// G = ceil(K / g) groups.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "backend/cpu/isa.h"
+#include "backend/cpu/qgemm_kernels.h"
+
+namespace gptq::backend {
+
+// The raw tensors of one GPTQ linear as stored in the checkpoint. The pointers need not be
+// aligned (they may point into an mmap'd safetensors file) and must stay valid only during
+// QLinear::create().
+struct QuantizedLinearView {
+  int64_t n = 0;                        // N outputs
+  int64_t k = 0;                        // K inputs
+  int bits = 4;                         // b: 2, 3, 4 or 8
+  int group_size = 128;                 // g, or -1 for one group spanning K
+  const int32_t* qweight = nullptr;     // [K*b/32, N] codes packed along K
+  const int32_t* qzeros = nullptr;      // [G, N*b/32] zero points packed along N
+  const uint16_t* scales = nullptr;     // [G, N] fp16
+  const int32_t* g_idx = nullptr;       // [K] group of each input; nullptr means k / g
+  bool zeros_v2 = false;                // true: gptq_v2 (stores z); false: gptq v1 (stores z - 1)
+  const uint16_t* bias_fp16 = nullptr;  // [N] fp16, or nullptr
+};
+
+class QLinear {
+ public:
+  // Validates the view and repacks it into the kernels' layout (qgemm_kernels.h). Throws
+  // gptq::Error naming the layer `name`:
+  //   kUnsupported  bits not in {2, 3, 4, 8};
+  //   kShape        K or N not a positive multiple of 32 (with both sizes), a group size that is
+  //                 neither -1 nor >= 1, a g_idx value outside [0, G) (with index, value and G);
+  //   kArgument     a null qweight, qzeros or scales pointer.
+  static QLinear create(const QuantizedLinearView& view, std::string_view name);
+
+  QLinear() = default;
+
+  // y [m, N] = x [m, K] * W^T + bias. x and y are row-major fp32 and must not overlap. y is
+  // overwritten. Deterministic: the result does not depend on the thread count
+  // (core::set_num_threads); it may differ in the last bits between ISAs and between m == 1..4
+  // (decode kernel) and m > 4 (prefill kernel).
+  void forward(const float* x, int64_t m, float* y) const;
+
+  // Bytes of packed weights, scales and zero points that one forward() reads.
+  size_t weight_bytes() const;
+
+  // W as fp32 [N, K] in the original input order: scales[g_idx[k], n] * (q - z). For tests.
+  std::vector<float> dequantize() const;
+
+  int64_t n() const { return n_; }
+  int64_t k() const { return k_; }
+  int bits() const { return bits_; }
+  const std::string& name() const { return name_; }
+  // True when the inputs had to be reordered or padded (act-order or groups of a size that is not
+  // a multiple of 32), so forward() gathers x into the packed order first.
+  bool permuted() const { return !perm_.empty(); }
+
+ private:
+  detail::PackedLayer packed() const;
+
+  std::string name_;
+  int64_t n_ = 0, k_ = 0;
+  int bits_ = 4;
+  int zero_offset_ = 1;
+  int64_t kp_ = 0;                         // padded K
+  std::vector<uint32_t> words_;            // [N/8][kp/32][bits][8]
+  std::vector<uint16_t> scales_;           // [N/8][n_seg][8] fp16
+  std::vector<uint8_t> zeros_;             // [N/8][n_seg][8] stored zero points
+  std::vector<detail::Segment> segs_;      // [n_seg]
+  std::vector<int32_t> unit_seg_;          // [kp/32]
+  std::vector<int32_t> perm_;              // [kp] original input of each packed input, -1 = pad;
+                                           // empty when the packed order is the identity
+  std::vector<float> x_scale_;             // [32] gemv_x_scale() per position in a unit
+  std::vector<float> bias_;                // [N] or empty
+};
+
+}  // namespace gptq::backend

@@ -1,0 +1,199 @@
+// Writing: safetensors files and small text files, atomically (temporary name in the same folder,
+// fsync, rename, fsync of the folder), so a crash leaves either the old file or the new one.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <functional>
+#include <nlohmann/json.hpp>
+
+#include "core/checked.h"
+#include "gptq/error.h"
+#include "io/json_strict.h"
+#include "io/safetensors.h"
+
+namespace gptq::io {
+
+namespace fs = std::filesystem;
+using detail::clip;
+
+namespace {
+
+[[noreturn]] void throw_io(const std::string& what, int err) {
+  throw Error(ErrorKind::kIo, fmt::format("{}: {}", what, std::strerror(err)));
+}
+
+// The temporary file of one atomic write. Unless commit() succeeded, the destructor closes and
+// removes it, so no failure path leaves "<path>.tmp.<pid>" behind.
+class TempFile {
+ public:
+  explicit TempFile(const fs::path& target)
+      : target_(target), tmp_(target.string() + ".tmp." + std::to_string(::getpid())) {
+    fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd_ < 0) throw_io(fmt::format("cannot create {}", tmp_.string()), errno);
+  }
+  ~TempFile() {
+    if (fd_ >= 0) ::close(fd_);
+    if (!committed_) ::unlink(tmp_.c_str());
+  }
+  TempFile(const TempFile&) = delete;
+  TempFile& operator=(const TempFile&) = delete;
+
+  // Writes all n bytes, resuming after partial writes and signals. Linux moves at most ~2 GiB
+  // per write(), so large tensors take several calls; no intermediate buffer is used.
+  void write(const void* data, uint64_t n) {
+    const auto* p = static_cast<const char*>(data);
+    while (n > 0) {
+      const size_t chunk = static_cast<size_t>(std::min<uint64_t>(n, uint64_t{1} << 30));
+      const ssize_t w = ::write(fd_, p, chunk);
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        throw_io(fmt::format("cannot write {}", tmp_.string()), errno);
+      }
+      if (w == 0) throw_io(fmt::format("cannot write {}", tmp_.string()), EIO);
+      p += w;
+      n -= static_cast<uint64_t>(w);
+    }
+  }
+
+  void commit() {
+    if (::fsync(fd_) != 0) throw_io(fmt::format("cannot fsync {}", tmp_.string()), errno);
+    const int fd = fd_;
+    fd_ = -1;
+    if (::close(fd) != 0) throw_io(fmt::format("cannot close {}", tmp_.string()), errno);
+    if (::rename(tmp_.c_str(), target_.c_str()) != 0) {
+      throw_io(fmt::format("cannot rename {} to {}", tmp_.string(), target_.string()), errno);
+    }
+    committed_ = true;
+    fsync_dir(target_.has_parent_path() ? target_.parent_path() : fs::path("."));
+  }
+
+ private:
+  fs::path target_;
+  fs::path tmp_;
+  int fd_ = -1;
+  bool committed_ = false;
+};
+
+}  // namespace
+
+void fsync_dir(const fs::path& dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) throw_io(fmt::format("cannot open folder {} to fsync it", dir.string()), errno);
+  // Some file systems cannot fsync a folder (EINVAL); their renames are as durable as they get.
+  if (::fsync(fd) != 0 && errno != EINVAL) {
+    const int err = errno;
+    ::close(fd);
+    throw_io(fmt::format("cannot fsync folder {}", dir.string()), err);
+  }
+  ::close(fd);
+}
+
+void write_file_atomic(const fs::path& path, std::string_view contents) {
+  TempFile tmp(path);
+  tmp.write(contents.data(), contents.size());
+  tmp.commit();
+}
+
+void write_safetensors(const fs::path& path, std::vector<TensorToWrite> tensors,
+                       std::map<std::string, std::string> metadata) {
+  const std::string file = path.string();
+  auto bad = [&](const std::string& what) {
+    throw Error(ErrorKind::kArgument, fmt::format("writing {}: {}", file, what));
+  };
+  std::sort(tensors.begin(), tensors.end(),
+            [](const TensorToWrite& a, const TensorToWrite& b) { return a.name < b.name; });
+
+  // The header: __metadata__ first (as the Python writer does), then the tensors by name, their
+  // data laid end to end in the same order.
+  nlohmann::ordered_json header = nlohmann::ordered_json::object();
+  metadata.try_emplace("format", "pt");
+  header["__metadata__"] = metadata;
+  uint64_t offset = 0;
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const TensorToWrite& t = tensors[i];
+    if (t.name == "__metadata__") bad("\"__metadata__\" cannot be a tensor name");
+    if (i > 0 && tensors[i - 1].name == t.name) {
+      bad(fmt::format("tensor \"{}\" given twice (expected unique names)", clip(t.name)));
+    }
+    std::optional<uint64_t> nbytes = dtype_size(t.dtype);
+    for (int64_t d : t.shape) {
+      if (d < 0) {
+        bad(fmt::format("tensor \"{}\": expected non-negative dimensions, found shape {}",
+                        clip(t.name), shape_str(t.shape)));
+      }
+      if (nbytes) nbytes = core::checked_mul(*nbytes, static_cast<uint64_t>(d));
+    }
+    if (!nbytes || *nbytes != t.nbytes) {
+      bad(fmt::format("tensor \"{}\": shape {} of {} needs {} bytes, found nbytes = {}",
+                      clip(t.name), shape_str(t.shape), dtype_name(t.dtype),
+                      nbytes ? std::to_string(*nbytes) : std::string("more than 2^64"),
+                      t.nbytes));
+    }
+    if (t.nbytes > 0 && t.data == nullptr) {
+      bad(fmt::format("tensor \"{}\": {} bytes but no data", clip(t.name), t.nbytes));
+    }
+    const auto end = core::checked_add(offset, t.nbytes);
+    if (!end) bad("total size overflows 64 bits");
+    header[t.name] = {{"dtype", dtype_name(t.dtype)},
+                      {"shape", t.shape},
+                      {"data_offsets", {offset, *end}}};
+    offset = *end;
+  }
+  std::string text;
+  try {
+    text = header.dump();
+  } catch (const nlohmann::json::exception& e) {
+    bad(fmt::format("a tensor name or metadata string is not valid UTF-8 ({})", e.what()));
+  }
+  // Pad with spaces so that the data section starts 8-byte aligned (8 + a multiple of 8).
+  text.append((8 - text.size() % 8) % 8, ' ');
+  uint8_t len[8];
+  for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(text.size() >> (8 * i));
+
+  TempFile tmp(path);
+  tmp.write(len, sizeof(len));
+  tmp.write(text.data(), text.size());
+  for (const TensorToWrite& t : tensors) tmp.write(t.data, t.nbytes);
+  tmp.commit();
+}
+
+std::string read_text_file(const fs::path& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw_io(fmt::format("cannot open {}", path.string()), errno);
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    const int err = errno;
+    ::close(fd);
+    throw_io(fmt::format("cannot stat {}", path.string()), err);
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    throw Error(ErrorKind::kIo,
+                fmt::format("cannot read {}: expected a regular file, found something else",
+                            path.string()));
+  }
+  std::string out;
+  out.reserve(static_cast<size_t>(st.st_size));
+  char buf[1 << 16];
+  for (;;) {
+    const ssize_t r = ::read(fd, buf, sizeof(buf));
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      const int err = errno;
+      ::close(fd);
+      throw_io(fmt::format("cannot read {}", path.string()), err);
+    }
+    if (r == 0) break;
+    out.append(buf, static_cast<size_t>(r));
+  }
+  ::close(fd);
+  return out;
+}
+
+}  // namespace gptq::io

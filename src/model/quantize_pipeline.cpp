@@ -1,0 +1,256 @@
+#include "model/quantize_pipeline.h"
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cstring>
+#include <map>
+
+#include "core/dtype.h"
+#include "core/log.h"
+#include "gptq/error.h"
+
+namespace gptq::model {
+namespace {
+
+using arch::Role;
+
+// The executor reports a shared input once, under the first role that reads it.
+Role input_slot(Role r) {
+  switch (r) {
+    case Role::kK:
+    case Role::kV: return Role::kQ;
+    case Role::kUp: return Role::kGate;
+    default: return r;
+  }
+}
+
+// Order in which the executor reaches each input slot.
+int slot_order(Role r) {
+  switch (input_slot(r)) {
+    case Role::kQ: return 0;
+    case Role::kO: return 1;
+    case Role::kGate: return 2;
+    default: return 3;
+  }
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace
+
+std::string resolve_format(const QuantizeConfig& q) {
+  std::string f = q.format.empty() ? (q.sym ? "gptq" : "gptq_v2") : q.format;
+  if (f != "gptq" && f != "gptq_v2") {
+    throw Error(ErrorKind::kArgument, fmt::format("--format {}: expected gptq or gptq_v2", f));
+  }
+  if (f == "gptq" && !q.sym) {
+    throw Error(ErrorKind::kArgument,
+                "asymmetric quantization cannot be stored in the gptq (v1) format: a zero point of 0 would be "
+                "written as -1 and corrupt its neighbours; use --format gptq_v2");
+  }
+  return f;
+}
+
+quant::QuantParams to_params(const QuantizeConfig& q) {
+  quant::QuantParams p;
+  p.bits = q.bits;
+  p.group_size = q.group_size;
+  p.sym = q.sym;
+  p.desc_act = q.desc_act;
+  p.static_groups = q.static_groups;
+  p.damp_percent = q.damp_percent;
+  p.mse = q.mse;
+  if (q.method != "gptq" && q.method != "rtn") {
+    throw Error(ErrorKind::kArgument, fmt::format("--method {}: expected gptq or rtn", q.method));
+  }
+  quant::validate(p);
+  return p;
+}
+
+checkpoint::PackedLinear pack_result(const std::string& module, const quant::QuantResult& r, const std::string& format,
+                                     const std::vector<float>& bias) {
+  checkpoint::PackedLinear p;
+  p.module = module;
+  p.n = r.n;
+  p.k = r.k;
+  p.bits = r.bits;
+  const int64_t g = r.group_size == -1 ? r.k : r.group_size;
+  p.groups = (r.k + g - 1) / g;
+  p.qweight = quant::pack_qweight(r.codes.data(), r.n, r.k, r.bits);
+  const std::vector<int32_t> stored = format == "gptq" ? quant::zeros_to_v1(r.zeros, r.bits) : r.zeros;
+  p.qzeros = quant::pack_qzeros(stored.data(), p.groups, r.n, r.bits);
+  p.scales.resize(r.scales.size());
+  for (size_t i = 0; i < r.scales.size(); ++i) p.scales[i] = core::fp32_to_fp16(r.scales[i]);
+  p.g_idx = r.g_idx;
+  for (float b : bias) p.bias.push_back(core::fp32_to_fp16(b));
+  return p;
+}
+
+std::vector<float> dequantize_packed(const checkpoint::PackedLinear& p, const std::string& format) {
+  const auto codes = quant::unpack_qweight(p.qweight.data(), p.n, p.k, p.bits);  // [N, K]
+  auto zeros = quant::unpack_qzeros(p.qzeros.data(), p.groups, p.n, p.bits);     // [G, N]
+  if (format == "gptq") zeros = quant::zeros_from_v1(zeros, p.bits);
+  std::vector<float> w(static_cast<size_t>(p.n * p.k));
+  for (int64_t n = 0; n < p.n; ++n) {
+    for (int64_t k = 0; k < p.k; ++k) {
+      const int64_t g = p.g_idx[k];
+      const float s = core::fp16_to_fp32(p.scales[g * p.n + n]);
+      w[n * p.k + k] = s * static_cast<float>(static_cast<int32_t>(codes[n * p.k + k]) - zeros[g * p.n + n]);
+    }
+  }
+  return w;
+}
+
+checkpoint::PackedLinear read_packed(const io::SafetensorsFile& part, const std::string& module, int64_t n, int64_t k,
+                                     int bits, int group_size) {
+  checkpoint::PackedLinear p;
+  p.module = module;
+  p.n = n;
+  p.k = k;
+  p.bits = bits;
+  const int64_t g = group_size == -1 ? k : group_size;
+  p.groups = (k + g - 1) / g;
+  auto get = [&](const char* suffix, DType dt, int64_t count) -> const io::TensorInfo& {
+    const io::TensorInfo* t = part.find(module + suffix);
+    if (!t || t->dtype != dt || t->numel() != count) {
+      throw Error(ErrorKind::kFormat, fmt::format("{}: layer part lacks a valid {}{} (delete the .partial folder "
+                                                  "to start over)",
+                                                  part.path().string(), module, suffix));
+    }
+    return *t;
+  };
+  auto copy = [](const io::TensorInfo& t, auto& v) {
+    v.resize(t.nbytes / sizeof(v[0]));
+    std::memcpy(v.data(), t.data, t.nbytes);
+  };
+  copy(get(".qweight", DType::kI32, k * bits / 32 * n), p.qweight);
+  copy(get(".qzeros", DType::kI32, p.groups * n * bits / 32), p.qzeros);
+  copy(get(".scales", DType::kF16, p.groups * n), p.scales);
+  copy(get(".g_idx", DType::kI32, k), p.g_idx);
+  if (const io::TensorInfo* b = part.find(module + ".bias")) copy(*b, p.bias);
+  return p;
+}
+
+QuantizationPipeline::QuantizationPipeline(const Decoder& decoder, const QuantizeConfig& q,
+                                           std::vector<std::vector<int32_t>> samples)
+    : dec_(decoder), q_(q), params_(to_params(q)), format_(resolve_format(q)), samples_(std::move(samples)) {}
+
+int64_t QuantizationPipeline::tokens() const {
+  int64_t n = 0;
+  for (const auto& s : samples_) n += static_cast<int64_t>(s.size());
+  return n;
+}
+
+void QuantizationPipeline::start(const std::function<void(int32_t, float*)>& embed_row) {
+  const int64_t D = dec_.config().hidden_size;
+  hidden_.clear();
+  for (const auto& s : samples_) {
+    std::vector<float> h(s.size() * static_cast<size_t>(D));
+    for (size_t i = 0; i < s.size(); ++i) embed_row(s[i], h.data() + i * D);
+    hidden_.push_back(std::move(h));
+  }
+}
+
+void QuantizationPipeline::run_block(const BlockWeights& block, const LinearInputHook* hook,
+                                     std::optional<arch::Role> stop_at, bool update_hidden) {
+  const auto& c = dec_.config();
+  std::vector<float> scratch;
+  for (size_t s = 0; s < samples_.size(); ++s) {
+    const int64_t t = static_cast<int64_t>(samples_[s].size());
+    KVCache cache(1, t, c.num_key_value_heads, c.head_dim);
+    float* h = hidden_[s].data();
+    if (!update_hidden) {
+      scratch = hidden_[s];
+      h = scratch.data();
+    }
+    dec_.block_forward(block, 0, h, t, 0, cache, hook, stop_at, 0);
+  }
+}
+
+void QuantizationPipeline::advance(const BlockWeights& block) {
+  if (q_.method == "rtn") return;
+  run_block(block, nullptr, std::nullopt, true);
+}
+
+LayerResult QuantizationPipeline::quantize_layer(int64_t layer, BlockWeights& block, const ProgressCallback& progress) {
+  const auto& desc = dec_.desc();
+  const int64_t L = dec_.config().num_hidden_layers;
+  const bool rtn = q_.method == "rtn";
+  std::vector<std::vector<Role>> groups = desc.sequential_groups;
+  if (!q_.true_sequential) {
+    // All linears see inputs computed by the unquantized layer: one pass collects every Hessian.
+    std::vector<Role> all;
+    for (const auto& g : groups) all.insert(all.end(), g.begin(), g.end());
+    groups = {all};
+  }
+  LayerResult out;
+  for (const auto& group : groups) {
+    // Which linears of the group can be stored quantized (SPEC §1: K and N multiples of 32).
+    std::vector<Role> todo;
+    for (Role r : group) {
+      const auto& ld = desc.linear(r);
+      const Linear& lin = block.at(r);
+      const std::string module = desc.block_module(static_cast<int>(layer), ld.name);
+      if (lin.k() % 32 != 0 || lin.n() % 32 != 0) {
+        ModuleReport rep;
+        rep.module = module;
+        rep.n = lin.n();
+        rep.k = lin.k();
+        rep.note = fmt::format("left unquantized: {} = {} is not a multiple of 32", lin.k() % 32 ? "K" : "N",
+                               lin.k() % 32 ? lin.k() : lin.n());
+        out.reports.push_back(rep);
+        continue;
+      }
+      todo.push_back(r);
+    }
+    if (todo.empty()) continue;
+    std::map<Role, quant::HessianAccumulator> acc;
+    std::optional<Role> stop_at;
+    for (Role r : todo) {
+      const Role slot = input_slot(r);
+      if (!acc.count(slot)) acc.emplace(slot, quant::HessianAccumulator(block.at(r).k()));
+      if (!stop_at || slot_order(slot) > slot_order(*stop_at)) stop_at = slot;
+    }
+    if (!rtn) {
+      LinearInputHook hook = [&](Role r, const float* x, int64_t t) {
+        auto it = acc.find(r);
+        if (it != acc.end()) it->second.add(x, t);
+      };
+      run_block(block, &hook, stop_at, false);
+    }
+    for (Role r : todo) {
+      const auto t0 = std::chrono::steady_clock::now();
+      const auto& ld = desc.linear(r);
+      Linear& lin = block.at(r);
+      const std::string module = desc.block_module(static_cast<int>(layer), ld.name);
+      if (progress) progress({"quantize", layer, L, module});
+      quant::QuantResult res;
+      if (rtn) {
+        res = quant::rtn_quantize(lin.weight().data(), lin.n(), lin.k(), params_);
+      } else {
+        const auto& h = acc.at(input_slot(r));
+        res = quant::gptq_quantize(lin.weight().data(), lin.n(), lin.k(), h.hessian(), params_);
+      }
+      auto packed = pack_result(module, res, format_, lin.bias());
+      lin.mutable_weight() = dequantize_packed(packed, format_);
+      ModuleReport rep;
+      rep.module = module;
+      rep.bits = q_.bits;
+      rep.n = lin.n();
+      rep.k = lin.k();
+      rep.loss = res.loss;
+      rep.damp = res.damp_used;
+      rep.seconds = seconds_since(t0);
+      if (res.dead_columns > 0) rep.note = fmt::format("{} dead input columns", res.dead_columns);
+      out.reports.push_back(rep);
+      out.packed.push_back(std::move(packed));
+    }
+  }
+  if (!rtn) run_block(block, nullptr, std::nullopt, true);
+  return out;
+}
+
+}  // namespace gptq::model

@@ -1,0 +1,67 @@
+// GPTQ over a whole model, layer by layer (SPEC §3): capture the inputs of each decoder layer,
+// run its true-sequential groups collecting Hessians, quantize each linear, put the dequantized
+// weights back, and recompute the layer's outputs as the next layer's inputs.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "arch/arch.h"
+#include "checkpoint/gptq_checkpoint.h"
+#include "config/model_config.h"
+#include "gptq/quantize.h"
+#include "model/decoder.h"
+#include "model/weights.h"
+#include "quant/quantizer.h"
+
+namespace gptq::model {
+
+struct LayerResult {
+  std::vector<checkpoint::PackedLinear> packed;  // the linears that were quantized
+  std::vector<ModuleReport> reports;             // every block linear, quantized or not
+};
+
+// The file format a config asks for: "gptq" or "gptq_v2" (empty: v1 when sym, v2 when asym).
+// Throws Error(kArgument) for asymmetric v1, which cannot store a zero point of 0.
+std::string resolve_format(const QuantizeConfig& q);
+quant::QuantParams to_params(const QuantizeConfig& q);
+
+class QuantizationPipeline {
+ public:
+  QuantizationPipeline(const Decoder& decoder, const QuantizeConfig& q, std::vector<std::vector<int32_t>> samples);
+
+  // Sets every sample's hidden state to its embedding. `embed_row(id, out)` writes row id of the
+  // embedding matrix (so callers can read rows straight from a mapped file).
+  void start(const std::function<void(int32_t, float*)>& embed_row);
+
+  // Quantizes block `layer` in place (dense weights replaced by their dequantized values) and
+  // advances the hidden states through the quantized block.
+  LayerResult quantize_layer(int64_t layer, BlockWeights& block, const ProgressCallback& progress = {});
+
+  // Advances the hidden states through a block without quantizing it (resumed layers).
+  void advance(const BlockWeights& block);
+
+  int64_t tokens() const;
+
+ private:
+  void run_block(const BlockWeights& block, const LinearInputHook* hook, std::optional<arch::Role> stop_at,
+                 bool update_hidden);
+
+  const Decoder& dec_;
+  QuantizeConfig q_;
+  quant::QuantParams params_;
+  std::string format_;
+  std::vector<std::vector<int32_t>> samples_;
+  std::vector<std::vector<float>> hidden_;  // per sample [T_s, D]
+};
+
+// Packs a quantization result for disk in the given format ("gptq" or "gptq_v2").
+checkpoint::PackedLinear pack_result(const std::string& module, const quant::QuantResult& r, const std::string& format,
+                                     const std::vector<float>& bias);
+// Dequantizes a packed linear to fp32 [N, K]: W[n,k] = s[g_idx[k],n] * (q - z[g_idx[k],n]).
+std::vector<float> dequantize_packed(const checkpoint::PackedLinear& p, const std::string& format);
+// Rebuilds a PackedLinear from a layer part file (resume).
+checkpoint::PackedLinear read_packed(const io::SafetensorsFile& part, const std::string& module, int64_t n, int64_t k,
+                                     int bits, int group_size);
+
+}  // namespace gptq::model

@@ -1,0 +1,112 @@
+// The per-row quantization grid of SPEC §3 (scale, zero point, codes), shared by GPTQ and RTN.
+// Internal to gptq_quant; tests include it to check the fast paths against textbook formulas.
+#pragma once
+
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <cstddef>
+
+#include "core/dtype.h"
+
+namespace gptq::quant::detail {
+
+struct Grid {
+  int bits = 4;
+  int maxq = 15;  // 2^bits - 1
+  bool sym = true;
+  bool mse = false;
+};
+
+struct GroupParams {
+  float scale = 1;  // already rounded to fp16 precision
+  int32_t zero = 0;
+};
+
+inline Grid make_grid(int bits, bool sym, bool mse) {
+  return Grid{bits, (1 << bits) - 1, sym, mse};
+}
+
+// Rounds to nearest, ties to even, for |v| <= 2^22, in the default rounding mode: adding
+// 1.5 * 2^23 pushes the fraction bits out of the float's mantissa, so the FPU's own
+// round-to-nearest-even does the rounding. Same result as std::nearbyint there, but it stays a
+// plain add, which the compiler vectorizes on baseline x86-64 (roundps needs SSE4.1 and
+// nearbyintf is a library call). Callers clamp v into that range first.
+inline float round_half_even(float v) {
+  constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23
+  return (v + kMagic) - kMagic;
+}
+
+// q = clamp(round(w / scale) + zero, 0, maxq). The division (not a multiplication by 1/scale) is
+// what PyTorch does, so codes agree with the Python tools on the same inputs. The quotient is
+// clamped to +-512 before rounding: every value out there clamps to 0 or maxq anyway (maxq and
+// zero are <= 255), and a NaN lands on 0 rather than being converted to int.
+inline int32_t quant_code(float w, float scale, int32_t zero, int maxq) {
+  float v = w / scale;
+  v = v > -512.0f ? v : -512.0f;
+  v = v < 512.0f ? v : 512.0f;
+  float q = round_half_even(v) + static_cast<float>(zero);
+  q = q > 0.0f ? q : 0.0f;
+  q = q < static_cast<float>(maxq) ? q : static_cast<float>(maxq);
+  return static_cast<int32_t>(q);
+}
+
+inline float dequant_value(int32_t code, float scale, int32_t zero) {
+  return scale * static_cast<float>(code - zero);
+}
+
+// The scale as the file will hold it (fp16), with the two ends that fp16 cannot represent
+// handled: an underflow to 0 becomes the smallest subnormal (2^-24) so that w / scale stays
+// finite; the codes of such a row are all at the zero point anyway. Returns +Inf on overflow
+// (the caller reports it).
+inline float scale_to_fp16(float s) {
+  const float r = core::fp16_to_fp32(core::fp32_to_fp16(s));
+  if (r == 0.0f) return 5.9604645e-08f;  // 2^-24
+  return r;
+}
+
+// |d|^2.4 for the MSE search, to ~1e-6 relative, branch-free so that the loop over a group
+// vectorizes (std::pow would be ~80 times slower here and the search calls it 80 times per
+// weight). d^2.4 = 2^(2.4 * log2 d): log2 from the exponent bits plus an atanh series on the
+// mantissa reduced to [0.75, 1.5), exp2 from a degree-7 polynomial on [-0.5, 0.5].
+// Values below 1e-15 return 0 (their 2.4th power is below 1e-36 and cannot change a sum of
+// errors that has a nonzero term; a group whose every error is that small is a tie anyway).
+inline float pow_2p4(float d) {
+  d = std::fabs(d);
+  const uint32_t bits = std::bit_cast<uint32_t>(d);
+  int32_t e = static_cast<int32_t>(bits >> 23) - 127;
+  float m = std::bit_cast<float>((bits & 0x7FFFFFu) | 0x3F800000u);  // [1, 2)
+  const bool big = m > 1.5f;
+  m = big ? m * 0.5f : m;
+  e = big ? e + 1 : e;
+  const float t = (m - 1.0f) / (m + 1.0f);  // |t| <= 0.2
+  const float t2 = t * t;
+  // ln m = 2 atanh t = 2 (t + t^3/3 + t^5/5 + t^7/7 + t^9/9)
+  const float ln_m =
+      2.0f * t * (1.0f + t2 * (1.0f / 3 + t2 * (1.0f / 5 + t2 * (1.0f / 7 + t2 * (1.0f / 9)))));
+  const float y = 2.4f * (static_cast<float>(e) + ln_m * 1.44269504f);
+  float n = round_half_even(y < 126.0f ? (y > -126.0f ? y : -126.0f) : 126.0f);
+  const float f = (y - n) * 0.693147181f;  // |f| <= 0.35
+  // e^f, Taylor to degree 7: error < 0.35^8 / 8! ~ 5e-9.
+  const float p =
+      1.0f + f * (1.0f + f * (0.5f + f * (1.0f / 6 + f * (1.0f / 24 + f * (1.0f / 120 +
+                                                                          f * (1.0f / 720 + f * (1.0f / 5040)))))));
+  const float two_n = std::bit_cast<float>(static_cast<uint32_t>(static_cast<int32_t>(n) + 127) << 23);
+  const float r = p * two_n;
+  return d < 1e-15f ? 0.0f : r;
+}
+
+// Scale and zero of one row of one group (SPEC §3 quantizer; with g.mse the shrink search).
+// x holds the group's len values of that row. The scale comes back +Inf when it overflows fp16
+// (|w| beyond ~65504 * maxq / 2); callers report that outside their parallel loops.
+GroupParams find_params(const float* x, int64_t len, const Grid& g);
+
+// Error(kNumeric) naming the first NaN/Inf of W [N, K].
+void check_weight_finite(const float* w, int64_t n, int64_t k);
+// Error(kArgument) unless n, k >= 1 and w is non-null.
+void check_shape(const float* w, int64_t n, int64_t k);
+// Error(kNumeric) naming the row and group whose scale overflowed fp16, for the first entry of
+// bad_group (per row: -1 when fine) that is set.
+void throw_if_scale_overflow(const int64_t* bad_group, int64_t n);
+
+}  // namespace gptq::quant::detail

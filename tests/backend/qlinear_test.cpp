@@ -1,0 +1,509 @@
+// QLinear (src/backend/cpu/qlinear.h) on every ISA against an independent reference: random codes,
+// scales and zero points are packed into the GPTQ on-disk layout (SPEC §1) by the small packer
+// below, and the expected y is a naive dequantize-then-matmul in double computed from the unpacked
+// values, never from the kernels' layout.
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <numeric>
+#include <random>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "backend/cpu/isa.h"
+#include "backend/cpu/qlinear.h"
+#include "core/dtype.h"
+#include "core/parallel.h"
+#include "gptq/error.h"
+
+namespace gptq::backend {
+namespace {
+
+// ---- GPTQ packing, written here from SPEC §1 ----
+// TODO(kernels): switch to gptq::quant::pack_qweight / pack_qzeros once src/quant builds them;
+// these stay as an independent cross-check of that code then.
+
+// Sets field j (b bits) of the little-endian bit stream held by words(0), words(1), ...
+template <typename WordRef>
+void set_field(WordRef words, int bits, int64_t j, uint32_t value) {
+  const int64_t bit = j * bits;
+  const int off = static_cast<int>(bit % 32);
+  words(bit / 32) |= value << off;
+  if (off + bits > 32) words(bit / 32 + 1) |= value >> (32 - off);
+}
+
+// codes [N, K] -> qweight [K*b/32, N].
+std::vector<int32_t> pack_qweight(const std::vector<uint8_t>& codes, int64_t n, int64_t k, int bits) {
+  std::vector<uint32_t> q(static_cast<size_t>(k * bits / 32 * n), 0u);
+  for (int64_t c = 0; c < n; ++c) {
+    for (int64_t i = 0; i < k; ++i) {
+      set_field([&](int64_t r) -> uint32_t& { return q[r * n + c]; }, bits, i, codes[c * k + i]);
+    }
+  }
+  std::vector<int32_t> out(q.size());
+  std::memcpy(out.data(), q.data(), q.size() * 4);
+  return out;
+}
+
+// stored zero points [G, N] -> qzeros [G, N*b/32].
+std::vector<int32_t> pack_qzeros(const std::vector<int32_t>& stored, int64_t g, int64_t n, int bits) {
+  const int64_t row = n * bits / 32;
+  std::vector<uint32_t> q(static_cast<size_t>(g * row), 0u);
+  for (int64_t i = 0; i < g; ++i) {
+    for (int64_t c = 0; c < n; ++c) {
+      set_field([&](int64_t w) -> uint32_t& { return q[i * row + w]; }, bits, c,
+                static_cast<uint32_t>(stored[i * n + c]));
+    }
+  }
+  std::vector<int32_t> out(q.size());
+  std::memcpy(out.data(), q.data(), q.size() * 4);
+  return out;
+}
+
+// ---- a random GPTQ layer ----
+struct LayerSpec {
+  int64_t n = 32, k = 96;
+  int bits = 4;
+  int group_size = 128;
+  bool sym = true;
+  bool v2 = false;
+  bool act_order = false;
+  bool bias = false;
+  uint32_t seed = 1;
+};
+
+struct Layer {
+  LayerSpec spec;
+  int64_t n_groups = 0;
+  std::vector<uint8_t> codes;    // [N, K]
+  std::vector<float> scales;     // [G, N] values of the fp16 scales
+  std::vector<int32_t> zeros;    // [G, N] true zero points
+  std::vector<int32_t> g_idx;    // [K]
+  std::vector<int32_t> qweight, qzeros;
+  std::vector<uint16_t> scales_fp16, bias_fp16;
+  std::vector<float> bias;       // [N] values of the fp16 bias
+
+  QuantizedLinearView view() const {
+    QuantizedLinearView v;
+    v.n = spec.n;
+    v.k = spec.k;
+    v.bits = spec.bits;
+    v.group_size = spec.group_size;
+    v.qweight = qweight.data();
+    v.qzeros = qzeros.data();
+    v.scales = scales_fp16.data();
+    v.g_idx = g_idx.data();
+    v.zeros_v2 = spec.v2;
+    v.bias_fp16 = spec.bias ? bias_fp16.data() : nullptr;
+    return v;
+  }
+  // Reference W[n, k] = s * (q - z), in double.
+  double w(int64_t n, int64_t k) const {
+    const int64_t g = g_idx[k];
+    return static_cast<double>(scales[g * spec.n + n]) * (codes[n * spec.k + k] - zeros[g * spec.n + n]);
+  }
+};
+
+Layer make_layer(const LayerSpec& spec) {
+  Layer l;
+  l.spec = spec;
+  const int64_t n = spec.n, k = spec.k;
+  const int64_t g = spec.group_size == -1 ? k : spec.group_size;
+  l.n_groups = (k + g - 1) / g;
+  std::mt19937 rng(spec.seed);
+  const int maxq = (1 << spec.bits) - 1;
+  std::uniform_int_distribution<int> code(0, maxq);
+  l.codes.resize(static_cast<size_t>(n * k));
+  for (auto& c : l.codes) c = static_cast<uint8_t>(code(rng));
+  // Scales: positive, varied over two orders of magnitude, rounded to fp16 as checkpoints are.
+  std::uniform_real_distribution<float> log_scale(-7.0f, -2.5f);
+  l.scales_fp16.resize(static_cast<size_t>(l.n_groups * n));
+  l.scales.resize(l.scales_fp16.size());
+  for (size_t i = 0; i < l.scales.size(); ++i) {
+    l.scales_fp16[i] = core::fp32_to_fp16(std::exp(log_scale(rng)));
+    l.scales[i] = core::fp16_to_fp32(l.scales_fp16[i]);
+  }
+  // Zero points: symmetric 2^(b-1); asymmetric v2 anywhere in [0, 2^b - 1]; asymmetric v1 in
+  // [1, 2^b] (v1 stores z - 1, so 0 is impossible and 2^b is possible).
+  std::uniform_int_distribution<int> zero_v2(0, maxq), zero_v1(1, maxq + 1);
+  l.zeros.resize(static_cast<size_t>(l.n_groups * n));
+  std::vector<int32_t> stored(l.zeros.size());
+  for (size_t i = 0; i < l.zeros.size(); ++i) {
+    l.zeros[i] = spec.sym ? (1 << (spec.bits - 1)) : (spec.v2 ? zero_v2(rng) : zero_v1(rng));
+    stored[i] = spec.v2 ? l.zeros[i] : l.zeros[i] - 1;
+  }
+  // g_idx: k / g, or as act-order files without static groups write it: groups follow a random
+  // processing order, g_idx[k] = (position of k in that order) / g.
+  l.g_idx.resize(static_cast<size_t>(k));
+  if (spec.act_order) {
+    std::vector<int32_t> order(static_cast<size_t>(k));
+    std::iota(order.begin(), order.end(), 0);
+    std::shuffle(order.begin(), order.end(), rng);
+    for (int64_t p = 0; p < k; ++p) l.g_idx[order[p]] = static_cast<int32_t>(p / g);
+  } else {
+    for (int64_t i = 0; i < k; ++i) l.g_idx[i] = static_cast<int32_t>(i / g);
+  }
+  if (spec.bias) {
+    std::normal_distribution<float> b(0.0f, 0.5f);
+    l.bias_fp16.resize(static_cast<size_t>(n));
+    l.bias.resize(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) {
+      l.bias_fp16[i] = core::fp32_to_fp16(b(rng));
+      l.bias[i] = core::fp16_to_fp32(l.bias_fp16[i]);
+    }
+  }
+  l.qweight = pack_qweight(l.codes, n, k, spec.bits);
+  l.qzeros = pack_qzeros(stored, l.n_groups, n, spec.bits);
+  return l;
+}
+
+std::vector<float> random_x(int64_t m, int64_t k, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  std::vector<float> x(static_cast<size_t>(m * k));
+  for (auto& v : x) v = d(rng);
+  return x;
+}
+
+// Checks y [m, N] against the double reference. The error allowed for y[r, n] is
+// tol * sum_k |W[n, k] x[r, k]| (the scale of the rounding errors of any summation order) plus a
+// tiny absolute term for outputs whose terms are all zero.
+void expect_matches_reference(const Layer& l, const std::vector<float>& x, int64_t m,
+                              const std::vector<float>& y, double tol, const std::string& what) {
+  const int64_t n = l.spec.n, k = l.spec.k;
+  // Dequantize once: [N, K] in double.
+  std::vector<double> w(static_cast<size_t>(n * k));
+  for (int64_t c = 0; c < n; ++c)
+    for (int64_t i = 0; i < k; ++i) w[c * k + i] = l.w(c, i);
+  int bad = 0;
+  double worst = 0;
+  for (int64_t r = 0; r < m; ++r) {
+    for (int64_t c = 0; c < n; ++c) {
+      double ref = l.spec.bias ? l.bias[c] : 0.0, mag = l.spec.bias ? std::fabs(l.bias[c]) : 0.0;
+      for (int64_t i = 0; i < k; ++i) {
+        const double t = w[c * k + i] * x[r * k + i];
+        ref += t;
+        mag += std::fabs(t);
+      }
+      const double err = std::fabs(y[r * n + c] - ref);
+      worst = std::max(worst, err / (mag + 1e-30));
+      if (!(err <= tol * mag + 1e-30) && bad++ < 5) {
+        ADD_FAILURE() << what << ": y[" << r << ", " << c << "] = " << y[r * n + c] << ", expected " << ref
+                      << " (error " << err << " > " << tol << " * " << mag << ")";
+      }
+    }
+  }
+  EXPECT_EQ(bad, 0) << what << ": " << bad << " outputs out of tolerance; worst relative error " << worst;
+  ::testing::Test::RecordProperty("worst_relative_error", std::to_string(worst));
+}
+
+// Runs the body with `isa` active and restores the previous choice.
+class IsaScope {
+ public:
+  explicit IsaScope(Isa isa) : saved_(active_isa()) { set_isa_for_testing(isa); }
+  ~IsaScope() { set_isa_for_testing(saved_); }
+
+ private:
+  Isa saved_;
+};
+
+bool skip_isa(Isa isa) { return !cpu_supports(isa); }
+
+// Tolerances, relative to sum_k |W[n,k] x[k]| per output:
+//  - scalar: sums in double, then rounds to fp32: 1e-6 is ~8 fp32 ulps.
+//  - AVX2 GEMM (m > 4): exact fp32 weights, fp32 FMA chains of <= 256 terms per chunk: errors of
+//    order sqrt(K) * 2^-24 ~ 4e-6 at K = 4096 in the worst case we test.
+//  - AVX2 GEMV (m <= 4): sums q * x in fp32 per group and folds scale and zero point afterwards
+//    (s * (q.x - z * sum x)), whose terms are up to ~2x the size of sum |W x| (q vs q - z), so
+//    allow the same 2e-5 as the GEMM with that factor and margin.
+double tolerance(Isa isa) { return isa == Isa::kScalar ? 1e-6 : 2e-5; }
+
+// ---- the big parameterized comparison: ISA x bits x group x sym x v1/v2 x act-order x m x shape
+struct Shape2 {
+  int64_t k, n;
+};
+
+using Params = std::tuple<Isa, int, int, bool, bool, bool, int, Shape2>;
+
+class QLinearVsReference : public ::testing::TestWithParam<Params> {};
+
+TEST_P(QLinearVsReference, ForwardMatchesDoubleReference) {
+  const auto [isa, bits, group, sym, v2, act, m, shape] = GetParam();
+  if (skip_isa(isa)) GTEST_SKIP() << "CPU lacks " << isa_name(isa);
+  IsaScope scope(isa);
+  LayerSpec spec;
+  spec.k = shape.k;
+  spec.n = shape.n;
+  spec.bits = bits;
+  spec.group_size = group;
+  spec.sym = sym;
+  spec.v2 = v2;
+  spec.act_order = act;
+  spec.bias = !sym;  // half of the cases carry a bias
+  spec.seed = static_cast<uint32_t>(bits * 1000003 + (group + 7) * 7919 + sym * 31 + v2 * 17 + act * 5 + shape.k);
+  const Layer l = make_layer(spec);
+  const QLinear q = QLinear::create(l.view(), "model.layers.0.mlp.up_proj");
+  const std::vector<float> x = random_x(m, spec.k, spec.seed + static_cast<uint32_t>(m));
+  std::vector<float> y(static_cast<size_t>(m * spec.n), std::nanf(""));
+  q.forward(x.data(), m, y.data());
+  expect_matches_reference(l, x, m, y, tolerance(isa), std::string(isa_name(isa)));
+  if (m == 1) {
+    // The repacking must preserve every weight exactly: s * (q - z) is exact in fp32.
+    const std::vector<float> deq = q.dequantize();
+    int64_t mismatches = 0;
+    for (int64_t c = 0; c < spec.n; ++c)
+      for (int64_t i = 0; i < spec.k; ++i) mismatches += deq[c * spec.k + i] != static_cast<float>(l.w(c, i));
+    EXPECT_EQ(mismatches, 0);
+  }
+}
+
+std::string param_name(const ::testing::TestParamInfo<Params>& info) {
+  const auto [isa, bits, group, sym, v2, act, m, shape] = info.param;
+  return std::string(isa_name(isa)) + "_b" + std::to_string(bits) + "_g" +
+         (group < 0 ? std::string("all") : std::to_string(group)) + (sym ? "_sym" : "_asym") +
+         (v2 ? "_v2" : "_v1") + (act ? "_act" : "_seq") + "_m" + std::to_string(m) + "_K" +
+         std::to_string(shape.k) + "_N" + std::to_string(shape.n);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    All, QLinearVsReference,
+    ::testing::Combine(::testing::Values(Isa::kScalar, Isa::kAvx2), ::testing::Values(2, 3, 4, 8),
+                       ::testing::Values(-1, 32, 64, 128), ::testing::Bool(), ::testing::Bool(),
+                       ::testing::Bool(), ::testing::Values(1, 3, 17, 64),
+                       // K, N multiples of 32 but not of 64/128; K = 96 with g = 128 is one partial
+                       // group, K = 352 with g = 128 ends in a partial group of 96.
+                       ::testing::Values(Shape2{96, 160}, Shape2{4096, 32}, Shape2{352, 96})),
+    param_name);
+
+// ---- more shapes of the kernels' edges ----
+
+// Every row count of the GEMM microkernel remainder (m % 6) and of the GEMV (m <= 4).
+TEST(QLinear, EveryRowCountOnEveryIsa) {
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2}) {
+    if (skip_isa(isa)) continue;
+    IsaScope scope(isa);
+    for (int bits : {3, 4}) {
+      LayerSpec spec;
+      spec.k = 288;
+      spec.n = 64;
+      spec.bits = bits;
+      spec.group_size = 32;
+      spec.sym = false;
+      spec.v2 = true;
+      const Layer l = make_layer(spec);
+      const QLinear q = QLinear::create(l.view(), "layer");
+      for (int64_t m = 1; m <= 14; ++m) {
+        const std::vector<float> x = random_x(m, spec.k, static_cast<uint32_t>(m));
+        std::vector<float> y(static_cast<size_t>(m * spec.n));
+        q.forward(x.data(), m, y.data());
+        expect_matches_reference(l, x, m, y, tolerance(isa),
+                                 std::string(isa_name(isa)) + " m=" + std::to_string(m) + " bits=" + std::to_string(bits));
+      }
+    }
+  }
+}
+
+// Group sizes that are not multiples of 32 make the packer pad each group; g_idx omitted means k/g.
+TEST(QLinear, GroupsThatNeedPaddingAndImplicitGIdx) {
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2}) {
+    if (skip_isa(isa)) continue;
+    IsaScope scope(isa);
+    for (int group : {16, 48, 100}) {
+      for (bool act : {false, true}) {
+        LayerSpec spec;
+        spec.k = 320;
+        spec.n = 64;
+        spec.bits = 4;
+        spec.group_size = group;
+        spec.act_order = act;
+        spec.sym = false;
+        spec.v2 = true;
+        const Layer l = make_layer(spec);
+        QuantizedLinearView v = l.view();
+        if (!act) v.g_idx = nullptr;
+        const QLinear q = QLinear::create(v, "layer");
+        EXPECT_TRUE(q.permuted());
+        for (int64_t m : {1, 2, 9}) {
+          const std::vector<float> x = random_x(m, spec.k, 7);
+          std::vector<float> y(static_cast<size_t>(m * spec.n));
+          q.forward(x.data(), m, y.data());
+          expect_matches_reference(l, x, m, y, tolerance(isa),
+                                   std::string(isa_name(isa)) + " g=" + std::to_string(group));
+        }
+      }
+    }
+  }
+}
+
+// Results must not depend on the thread count (bit for bit), on either ISA and either kernel.
+TEST(QLinear, ThreadCountDoesNotChangeResults) {
+  const int saved = core::num_threads();
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2}) {
+    if (skip_isa(isa)) continue;
+    IsaScope scope(isa);
+    for (int bits : {2, 3, 4, 8}) {
+      LayerSpec spec;
+      spec.k = 512;
+      spec.n = 224;  // 28 blocks: uneven splits over 3 threads, GEMV tiles of 4 and remainders
+      spec.bits = bits;
+      spec.group_size = 128;
+      spec.act_order = true;
+      const Layer l = make_layer(spec);
+      const QLinear q = QLinear::create(l.view(), "layer");
+      for (int64_t m : {1, 2, 4, 17}) {
+        const std::vector<float> x = random_x(m, spec.k, 3);
+        std::vector<float> y1(static_cast<size_t>(m * spec.n)), yt(y1.size());
+        core::set_num_threads(1);
+        q.forward(x.data(), m, y1.data());
+        for (int threads : {2, 3, 5}) {
+          core::set_num_threads(threads);
+          q.forward(x.data(), m, yt.data());
+          EXPECT_EQ(0, std::memcmp(y1.data(), yt.data(), y1.size() * sizeof(float)))
+              << isa_name(isa) << " bits=" << bits << " m=" << m << " threads=" << threads;
+        }
+      }
+    }
+  }
+  core::set_num_threads(saved);
+}
+
+// Tensors inside an mmap'd file need not be aligned; create() must read them bytewise.
+TEST(QLinear, UnalignedViewPointers) {
+  LayerSpec spec;
+  spec.k = 128;
+  spec.n = 64;
+  spec.bits = 3;
+  spec.group_size = 64;
+  spec.bias = true;
+  const Layer l = make_layer(spec);
+  auto misalign = [](const void* p, size_t bytes, std::vector<char>& buf) {
+    buf.assign(bytes + 3, 0);
+    std::memcpy(buf.data() + 1, p, bytes);
+    return static_cast<const void*>(buf.data() + 1);
+  };
+  std::vector<char> bq, bz, bs, bg, bb;
+  QuantizedLinearView v = l.view();
+  v.qweight = static_cast<const int32_t*>(misalign(l.qweight.data(), l.qweight.size() * 4, bq));
+  v.qzeros = static_cast<const int32_t*>(misalign(l.qzeros.data(), l.qzeros.size() * 4, bz));
+  v.scales = static_cast<const uint16_t*>(misalign(l.scales_fp16.data(), l.scales_fp16.size() * 2, bs));
+  v.g_idx = static_cast<const int32_t*>(misalign(l.g_idx.data(), l.g_idx.size() * 4, bg));
+  v.bias_fp16 = static_cast<const uint16_t*>(misalign(l.bias_fp16.data(), l.bias_fp16.size() * 2, bb));
+  const QLinear q = QLinear::create(v, "layer");
+  const std::vector<float> x = random_x(1, spec.k, 11);
+  std::vector<float> y(static_cast<size_t>(spec.n));
+  q.forward(x.data(), 1, y.data());
+  expect_matches_reference(l, x, 1, y, tolerance(active_isa()), "unaligned");
+}
+
+TEST(QLinear, WeightBytesCountsCodesScalesAndZeros) {
+  LayerSpec spec;
+  spec.k = 256;
+  spec.n = 64;
+  spec.bits = 4;
+  spec.group_size = 128;
+  const Layer l = make_layer(spec);
+  const QLinear q = QLinear::create(l.view(), "layer");
+  // 4-bit codes + one fp16 scale and one u8 zero per group and column.
+  EXPECT_EQ(q.weight_bytes(), size_t{256 * 64 / 2 + 2 * 64 * 2 + 2 * 64});
+  EXPECT_FALSE(q.permuted());
+}
+
+// ---- the test packer itself against the constants SPEC §1 lists for symmetric v1 zeros ----
+TEST(QLinearTestPacker, SymmetricV1ZeroWordsMatchSpec) {
+  auto words = [](int bits) {
+    std::vector<int32_t> stored(32, (1 << (bits - 1)) - 1);
+    std::vector<int32_t> q = pack_qzeros(stored, 1, 32, bits);
+    std::vector<uint32_t> u(q.size());
+    std::memcpy(u.data(), q.data(), q.size() * 4);
+    return u;
+  };
+  EXPECT_EQ(words(2), (std::vector<uint32_t>{0x55555555u, 0x55555555u}));
+  EXPECT_EQ(words(4)[0], 0x77777777u);
+  EXPECT_EQ(words(8)[0], 0x7F7F7F7Fu);
+  EXPECT_EQ(words(3), (std::vector<uint32_t>{0xDB6DB6DBu, 0xB6DB6DB6u, 0x6DB6DB6Du}));
+}
+
+// ---- validation: the right error kind, naming the layer and what was found ----
+template <typename F>
+void expect_error(F&& f, ErrorKind kind, const std::vector<std::string>& needles) {
+  try {
+    f();
+    ADD_FAILURE() << "no gptq::Error thrown";
+  } catch (const Error& e) {
+    EXPECT_EQ(static_cast<int>(e.kind()), static_cast<int>(kind)) << e.what();
+    for (const auto& s : needles) EXPECT_NE(std::string(e.what()).find(s), std::string::npos) << e.what() << " lacks " << s;
+  }
+}
+
+TEST(QLinearValidation, FiveBitsIsUnsupported) {
+  LayerSpec spec;
+  const Layer l = make_layer(spec);
+  QuantizedLinearView v = l.view();
+  v.bits = 5;
+  expect_error([&] { QLinear::create(v, "model.layers.3.self_attn.q_proj"); }, ErrorKind::kUnsupported,
+               {"model.layers.3.self_attn.q_proj", "5-bit"});
+}
+
+TEST(QLinearValidation, KNotMultipleOf32) {
+  LayerSpec spec;
+  const Layer l = make_layer(spec);
+  QuantizedLinearView v = l.view();
+  v.k = 100;
+  expect_error([&] { QLinear::create(v, "blk.o_proj"); }, ErrorKind::kShape, {"blk.o_proj", "K = 100", "N = 32"});
+  v = l.view();
+  v.n = 40;
+  expect_error([&] { QLinear::create(v, "blk.o_proj"); }, ErrorKind::kShape, {"blk.o_proj", "N = 40"});
+}
+
+TEST(QLinearValidation, GIdxOutOfRange) {
+  LayerSpec spec;
+  spec.k = 256;
+  spec.group_size = 64;
+  Layer l = make_layer(spec);
+  l.g_idx[77] = 4;  // G = 4
+  expect_error([&] { QLinear::create(l.view(), "layers.1.mlp.down_proj"); }, ErrorKind::kShape,
+               {"layers.1.mlp.down_proj", "g_idx[77] = 4", "G = 4"});
+  l.g_idx[77] = -1;
+  expect_error([&] { QLinear::create(l.view(), "layers.1.mlp.down_proj"); }, ErrorKind::kShape,
+               {"g_idx[77] = -1"});
+}
+
+TEST(QLinearValidation, BadGroupSizeAndNullTensors) {
+  LayerSpec spec;
+  const Layer l = make_layer(spec);
+  QuantizedLinearView v = l.view();
+  v.group_size = 0;
+  expect_error([&] { QLinear::create(v, "x.proj"); }, ErrorKind::kShape, {"x.proj", "group size 0"});
+  v = l.view();
+  v.qzeros = nullptr;
+  expect_error([&] { QLinear::create(v, "x.proj"); }, ErrorKind::kArgument, {"x.proj"});
+}
+
+// ---- ISA selection ----
+TEST(Isa, EnvironmentValues) {
+  EXPECT_EQ(isa_from_env_value("scalar"), Isa::kScalar);
+  expect_error([] { isa_from_env_value("avx512"); }, ErrorKind::kArgument, {"GPTQ_FORCE_ISA", "avx512"});
+  if (cpu_supports(Isa::kAvx2)) {
+    EXPECT_EQ(isa_from_env_value("avx2"), Isa::kAvx2);
+  } else {
+    expect_error([] { isa_from_env_value("avx2"); }, ErrorKind::kUnsupported, {"GPTQ_FORCE_ISA"});
+  }
+}
+
+TEST(Isa, SetForTestingSwitchesPaths) {
+  const Isa saved = active_isa();
+  set_isa_for_testing(Isa::kScalar);
+  EXPECT_EQ(active_isa(), Isa::kScalar);
+  if (cpu_supports(Isa::kAvx2)) {
+    set_isa_for_testing(Isa::kAvx2);
+    EXPECT_EQ(active_isa(), Isa::kAvx2);
+  }
+  set_isa_for_testing(saved);
+}
+
+}  // namespace
+}  // namespace gptq::backend

@@ -1,0 +1,109 @@
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "gptq/gptq.h"
+
+namespace gptq::cli {
+
+namespace {
+
+uint64_t parse_size(const std::string& s) {
+  // "4GB", "500MB", "2GiB", "123" (bytes); decimal units as Hugging Face uses them.
+  size_t pos = 0;
+  double v = 0;
+  try {
+    v = std::stod(s, &pos);
+  } catch (...) {
+    throw Error(ErrorKind::kArgument, "--max-shard-size " + s + ": expected a size like 4GB or 500MB");
+  }
+  std::string unit = s.substr(pos);
+  for (auto& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  double m = 1;
+  if (unit == "" || unit == "B") m = 1;
+  else if (unit == "KB") m = 1e3;
+  else if (unit == "MB") m = 1e6;
+  else if (unit == "GB") m = 1e9;
+  else if (unit == "KIB") m = 1024.0;
+  else if (unit == "MIB") m = 1024.0 * 1024;
+  else if (unit == "GIB") m = 1024.0 * 1024 * 1024;
+  else throw Error(ErrorKind::kArgument, "--max-shard-size " + s + ": unknown unit (use B, KB, MB, GB, KiB, MiB, GiB)");
+  if (v <= 0) throw Error(ErrorKind::kArgument, "--max-shard-size " + s + ": must be positive");
+  return static_cast<uint64_t>(v * m);
+}
+
+}  // namespace
+
+Runner add_quantize(CLI::App& app) {
+  struct Args {
+    std::string model, out, shard = "4GB", dequant;
+    QuantizeConfig q;
+    CalibrationOptions c;
+    bool asym = false, no_true_seq = false, json = false, force = false;
+    int threads = 0;
+  };
+  auto a = std::make_shared<Args>();
+  auto* cmd = app.add_subcommand("quantize", "GPTQ-quantize a Hugging Face model folder into a GPTQ checkpoint");
+  cmd->add_option("-m,--model", a->model, "input model folder (fp32/fp16/bf16)")->required();
+  cmd->add_option("-o,--out", a->out, "output folder")->required();
+  cmd->add_option("--bits", a->q.bits, "2, 3, 4 or 8")->capture_default_str();
+  cmd->add_option("--group-size", a->q.group_size, "-1 (per row) or 16..1024")->capture_default_str();
+  cmd->add_flag("--desc-act", a->q.desc_act, "act-order: quantize columns by descending Hessian diagonal");
+  cmd->add_flag("--static-groups", a->q.static_groups, "with --desc-act: groups fixed before reordering");
+  cmd->add_flag("--asym", a->asym, "asymmetric quantization (stored as gptq_v2)");
+  cmd->add_option("--damp", a->q.damp_percent, "damp_percent; raised by 0.01 while Cholesky fails")->capture_default_str();
+  cmd->add_flag("--mse", a->q.mse, "search a clipping range per group (slower, slightly better)");
+  cmd->add_option("--method", a->q.method, "gptq or rtn (round-to-nearest baseline)")->capture_default_str();
+  cmd->add_option("--format", a->q.format, "gptq (v1 zeros) or gptq_v2 (default: gptq when sym, gptq_v2 when asym)");
+  cmd->add_flag("--no-true-sequential", a->no_true_seq, "quantize each layer from its unquantized inputs");
+  cmd->add_option("--calib", a->c.file, "calibration text, or JSONL with \"text\" or \"input_ids\" rows");
+  cmd->add_option("--nsamples", a->c.nsamples, "calibration windows")->capture_default_str();
+  cmd->add_option("--seqlen", a->c.seqlen, "tokens per window")->capture_default_str();
+  cmd->add_option("--seed", a->c.seed, "seed for window sampling")->capture_default_str();
+  cmd->add_option("--max-shard-size", a->shard, "largest safetensors shard (e.g. 4GB, 500MB)")->capture_default_str();
+  cmd->add_option("--save-dequantized", a->dequant, "also write the fp32 dequantized weights here (for checks)");
+  cmd->add_flag("--force", a->force, "replace an existing output folder");
+  cmd->add_flag("--json", a->json, "print the report as one JSON object");
+  add_threads(cmd, &a->threads);
+  return [a]() {
+    a->q.sym = !a->asym;
+    a->q.true_sequential = !a->no_true_seq;
+    QuantizeRunOptions run;
+    run.threads = a->threads;
+    run.force = a->force;
+    run.max_shard_bytes = parse_size(a->shard);
+    run.progress = terminal_progress();
+    run.dequantized_out = a->dequant;
+    const QuantizeReport r = quantize_model(a->model, a->out, a->q, a->c, run);
+    if (a->json) {
+      nlohmann::json mods = nlohmann::json::array();
+      for (const auto& m : r.modules) {
+        mods.push_back({{"module", m.module}, {"bits", m.bits}, {"n", m.n}, {"k", m.k}, {"loss", m.loss},
+                        {"damp", m.damp}, {"seconds", m.seconds}, {"note", m.note}});
+      }
+      nlohmann::json j = {{"output", r.output.string()},  {"layers", r.layers},
+                          {"layers_resumed", r.layers_resumed}, {"calibration_tokens", r.calibration_tokens},
+                          {"seconds", r.seconds},          {"bits", a->q.bits},
+                          {"group_size", a->q.group_size}, {"desc_act", a->q.desc_act},
+                          {"sym", a->q.sym},               {"method", a->q.method},
+                          {"modules", mods}};
+      std::printf("%s\n", j.dump().c_str());
+      return 0;
+    }
+    std::printf("| module | bits | loss | damp | seconds |\n|---|---:|---:|---:|---:|\n");
+    for (const auto& m : r.modules) {
+      if (m.bits == 0) {
+        std::printf("| %s | - | - | - | - |  %s\n", m.module.c_str(), m.note.c_str());
+      } else {
+        std::printf("| %s | %d | %.6g | %.2f | %.3f |%s%s\n", m.module.c_str(), m.bits, m.loss, m.damp, m.seconds,
+                    m.note.empty() ? "" : "  ", m.note.c_str());
+      }
+    }
+    std::printf("quantized %lld layers (%lld resumed) with %lld calibration tokens in %.1f s -> %s\n",
+                static_cast<long long>(r.layers), static_cast<long long>(r.layers_resumed),
+                static_cast<long long>(r.calibration_tokens), r.seconds, r.output.string().c_str());
+    return 0;
+  };
+}
+
+}  // namespace gptq::cli
