@@ -65,6 +65,16 @@ class CausalLM {
   PerplexityResult perplexity_ids(const std::vector<int32_t>& stream, const PerplexityOptions& opts,
                                   const ProgressCallback& progress = {}) const;
 
+  // GPTQ on the loaded weights with the settings given to from_pretrained, calibrated on the
+  // examples (token ids, or texts tokenized with BOS). Afterwards logits/generate/perplexity run
+  // the quantized weights (dequantized to fp32).
+  QuantizeReport quantize(const std::vector<std::vector<int32_t>>& examples,
+                          const ProgressCallback& progress = {});
+  QuantizeReport quantize(const std::vector<std::string>& examples, const ProgressCallback& progress = {});
+  // Writes the quantized model as a GPTQ folder (atomically; an existing folder only with force).
+  void save_quantized(const std::filesystem::path& out, bool force = false,
+                      uint64_t max_shard_bytes = 4'000'000'000ull) const;
+
   struct Impl;
   Impl& impl() { return *impl_; }
   const Impl& impl() const { return *impl_; }

@@ -226,12 +226,14 @@ void CheckpointWriter::open_partial() {
   fs::create_directories(parts_dir, ec);
   if (ec) throw_fs(fmt::format("cannot create {}", parts_dir.string()), ec);
   for (const fs::path& p : list_dir(parts_dir)) {
-    int64_t layer = 0;
-    if (!fs::is_regular_file(fs::symlink_status(p, ec)) ||
-        !parse_part_name(p.filename().string(), &layer)) {
-      remove_all_or_throw(p);  // temporaries of an interrupted write
+    const std::string name = p.filename().string();
+    if (name.find(".tmp.") != std::string::npos) {
+      remove_all_or_throw(p);  // the temporary of an interrupted atomic write
       continue;
     }
+    int64_t layer = 0;
+    // Other files are the caller's (per-layer reports, say): they are kept.
+    if (!fs::is_regular_file(fs::symlink_status(p, ec)) || !parse_part_name(name, &layer)) continue;
     try {
       parts_[layer] = io::SafetensorsFile::open(p);
     } catch (const Error& err) {

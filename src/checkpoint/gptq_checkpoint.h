@@ -68,7 +68,8 @@ class CheckpointWriter {
   // Throws Error(kArgument) if out exists and !force, if out is the source folder, or if
   // max_shard_bytes is 0. Creates or reopens the partial folder: a partial folder holding a
   // run.json with the same signature is kept when resume is on (its valid parts are reopened,
-  // anything else in it is removed); otherwise it is wiped. A "<out>.partial" that holds other
+  // unreadable parts and temporaries are removed, other files in parts/ are left to the caller,
+  // anything else in the folder is removed); otherwise it is wiped. A "<out>.partial" that holds other
   // things than ours (no run.json) is refused unless force.
   CheckpointWriter(std::filesystem::path source_dir, std::filesystem::path out, WriterOptions opts);
 

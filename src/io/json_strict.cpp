@@ -95,11 +95,10 @@ nlohmann::json parse_json_strict(std::string_view text, const std::string& file,
   // The keys seen so far in each open object, innermost last. The callback keeps every value, so
   // object_start and object_end events always pair up.
   std::vector<std::set<std::string, std::less<>>> open_objects;
-  std::string top_key;        // the last key of the outermost object, to place a duplicate
-  std::string duplicate;      // the first duplicated key found
-  std::string duplicate_in;   // the outermost key it was found under ("" at the top level)
-  auto callback = [&](int cb_depth, nlohmann::json::parse_event_t event,
-                      nlohmann::json& parsed) {
+  std::string top_key;       // the last key of the outermost object, to place a duplicate
+  std::string duplicate;     // the first duplicated key found
+  std::string duplicate_in;  // the outermost key it was found under ("" at the top level)
+  auto callback = [&](int cb_depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
     switch (event) {
       case nlohmann::json::parse_event_t::object_start:
         open_objects.emplace_back();
@@ -110,8 +109,7 @@ nlohmann::json parse_json_strict(std::string_view text, const std::string& file,
       case nlohmann::json::parse_event_t::key: {
         const auto& key = parsed.get_ref<const std::string&>();
         if (cb_depth == 1) top_key = key;
-        if (!open_objects.empty() && !open_objects.back().insert(key).second &&
-            duplicate.empty()) {
+        if (!open_objects.empty() && !open_objects.back().insert(key).second && duplicate.empty()) {
           duplicate = key;
           duplicate_in = cb_depth == 1 ? std::string() : top_key;
         }

@@ -43,9 +43,9 @@ class MappedFile {
 struct TensorInfo {
   std::string name;
   DType dtype = DType::kF32;
-  Shape shape;                 // as in the header; {} is a scalar
-  uint64_t begin = 0;          // byte offset of the data, relative to the data section
-  uint64_t nbytes = 0;         // product(shape) * dtype_size(dtype)
+  Shape shape;                    // as in the header; {} is a scalar
+  uint64_t begin = 0;             // byte offset of the data, relative to the data section
+  uint64_t nbytes = 0;            // product(shape) * dtype_size(dtype)
   const uint8_t* data = nullptr;  // points into the mapping; valid while the file is open
   const std::filesystem::path* file = nullptr;  // the file it lives in
 

@@ -2,11 +2,10 @@
 // is checked (overflow, bounds, coverage) before a pointer into the mapping is formed, so a
 // malformed file is an Error(kFormat), never an out-of-bounds read.
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <fmt/format.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -33,13 +32,15 @@ MappedFile::MappedFile(const fs::path& path) : path_(path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     const int err = errno;
-    throw Error(ErrorKind::kIo, fmt::format("cannot open {}: {}", path.string(), std::strerror(err)));
+    throw Error(ErrorKind::kIo,
+                fmt::format("cannot open {}: {}", path.string(), std::strerror(err)));
   }
   struct stat st {};
   if (::fstat(fd, &st) != 0) {
     const int err = errno;
     ::close(fd);
-    throw Error(ErrorKind::kIo, fmt::format("cannot stat {}: {}", path.string(), std::strerror(err)));
+    throw Error(ErrorKind::kIo,
+                fmt::format("cannot stat {}: {}", path.string(), std::strerror(err)));
   }
   if (!S_ISREG(st.st_mode)) {
     ::close(fd);
@@ -196,11 +197,11 @@ void parse_entry(const std::string& file, const std::string& name, const json& e
   uint64_t end = 0;
   if (!off->is_array() || off->size() != 2 || !as_unsigned((*off)[0], &begin) ||
       !as_unsigned((*off)[1], &end)) {
-    fail_tensor(file, name,
-                fmt::format("expected \"data_offsets\" to be [begin, end] with two non-negative "
-                            "integers, found {}",
-                            off->is_array() && off->size() <= 4 ? off->dump()
-                                                                 : describe_json(*off)));
+    fail_tensor(
+        file, name,
+        fmt::format("expected \"data_offsets\" to be [begin, end] with two non-negative "
+                    "integers, found {}",
+                    off->is_array() && off->size() <= 4 ? off->dump() : describe_json(*off)));
   }
   if (begin > end) {
     fail_tensor(file, name,

@@ -1,10 +1,9 @@
 // Writing: safetensors files and small text files, atomically (temporary name in the same folder,
 // fsync, rename, fsync of the folder), so a crash leaves either the old file or the new one.
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <fmt/format.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -132,17 +131,15 @@ void write_safetensors(const fs::path& path, std::vector<TensorToWrite> tensors,
     if (!nbytes || *nbytes != t.nbytes) {
       bad(fmt::format("tensor \"{}\": shape {} of {} needs {} bytes, found nbytes = {}",
                       clip(t.name), shape_str(t.shape), dtype_name(t.dtype),
-                      nbytes ? std::to_string(*nbytes) : std::string("more than 2^64"),
-                      t.nbytes));
+                      nbytes ? std::to_string(*nbytes) : std::string("more than 2^64"), t.nbytes));
     }
     if (t.nbytes > 0 && t.data == nullptr) {
       bad(fmt::format("tensor \"{}\": {} bytes but no data", clip(t.name), t.nbytes));
     }
     const auto end = core::checked_add(offset, t.nbytes);
     if (!end) bad("total size overflows 64 bits");
-    header[t.name] = {{"dtype", dtype_name(t.dtype)},
-                      {"shape", t.shape},
-                      {"data_offsets", {offset, *end}}};
+    header[t.name] = {
+        {"dtype", dtype_name(t.dtype)}, {"shape", t.shape}, {"data_offsets", {offset, *end}}};
     offset = *end;
   }
   std::string text;

@@ -72,13 +72,18 @@ TensorStore TensorStore::open_dir(const fs::path& dir) {
   }
   const fs::path index_path = dir / kIndexName;
   if (!fs::exists(index_path, ec)) {
-    throw Error(ErrorKind::kIo, fmt::format("{}: found neither {} nor {}", dir.string(),
-                                            kSingleName, kIndexName));
+    throw Error(ErrorKind::kIo,
+                fmt::format("{}: found neither {} nor {}", dir.string(), kSingleName, kIndexName));
   }
 
   const std::string index_file = index_path.string();
-  const json index = detail::parse_json_strict(read_text_file(index_path), index_file, "index",
-                                                     "top-level key");
+  // Real indexes are well under a megabyte; refuse a huge one before reading it into memory.
+  if (const auto n = fs::file_size(index_path, ec); !ec && n > kMaxHeaderBytes) {
+    throw Error(ErrorKind::kFormat, fmt::format("{}: index is {} bytes (expected at most {})",
+                                                index_file, n, kMaxHeaderBytes));
+  }
+  const json index =
+      detail::parse_json_strict(read_text_file(index_path), index_file, "index", "top-level key");
   auto fail = [&](const std::string& what) {
     throw Error(ErrorKind::kFormat, fmt::format("{}: {}", index_file, what));
   };
@@ -115,9 +120,10 @@ TensorStore TensorStore::open_dir(const fs::path& dir) {
     }
     const auto& name = file.get_ref<const std::string&>();
     if (!is_plain_file_name(name)) {
-      fail(fmt::format("weight_map[\"{}\"]: expected a file name inside the folder (no '/', "
-                       "'\\\\' or '..'), found \"{}\"",
-                       clip(tensor), clip(name)));
+      fail(
+          fmt::format("weight_map[\"{}\"]: expected a file name inside the folder (no '/', "
+                      "'\\\\' or '..'), found \"{}\"",
+                      clip(tensor), clip(name)));
     }
     shard_of.emplace(tensor, name);
     shards.insert(name);
@@ -126,8 +132,8 @@ TensorStore TensorStore::open_dir(const fs::path& dir) {
     const fs::path p = dir / s;
     if (!fs::is_regular_file(p, ec)) {
       throw Error(ErrorKind::kIo,
-                  fmt::format("{}: shard \"{}\" does not exist (expected the file {})",
-                              index_file, s, p.string()));
+                  fmt::format("{}: shard \"{}\" does not exist (expected the file {})", index_file,
+                              s, p.string()));
     }
   }
 
@@ -171,8 +177,8 @@ const TensorInfo* TensorStore::find(std::string_view name) const {
 const TensorInfo& TensorStore::get(std::string_view name) const {
   const TensorInfo* t = find(name);
   if (t == nullptr) {
-    throw Error(ErrorKind::kShape, fmt::format("{}: expected a tensor \"{}\", found none",
-                                               dir_.string(), clip(name)));
+    throw Error(ErrorKind::kShape,
+                fmt::format("{}: expected a tensor \"{}\", found none", dir_.string(), clip(name)));
   }
   return *t;
 }

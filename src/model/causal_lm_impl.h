@@ -6,6 +6,7 @@
 #include <optional>
 
 #include "gptq/model.h"
+#include "checkpoint/gptq_checkpoint.h"
 #include "io/safetensors.h"
 #include "model/decoder.h"
 #include "model/weights.h"
@@ -20,6 +21,9 @@ struct CausalLM::Impl {
   model::ModelWeights weights;
   std::optional<Tokenizer> tokenizer;
   QuantizeConfig qcfg;
+  // Filled by quantize(): packed linears and the report of each layer.
+  std::vector<std::vector<checkpoint::PackedLinear>> packed;
+  std::vector<ModuleReport> reports;
   int threads = 0;
 };
 

@@ -108,23 +108,7 @@ QuantizeReport quantize_model(const std::filesystem::path& model_dir, const std:
   report.layers = cfg.num_hidden_layers;
   report.calibration_tokens = pipe.tokens();
   report.output = out;
-  checkpoint::QuantizationSummary summary;
-  summary.q.bits = qcfg.bits;
-  summary.q.group_size = qcfg.group_size;
-  summary.q.desc_act = qcfg.desc_act;
-  summary.q.sym = qcfg.sym;
-  summary.q.damp_percent = qcfg.damp_percent;
-  summary.q.true_sequential = qcfg.true_sequential;
-  summary.q.static_groups = qcfg.static_groups;
-  summary.q.checkpoint_format = format;
-  summary.mse = qcfg.mse;
-  summary.num_layers = cfg.num_hidden_layers;
-  summary.block_prefix = desc.block_prefix;
-  for (const auto& g : desc.sequential_groups) {
-    std::vector<std::string> names;
-    for (auto r : g) names.push_back(desc.linear(r).name);
-    summary.block_linear_groups.push_back(names);
-  }
+  checkpoint::QuantizationSummary summary = model::make_summary(qcfg, cfg, desc);
 
   std::vector<io::TensorToWrite> dequant_out;
   std::vector<std::vector<float>> dequant_keep;

@@ -70,6 +70,28 @@ quant::QuantParams to_params(const QuantizeConfig& q) {
   return p;
 }
 
+checkpoint::QuantizationSummary make_summary(const QuantizeConfig& q, const config::ModelConfig& cfg,
+                                             const arch::ArchDesc& desc) {
+  checkpoint::QuantizationSummary s;
+  s.q.bits = q.bits;
+  s.q.group_size = q.group_size;
+  s.q.desc_act = q.desc_act;
+  s.q.sym = q.sym;
+  s.q.damp_percent = q.damp_percent;
+  s.q.true_sequential = q.true_sequential;
+  s.q.static_groups = q.static_groups;
+  s.q.checkpoint_format = resolve_format(q);
+  s.mse = q.mse;
+  s.num_layers = cfg.num_hidden_layers;
+  s.block_prefix = desc.block_prefix;
+  for (const auto& g : desc.sequential_groups) {
+    std::vector<std::string> names;
+    for (auto r : g) names.push_back(desc.linear(r).name);
+    s.block_linear_groups.push_back(names);
+  }
+  return s;
+}
+
 checkpoint::PackedLinear pack_result(const std::string& module, const quant::QuantResult& r, const std::string& format,
                                      const std::vector<float>& bias) {
   checkpoint::PackedLinear p;

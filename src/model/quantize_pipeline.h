@@ -26,6 +26,10 @@ struct LayerResult {
 std::string resolve_format(const QuantizeConfig& q);
 quant::QuantParams to_params(const QuantizeConfig& q);
 
+// What the checkpoint's config files say about a run (format resolved, groups from the arch).
+checkpoint::QuantizationSummary make_summary(const QuantizeConfig& q, const config::ModelConfig& cfg,
+                                             const arch::ArchDesc& desc);
+
 class QuantizationPipeline {
  public:
   QuantizationPipeline(const Decoder& decoder, const QuantizeConfig& q, std::vector<std::vector<int32_t>> samples);

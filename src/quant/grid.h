@@ -67,8 +67,10 @@ inline float scale_to_fp16(float s) {
 
 // |d|^2.4 for the MSE search, to ~1e-6 relative, branch-free so that the loop over a group
 // vectorizes (std::pow would be ~80 times slower here and the search calls it 80 times per
-// weight). d^2.4 = 2^(2.4 * log2 d): log2 from the exponent bits plus an atanh series on the
-// mantissa reduced to [0.75, 1.5), exp2 from a degree-7 polynomial on [-0.5, 0.5].
+// weight). With d = m * 2^e, m in [0.75, 1.5) and e = 5a + r (r in 0..4):
+// d^2.4 = 2^(12a) * 2^(2.4 (r + log2 m)); the integer part 12a is exact, so the fp32 argument of
+// exp2 stays below 12 in magnitude and keeps its precision for any e. log2 m from an atanh
+// series, exp2 from a degree-7 polynomial on [-0.5, 0.5].
 // Values below 1e-15 return 0 (their 2.4th power is below 1e-36 and cannot change a sum of
 // errors that has a nonzero term; a group whose every error is that small is a tie anyway).
 inline float pow_2p4(float d) {
@@ -84,16 +86,25 @@ inline float pow_2p4(float d) {
   // ln m = 2 atanh t = 2 (t + t^3/3 + t^5/5 + t^7/7 + t^9/9)
   const float ln_m =
       2.0f * t * (1.0f + t2 * (1.0f / 3 + t2 * (1.0f / 5 + t2 * (1.0f / 7 + t2 * (1.0f / 9)))));
-  const float y = 2.4f * (static_cast<float>(e) + ln_m * 1.44269504f);
-  float n = round_half_even(y < 126.0f ? (y > -126.0f ? y : -126.0f) : 126.0f);
-  const float f = (y - n) * 0.693147181f;  // |f| <= 0.35
+  const float ef = static_cast<float>(e);
+  const float a = round_half_even(ef * 0.2f - 0.4f);  // e / 5 rounded down: e*0.2 - a in [0, 0.8]
+  const float r = ef - 5.0f * a;                      // exact, 0..4
+  const float y = 2.4f * r + (2.4f * 1.44269504f) * ln_m;
+  const float ny = round_half_even(y);
+  const float f = (y - ny) * 0.693147181f;  // |f| <= 0.35
   // e^f, Taylor to degree 7: error < 0.35^8 / 8! ~ 5e-9.
   const float p =
-      1.0f + f * (1.0f + f * (0.5f + f * (1.0f / 6 + f * (1.0f / 24 + f * (1.0f / 120 +
-                                                                          f * (1.0f / 720 + f * (1.0f / 5040)))))));
-  const float two_n = std::bit_cast<float>(static_cast<uint32_t>(static_cast<int32_t>(n) + 127) << 23);
-  const float r = p * two_n;
-  return d < 1e-15f ? 0.0f : r;
+      1.0f +
+      f * (1.0f +
+           f * (0.5f +
+                f * (1.0f / 6 +
+                     f * (1.0f / 24 + f * (1.0f / 120 + f * (1.0f / 720 + f * (1.0f / 5040)))))));
+  float n = 12.0f * a + ny;
+  n = n > -126.0f ? n : -126.0f;
+  n = n < 127.0f ? n : 127.0f;
+  const float two_n =
+      std::bit_cast<float>(static_cast<uint32_t>(static_cast<int32_t>(n) + 127) << 23);
+  return d < 1e-15f ? 0.0f : p * two_n;
 }
 
 // Scale and zero of one row of one group (SPEC §3 quantizer; with g.mse the shrink search).

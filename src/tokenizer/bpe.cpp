@@ -114,19 +114,13 @@ struct Symbol {
   bool live;
 };
 
-// A candidate merge of symbols[pos] with its right neighbour. The heap pops the lowest rank
-// first and, among equal ranks, the leftmost position, as Hugging Face's Word::merge_all does.
-struct Candidate {
-  int32_t rank;
-  int32_t pos;
-  int32_t id;
-};
-
-struct LowerPriority {
-  bool operator()(const Candidate& a, const Candidate& b) const {
-    return a.rank != b.rank ? a.rank > b.rank : a.pos > b.pos;
-  }
-};
+// A candidate merge of symbols[pos] with its right neighbour, packed as rank << 32 | pos so that
+// the smallest key is the lowest rank and, among equal ranks, the leftmost position: the order in
+// which Hugging Face's Word::merge_all pops its heap. A one-word key keeps the heap, which holds
+// about one entry per character of a 1 MB text, compact.
+uint64_t candidate(int32_t rank, int32_t pos) {
+  return (static_cast<uint64_t>(static_cast<uint32_t>(rank)) << 32) | static_cast<uint32_t>(pos);
+}
 
 }  // namespace
 
@@ -200,43 +194,47 @@ void Bpe::encode_word(std::string_view w, std::vector<int32_t>& out) const {
   for (size_t k = 0; k + 1 < syms.size(); ++k) syms[k].next = static_cast<int32_t>(k + 1);
 
   // 2. Merge the ranked pair of lowest rank, leftmost first. Heap entries go stale when one of
-  //    their symbols was merged away; they are recognised when popped and skipped.
-  std::vector<Candidate> heap;
+  //    their symbols was merged away or grew; they are recognised when popped and skipped. (A pair
+  //    that changed never has its old rank again with the same merged token: every change makes
+  //    the concatenated string longer. So comparing ranks is the same test as Hugging Face's
+  //    comparison of merged ids.)
+  std::vector<uint64_t> heap;
+  const std::greater<uint64_t> cmp;  // std heaps are max-heaps; this makes a min-heap
   if (syms.size() > 1) {
     heap.reserve(syms.size());
     for (size_t k = 0; k + 1 < syms.size(); ++k) {
       if (const auto* m = merges_.find(syms[k].id, syms[k + 1].id)) {
-        heap.push_back({m->rank, static_cast<int32_t>(k), m->id});
+        heap.push_back(candidate(m->rank, static_cast<int32_t>(k)));
       }
     }
-    std::make_heap(heap.begin(), heap.end(), LowerPriority{});
+    std::make_heap(heap.begin(), heap.end(), cmp);
   }
-  const LowerPriority cmp;
   while (!heap.empty()) {
     std::pop_heap(heap.begin(), heap.end(), cmp);
-    const Candidate top = heap.back();
+    const uint64_t top = heap.back();
     heap.pop_back();
-    Symbol& left = syms[static_cast<size_t>(top.pos)];
+    const auto rank = static_cast<int32_t>(top >> 32);
+    const auto pos = static_cast<int32_t>(top & 0xFFFFFFFFu);
+    Symbol& left = syms[static_cast<size_t>(pos)];
     if (!left.live || left.next < 0) continue;
-    const int32_t rpos = left.next;
-    Symbol& right = syms[static_cast<size_t>(rpos)];
+    Symbol& right = syms[static_cast<size_t>(left.next)];
     const auto* m = merges_.find(left.id, right.id);
-    if (!m || m->id != top.id) continue;  // stale: the pair at pos has changed
-    left.id = top.id;
+    if (!m || m->rank != rank) continue;  // stale: the pair at pos has changed
+    left.id = m->id;
     right.live = false;
     left.next = right.next;
-    if (right.next >= 0) syms[static_cast<size_t>(right.next)].prev = top.pos;
+    if (right.next >= 0) syms[static_cast<size_t>(right.next)].prev = pos;
     if (left.prev >= 0) {
       const Symbol& p = syms[static_cast<size_t>(left.prev)];
       if (const auto* pm = merges_.find(p.id, left.id)) {
-        heap.push_back({pm->rank, left.prev, pm->id});
+        heap.push_back(candidate(pm->rank, left.prev));
         std::push_heap(heap.begin(), heap.end(), cmp);
       }
     }
     if (left.next >= 0) {
       const Symbol& nx = syms[static_cast<size_t>(left.next)];
       if (const auto* nm = merges_.find(left.id, nx.id)) {
-        heap.push_back({nm->rank, top.pos, nm->id});
+        heap.push_back(candidate(nm->rank, pos));
         std::push_heap(heap.begin(), heap.end(), cmp);
       }
     }

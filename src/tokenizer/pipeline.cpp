@@ -268,7 +268,7 @@ class PrependNormalizer final : public Normalizer {
  public:
   explicit PrependNormalizer(std::string p) : prepend_(std::move(p)) {}
   void apply(std::string& s) const override {
-    if (!s.empty()) s.insert(0, prepend_);
+    if (!s.empty()) s = prepend_ + s;
   }
 
  private:
@@ -410,7 +410,7 @@ class ByteLevelPreTokenizer final : public PreTokenizer {
   void apply(std::vector<Piece>& pieces) const override {
     if (add_prefix_space_) {
       for (auto& p : pieces) {
-        if (!starts_with(p.text, " ")) p.text.insert(0, " ");
+        if (!starts_with(p.text, " ")) p.text.insert(p.text.begin(), ' ');
       }
     }
     if (regex_) {
@@ -464,7 +464,7 @@ class MetaspacePreTokenizer final : public PreTokenizer {
       replace_all(p.text, " ", replacement_);
       const bool needs_prefix = !starts_with(p.text, replacement_);
       if (needs_prefix && (scheme_ == PrependScheme::kAlways || (scheme_ == PrependScheme::kFirst && p.at_start))) {
-        p.text.insert(0, replacement_);
+        p.text = replacement_ + p.text;
       }
     }
     if (split_) {

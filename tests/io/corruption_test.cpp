@@ -20,8 +20,8 @@ using gptq::testing::FolderCorruptionCase;
 class TempDir {
  public:
   explicit TempDir(const std::string& tag) {
-    path_ = fs::temp_directory_path() /
-            ("gptq_io_" + tag + "_" + std::to_string(::getpid()) + "_" + std::to_string(counter_++));
+    path_ = fs::temp_directory_path() / ("gptq_io_" + tag + "_" + std::to_string(::getpid()) + "_" +
+                                         std::to_string(counter_++));
     fs::remove_all(path_);
     fs::create_directories(path_);
   }

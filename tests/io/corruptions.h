@@ -24,11 +24,10 @@ namespace gptq::testing {
 // The valid starting point: three tensors laid end to end, with metadata.
 //   a: F32 [2, 2] at [0, 16), b: I8 [4] at [16, 20), c: F16 [2] at [20, 24).
 inline const std::string& base_header() {
-  static const std::string h =
-      R"({"__metadata__":{"format":"pt"},)"
-      R"("a":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]},)"
-      R"("b":{"dtype":"I8","shape":[4],"data_offsets":[16,20]},)"
-      R"("c":{"dtype":"F16","shape":[2],"data_offsets":[20,24]}})";
+  static const std::string h = R"({"__metadata__":{"format":"pt"},)"
+                               R"("a":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]},)"
+                               R"("b":{"dtype":"I8","shape":[4],"data_offsets":[16,20]},)"
+                               R"("c":{"dtype":"F16","shape":[2],"data_offsets":[20,24]}})";
   return h;
 }
 
@@ -245,10 +244,9 @@ inline constexpr const char* kShard2 = "model-00002-of-00002.safetensors";
 inline constexpr const char* kIndexFile = "model.safetensors.index.json";
 
 inline std::string shard1_file() {
-  return make_safetensors(
-      R"({"a":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]},)"
-      R"("b":{"dtype":"I8","shape":[4],"data_offsets":[16,20]}})",
-      base_data().substr(0, 20));
+  return make_safetensors(R"({"a":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]},)"
+                          R"("b":{"dtype":"I8","shape":[4],"data_offsets":[16,20]}})",
+                          base_data().substr(0, 20));
 }
 
 inline std::string shard2_file() {
@@ -323,10 +321,10 @@ inline const std::vector<FolderCorruptionCase>& folder_corruptions() {
        kIndexFile, "\"weight_map\""},
       {FolderCorruption::kWeightMapEmpty, "WeightMapEmpty", ExpectedKind::kFormat, kIndexFile,
        "at least one tensor"},
-      {FolderCorruption::kWeightMapValueNotString, "WeightMapValueNotString",
-       ExpectedKind::kFormat, kIndexFile, "expected a file name"},
-      {FolderCorruption::kDuplicateIndexKey, "DuplicateIndexKey", ExpectedKind::kFormat,
-       kIndexFile, "duplicate"},
+      {FolderCorruption::kWeightMapValueNotString, "WeightMapValueNotString", ExpectedKind::kFormat,
+       kIndexFile, "expected a file name"},
+      {FolderCorruption::kDuplicateIndexKey, "DuplicateIndexKey", ExpectedKind::kFormat, kIndexFile,
+       "duplicate"},
       {FolderCorruption::kCorruptShard, "CorruptShard", ExpectedKind::kFormat, kShard2,
        "past the end"},
   };
@@ -355,7 +353,8 @@ inline void write_corrupt_folder(FolderCorruption kind, const std::filesystem::p
   auto index = [&](std::string_view text) { write_bytes(dir / kIndexFile, text); };
   switch (kind) {
     case FolderCorruption::kMissingShard:
-      index(make_index({{"a", kShard1}, {"b", kShard1}, {"c", "model-00003-of-00003.safetensors"}}));
+      index(
+          make_index({{"a", kShard1}, {"b", kShard1}, {"c", "model-00003-of-00003.safetensors"}}));
       return;
     case FolderCorruption::kTensorNotInMappedShard:
       index(make_index({{"a", kShard1}, {"b", kShard1}, {"c", kShard1}}));

@@ -31,20 +31,20 @@ float p2(int e) { return std::ldexp(1.0f, e); }
 
 TEST(Fp16, ExactValues) {
   // binary16: sign | 5-bit exponent (bias 15) | 10-bit mantissa.
-  EXPECT_EQ(fp32_to_fp16(1.0f), 0x3C00);           // 0 01111 0000000000
-  EXPECT_EQ(fp32_to_fp16(-2.5f), 0xC100);          // -1.25 * 2^1: 1 10000 0100000000
-  EXPECT_EQ(fp32_to_fp16(65504.0f), 0x7BFF);       // largest finite: (2 - 2^-10) * 2^15
-  EXPECT_EQ(fp32_to_fp16(p2(-14)), 0x0400);        // smallest normal
+  EXPECT_EQ(fp32_to_fp16(1.0f), 0x3C00);               // 0 01111 0000000000
+  EXPECT_EQ(fp32_to_fp16(-2.5f), 0xC100);              // -1.25 * 2^1: 1 10000 0100000000
+  EXPECT_EQ(fp32_to_fp16(65504.0f), 0x7BFF);           // largest finite: (2 - 2^-10) * 2^15
+  EXPECT_EQ(fp32_to_fp16(p2(-14)), 0x0400);            // smallest normal
   EXPECT_EQ(fp32_to_fp16(p2(-14) - p2(-24)), 0x03FF);  // largest subnormal
-  EXPECT_EQ(fp32_to_fp16(p2(-24)), 0x0001);        // smallest subnormal
+  EXPECT_EQ(fp32_to_fp16(p2(-24)), 0x0001);            // smallest subnormal
   EXPECT_EQ(fp32_to_fp16(0.0f), 0x0000);
   EXPECT_EQ(fp32_to_fp16(-0.0f), 0x8000);
-  EXPECT_EQ(fp32_to_fp16(0.1f), 0x2E66);           // 0.0999755859375, the nearest binary16
+  EXPECT_EQ(fp32_to_fp16(0.1f), 0x2E66);  // 0.0999755859375, the nearest binary16
 
   EXPECT_EQ(fp16_to_fp32(0x3C00), 1.0f);
   EXPECT_EQ(fp16_to_fp32(0xC100), -2.5f);
   EXPECT_EQ(fp16_to_fp32(0x7BFF), 65504.0f);
-  EXPECT_EQ(fp16_to_fp32(0x0001), p2(-24));        // 5.9604644775390625e-08
+  EXPECT_EQ(fp16_to_fp32(0x0001), p2(-24));  // 5.9604644775390625e-08
   EXPECT_EQ(fp16_to_fp32(0x03FF), p2(-14) - p2(-24));
   EXPECT_EQ(fp16_to_fp32(0x0400), p2(-14));
   EXPECT_EQ(fp16_to_fp32(0x3555), 0.333251953125f);  // 0x155 / 1024 * 2^-1 + 2^-2
@@ -63,7 +63,7 @@ TEST(Fp16, RoundsTiesToEven) {
   EXPECT_EQ(fp32_to_fp16(p2(-25)), 0x0000);
   EXPECT_EQ(fp32_to_fp16(3 * p2(-25)), 0x0002);
   EXPECT_EQ(fp32_to_fp16(p2(-25) * 1.0001f), 0x0001);
-  EXPECT_EQ(fp32_to_fp16(1e-8f), 0x0000);   // below half the smallest subnormal
+  EXPECT_EQ(fp32_to_fp16(1e-8f), 0x0000);  // below half the smallest subnormal
   // 65520 is halfway between 65504 and 65536 (= Inf in binary16): even is Inf, as torch does.
   EXPECT_EQ(fp32_to_fp16(65520.0f), 0x7C00);
   EXPECT_EQ(fp32_to_fp16(65519.0f), 0x7BFF);
@@ -105,9 +105,9 @@ TEST(Bf16, ExactValuesTiesAndSpecials) {
   EXPECT_EQ(bf16_to_fp32(0x0001), p2(-133));                // smallest subnormal
   EXPECT_EQ(fp32_to_bf16(p2(-133)), 0x0001);
 
-  EXPECT_EQ(fp32_to_bf16(1.0f + p2(-8)), 0x3F80);             // tie, even stays
-  EXPECT_EQ(fp32_to_bf16(1.0f + 3 * p2(-8)), 0x3F82);         // tie, odd goes up
-  EXPECT_EQ(fp32_to_bf16(1.0f + p2(-8) + p2(-20)), 0x3F81);   // above the tie
+  EXPECT_EQ(fp32_to_bf16(1.0f + p2(-8)), 0x3F80);                      // tie, even stays
+  EXPECT_EQ(fp32_to_bf16(1.0f + 3 * p2(-8)), 0x3F82);                  // tie, odd goes up
+  EXPECT_EQ(fp32_to_bf16(1.0f + p2(-8) + p2(-20)), 0x3F81);            // above the tie
   EXPECT_EQ(fp32_to_bf16(std::numeric_limits<float>::max()), 0x7F80);  // rounds to Inf
 
   const float inf = std::numeric_limits<float>::infinity();
@@ -121,16 +121,15 @@ TEST(Bf16, ExactValuesTiesAndSpecials) {
 }
 
 TEST(ReadF32, ConvertsHalfBfloatAndDouble) {
-  const auto dir = std::filesystem::temp_directory_path() /
-                   ("gptq_io_conv_" + std::to_string(::getpid()));
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("gptq_io_conv_" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   const std::vector<uint16_t> h = {0x3C00, 0xC100, 0x7BFF, 0x0001, 0x7C00, 0x7E00};
   const std::vector<uint16_t> b = {0x3F80, 0xC020, 0x7F7F, 0x0001, 0xFF80, 0x7FC0};
   const std::vector<double> d = {1.0, -2.5, 1e-50, 1e300};
-  write_safetensors(dir / "model.safetensors",
-                    {{"h", DType::kF16, {2, 3}, h.data(), 12},
-                     {"b", DType::kBF16, {6}, b.data(), 12},
-                     {"d", DType::kF64, {4}, d.data(), 32}});
+  write_safetensors(dir / "model.safetensors", {{"h", DType::kF16, {2, 3}, h.data(), 12},
+                                                {"b", DType::kBF16, {6}, b.data(), 12},
+                                                {"d", DType::kF64, {4}, d.data(), 32}});
   {
     const TensorStore store = TensorStore::open_dir(dir);
     const std::vector<float> hf = store.read_f32("h", {2, 3});

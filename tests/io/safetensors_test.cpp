@@ -1,5 +1,7 @@
 // Reading and writing safetensors: round trips of every dtype, the layout the writer promises,
 // sharded folders, atomic writes, and the stories260k checkpoint.
+#include "io/safetensors.h"
+
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -14,7 +16,6 @@
 
 #include "gptq/error.h"
 #include "io/corruptions.h"
-#include "io/safetensors.h"
 
 namespace gptq::io {
 namespace {
@@ -148,7 +149,8 @@ TEST(SafetensorsWriter, SortedContiguousAndPadded) {
                         {"Mid", DType::kU8, {3}, b3.data(), 3}});
   const std::string bytes = file_bytes(p);
   uint64_t len = 0;
-  for (int i = 0; i < 8; ++i) len |= static_cast<uint64_t>(static_cast<uint8_t>(bytes[i])) << (8 * i);
+  for (int i = 0; i < 8; ++i)
+    len |= static_cast<uint64_t>(static_cast<uint8_t>(bytes[i])) << (8 * i);
   EXPECT_EQ(len % 8, 0u);
   EXPECT_EQ(bytes.size(), 8 + len + 6 + 12 + 3);
   const std::string header = bytes.substr(8, len);
@@ -192,19 +194,25 @@ TEST(SafetensorsWriter, RefusesBadArgumentsAndLeavesNoFile) {
     write_safetensors(p, {{"x", DType::kF32, {2}, v, 8}, {"x", DType::kF32, {2}, v, 8}});
   });
   EXPECT_NE(m.find("\"x\""), std::string::npos) << m;
-  m = expect_error(ErrorKind::kArgument,
-                   [&] { write_safetensors(p, {{"x", DType::kF32, {2, 2}, v, 8}}); });
+  m = expect_error(ErrorKind::kArgument, [&] {
+    write_safetensors(p, {{"x", DType::kF32, {2, 2}, v, 8}});
+  });
   EXPECT_NE(m.find("needs 16 bytes"), std::string::npos) << m;
-  expect_error(ErrorKind::kArgument, [&] { write_safetensors(p, {{"x", DType::kF32, {-2}, v, 8}}); });
-  expect_error(ErrorKind::kArgument,
-               [&] { write_safetensors(p, {{"__metadata__", DType::kF32, {2}, v, 8}}); });
-  expect_error(ErrorKind::kArgument,
-               [&] { write_safetensors(p, {{"x", DType::kF32, {2}, nullptr, 8}}); });
+  expect_error(ErrorKind::kArgument, [&] {
+    write_safetensors(p, {{"x", DType::kF32, {-2}, v, 8}});
+  });
+  expect_error(ErrorKind::kArgument, [&] {
+    write_safetensors(p, {{"__metadata__", DType::kF32, {2}, v, 8}});
+  });
+  expect_error(ErrorKind::kArgument, [&] {
+    write_safetensors(p, {{"x", DType::kF32, {2}, nullptr, 8}});
+  });
   expect_error(ErrorKind::kArgument, [&] {
     write_safetensors(p, {{"x", DType::kF32, {int64_t{1} << 62, 8}, v, 8}});
   });
-  expect_error(ErrorKind::kArgument,
-               [&] { write_safetensors(p, {{"bad\xff", DType::kF32, {2}, v, 8}}); });
+  expect_error(ErrorKind::kArgument, [&] {
+    write_safetensors(p, {{"bad\xff", DType::kF32, {2}, v, 8}});
+  });
   EXPECT_TRUE(dir.entries().empty());
 }
 
@@ -227,8 +235,9 @@ TEST(SafetensorsWriter, AtomicReplaceAndFailures) {
   // The target is a non-empty directory: the rename fails after the data was written, and the
   // temporary file is removed.
   fs::create_directories(dir.path() / "occupied" / "inner");
-  expect_error(ErrorKind::kIo,
-               [&] { write_safetensors(dir.path() / "occupied", {{"a", DType::kI8, {2}, a, 2}}); });
+  expect_error(ErrorKind::kIo, [&] {
+    write_safetensors(dir.path() / "occupied", {{"a", DType::kI8, {2}, a, 2}});
+  });
   EXPECT_EQ(dir.entries(), (std::vector<std::string>{"occupied", "w.safetensors"}));
 }
 
@@ -236,8 +245,8 @@ TEST(SafetensorsWriter, StreamsAMultiMegabyteTensor) {
   TempDir dir;
   const fs::path p = dir.path() / "big.safetensors";
   std::vector<uint8_t> big = pattern(size_t{24} << 20, 5);  // 24 MiB
-  write_safetensors(p, {{"big", DType::kU8, {static_cast<int64_t>(big.size())}, big.data(),
-                         big.size()}});
+  write_safetensors(
+      p, {{"big", DType::kU8, {static_cast<int64_t>(big.size())}, big.data(), big.size()}});
   const auto f = SafetensorsFile::open(p);
   ASSERT_EQ(f->find("big")->nbytes, big.size());
   EXPECT_EQ(std::memcmp(f->find("big")->data, big.data(), big.size()), 0);
@@ -253,7 +262,8 @@ TEST(AtomicFile, WriteAndReadText) {
   EXPECT_EQ(dir.entries(), std::vector<std::string>{"config.json"});
   fsync_dir(dir.path());
 
-  std::string m = expect_error(ErrorKind::kIo, [&] { read_text_file(dir.path() / "missing.json"); });
+  std::string m =
+      expect_error(ErrorKind::kIo, [&] { read_text_file(dir.path() / "missing.json"); });
   EXPECT_NE(m.find("missing.json"), std::string::npos) << m;
   m = expect_error(ErrorKind::kIo, [&] { read_text_file(dir.path()); });
   EXPECT_NE(m.find(dir.path().string()), std::string::npos) << m;
