@@ -804,6 +804,15 @@ def cmd_selftest(_args):
             check(rc == 0, f"verify {c}", text)
         check(os.path.exists(os.path.join(tmp, f"out{len(cases) - 1}", "model.safetensors.index.json")),
               "sharded pack writes an index")
+        # The quantizer itself: 8-bit RTN stays close to the weights, 2-bit much less so.
+        srcf = Folder(src)
+        for i, c in enumerate(cases):
+            ref = SafeFile(os.path.join(tmp, f"out{i}", "reference.safetensors"))
+            m = "model.layers.0.mlp.up_proj"
+            w = srcf.f32(m + ".weight")
+            rel = float(np.sqrt(np.mean((ref.array(m) - w) ** 2) / np.mean(w**2)))
+            limit = {2: 0.6, 3: 0.3, 4: 0.15, 8: 0.01}[c["bits"]]
+            check(rel < limit, f"RTN error at {c['bits']} bits: relative RMS {rel:.4f} < {limit}")
 
         # Linears whose N or K is not a multiple of 32 stay as they were, declared.
         src80 = os.path.join(tmp, "src80")

@@ -78,10 +78,11 @@ Bpe::Bpe(Vocab vocab, const std::vector<std::pair<std::string, std::string>>& me
     auto ia = vocab_.find(a);
     auto ib = vocab_.find(b);
     if (ia == vocab_.end() || ib == vocab_.end()) {
-      throw Error(ErrorKind::kFormat,
-                  fmt::format("{}: merge {} ({:?} + {:?}) names the token {:?}, which is not in the "
-                              "vocabulary",
-                              origin, rank, a, b, ia == vocab_.end() ? a : b));
+      throw Error(
+          ErrorKind::kFormat,
+          fmt::format("{}: merge {} ({:?} + {:?}) names the token {:?}, which is not in the "
+                      "vocabulary",
+                      origin, rank, a, b, ia == vocab_.end() ? a : b));
     }
     // The merged token drops the continuing-subword prefix of its right part.
     std::string_view right = b;
@@ -91,9 +92,10 @@ Bpe::Bpe(Vocab vocab, const std::vector<std::pair<std::string, std::string>>& me
     joined.append(right);
     auto ij = vocab_.find(joined);
     if (ij == vocab_.end()) {
-      throw Error(ErrorKind::kFormat,
-                  fmt::format("{}: merge {} ({:?} + {:?}) makes {:?}, which is not in the vocabulary",
-                              origin, rank, a, b, joined));
+      throw Error(
+          ErrorKind::kFormat,
+          fmt::format("{}: merge {} ({:?} + {:?}) makes {:?}, which is not in the vocabulary",
+                      origin, rank, a, b, joined));
     }
     merges_.insert(ia->second, ib->second, {static_cast<int32_t>(rank), ij->second});
   }
@@ -172,7 +174,8 @@ void Bpe::encode_word(std::string_view w, std::vector<int32_t>& out) const {
       bool done = false;
       if (opts_.byte_fallback) {
         bool all = true;
-        for (size_t k = 0; k < len; ++k) all = all && byte_ids_[static_cast<unsigned char>(w[i + k])] >= 0;
+        for (size_t k = 0; k < len; ++k)
+          all = all && byte_ids_[static_cast<unsigned char>(w[i + k])] >= 0;
         if (all) {
           flush_unk();
           for (size_t k = 0; k < len; ++k) add(byte_ids_[static_cast<unsigned char>(w[i + k])]);

@@ -95,10 +95,10 @@ class Bpe {
   Vocab vocab_;
   MergeMap merges_;
   BpeOptions opts_;
-  bool affixes_ = false;            // continuing_subword_prefix or end_of_word_suffix is set
-  std::vector<int32_t> char_ids_;   // code point (< 0x10000) -> id of its one-character token
+  bool affixes_ = false;           // continuing_subword_prefix or end_of_word_suffix is set
+  std::vector<int32_t> char_ids_;  // code point (< 0x10000) -> id of its one-character token
   std::unordered_map<uint32_t, int32_t> char_ids_high_;  // the same above U+FFFF
-  int32_t byte_ids_[256];           // id of the <0xNN> token, -1 when absent
+  int32_t byte_ids_[256];                                // id of the <0xNN> token, -1 when absent
 };
 
 }  // namespace gptq::tok

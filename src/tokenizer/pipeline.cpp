@@ -16,10 +16,11 @@ using json = nlohmann::json;
 // ---------------------------------------------------------------------------------------------
 // JSON helpers
 
-const json& json_at(const json& j, std::string_view key, std::string_view origin, std::string_view where) {
+const json& json_at(const json& j, std::string_view key, std::string_view origin,
+                    std::string_view where) {
   if (!j.is_object()) {
-    throw Error(ErrorKind::kFormat,
-                fmt::format("{}: {} should be a JSON object, found {}", origin, where, j.type_name()));
+    throw Error(ErrorKind::kFormat, fmt::format("{}: {} should be a JSON object, found {}", origin,
+                                                where, j.type_name()));
   }
   auto it = j.find(std::string(key));
   if (it == j.end()) {
@@ -43,8 +44,8 @@ bool json_bool(const json& j, std::string_view key, bool dflt, std::string_view 
   auto it = j.find(std::string(key));
   if (it == j.end() || it->is_null()) return dflt;
   if (!it->is_boolean()) {
-    throw Error(ErrorKind::kFormat, fmt::format("{}: {}.{} should be true or false, found {}", origin,
-                                                where, key, it->type_name()));
+    throw Error(ErrorKind::kFormat, fmt::format("{}: {}.{} should be true or false, found {}",
+                                                origin, where, key, it->type_name()));
   }
   return it->get<bool>();
 }
@@ -66,19 +67,21 @@ std::string type_of(const json& j, std::string_view origin, std::string_view whe
   return json_string(j, "type", origin, where);
 }
 
-[[noreturn]] void unsupported(std::string_view origin, std::string_view what, std::string_view type) {
+[[noreturn]] void unsupported(std::string_view origin, std::string_view what,
+                              std::string_view type) {
   throw Error(ErrorKind::kUnsupported,
               fmt::format("{}: the {} type \"{}\" is not supported", origin, what, type));
 }
 
 // The single character of a Metaspace replacement or Strip content, as its UTF-8 bytes.
-std::string one_char(const json& j, std::string_view key, std::string_view origin, std::string_view where) {
+std::string one_char(const json& j, std::string_view key, std::string_view origin,
+                     std::string_view where) {
   std::string s = json_string(j, key, origin, where);
   const bool one = !s.empty() && utf8_next(s, 0).status == Utf8Status::kValid &&
                    static_cast<size_t>(utf8_next(s, 0).len) == s.size();
   if (!one) {
-    throw Error(ErrorKind::kFormat,
-                fmt::format("{}: {}.{} should be one character, found {:?}", origin, where, key, s));
+    throw Error(ErrorKind::kFormat, fmt::format("{}: {}.{} should be one character, found {:?}",
+                                                origin, where, key, s));
   }
   return s;
 }
@@ -122,8 +125,9 @@ class Matcher {
     } else if (pattern.contains("String")) {
       literal_ = json_string(pattern, "String", origin, where);
     } else {
-      throw Error(ErrorKind::kFormat, fmt::format("{}: {}.pattern has neither \"String\" nor \"Regex\"",
-                                                  origin, where));
+      throw Error(
+          ErrorKind::kFormat,
+          fmt::format("{}: {}.pattern has neither \"String\" nor \"Regex\"", origin, where));
     }
   }
   static Matcher regex(std::string_view pattern, std::string_view origin) {
@@ -164,9 +168,10 @@ Behavior parse_behavior(const json& j, std::string_view origin, std::string_view
   if (b == "MergedWithPrevious") return Behavior::kMergedWithPrevious;
   if (b == "MergedWithNext") return Behavior::kMergedWithNext;
   if (b == "Contiguous") return Behavior::kContiguous;
-  throw Error(ErrorKind::kFormat, fmt::format("{}: {}.behavior \"{}\" is not one of Removed, Isolated, "
-                                              "MergedWithPrevious, MergedWithNext, Contiguous",
-                                              origin, where, b));
+  throw Error(ErrorKind::kFormat,
+              fmt::format("{}: {}.behavior \"{}\" is not one of Removed, Isolated, "
+                          "MergedWithPrevious, MergedWithNext, Contiguous",
+                          origin, where, b));
 }
 
 struct Span {
@@ -177,8 +182,9 @@ struct Span {
 // Splits `p` at the matches of `m` the way Hugging Face's NormalizedString::split does: the text
 // is covered by alternating non-match and match spans, `invert` swaps their roles, the behaviour
 // decides what happens to the matches, and empty parts are dropped.
-void split_piece(Piece& p, const Matcher& m, Behavior behavior, bool invert, std::vector<Piece>& out,
-                 std::vector<std::pair<size_t, size_t>>& hits, std::vector<Span>& spans) {
+void split_piece(Piece& p, const Matcher& m, Behavior behavior, bool invert,
+                 std::vector<Piece>& out, std::vector<std::pair<size_t, size_t>>& hits,
+                 std::vector<Span>& spans) {
   hits.clear();
   m.find_all(p.text, hits);
   if (hits.empty() && !invert) {
@@ -255,7 +261,8 @@ void split_piece(Piece& p, const Matcher& m, Behavior behavior, bool invert, std
 
 class SequenceNormalizer final : public Normalizer {
  public:
-  explicit SequenceNormalizer(std::vector<std::unique_ptr<Normalizer>> steps) : steps_(std::move(steps)) {}
+  explicit SequenceNormalizer(std::vector<std::unique_ptr<Normalizer>> steps)
+      : steps_(std::move(steps)) {}
   void apply(std::string& s) const override {
     for (const auto& n : steps_) n->apply(s);
   }
@@ -277,7 +284,8 @@ class PrependNormalizer final : public Normalizer {
 
 class ReplaceNormalizer final : public Normalizer {
  public:
-  ReplaceNormalizer(Matcher m, std::string content) : m_(std::move(m)), content_(std::move(content)) {}
+  ReplaceNormalizer(Matcher m, std::string content)
+      : m_(std::move(m)), content_(std::move(content)) {}
   void apply(std::string& s) const override {
     std::vector<std::pair<size_t, size_t>> hits;
     m_.find_all(s, hits);
@@ -335,23 +343,28 @@ class NfcNormalizer final : public Normalizer {
   void apply(std::string&) const override {}
 };
 
-std::unique_ptr<Normalizer> build_normalizer(const json& j, std::string_view origin, const std::string& where) {
+std::unique_ptr<Normalizer> build_normalizer(const json& j, std::string_view origin,
+                                             const std::string& where) {
   const std::string type = type_of(j, origin, where);
   if (type == "Sequence") {
     const json& list = json_at(j, "normalizers", origin, where);
     if (!list.is_array()) {
-      throw Error(ErrorKind::kFormat, fmt::format("{}: {}.normalizers should be an array", origin, where));
+      throw Error(ErrorKind::kFormat,
+                  fmt::format("{}: {}.normalizers should be an array", origin, where));
     }
     std::vector<std::unique_ptr<Normalizer>> steps;
     for (size_t i = 0; i < list.size(); ++i) {
-      steps.push_back(build_normalizer(list[i], origin, fmt::format("{}.normalizers[{}]", where, i)));
+      steps.push_back(
+          build_normalizer(list[i], origin, fmt::format("{}.normalizers[{}]", where, i)));
     }
     return std::make_unique<SequenceNormalizer>(std::move(steps));
   }
-  if (type == "Prepend") return std::make_unique<PrependNormalizer>(json_string(j, "prepend", origin, where));
+  if (type == "Prepend")
+    return std::make_unique<PrependNormalizer>(json_string(j, "prepend", origin, where));
   if (type == "Replace") {
-    return std::make_unique<ReplaceNormalizer>(Matcher(json_at(j, "pattern", origin, where), origin, where),
-                                               json_string(j, "content", origin, where));
+    return std::make_unique<ReplaceNormalizer>(
+        Matcher(json_at(j, "pattern", origin, where), origin, where),
+        json_string(j, "content", origin, where));
   }
   if (type == "Strip") {
     return std::make_unique<StripNormalizer>(json_bool(j, "strip_left", true, origin, where),
@@ -366,7 +379,8 @@ std::unique_ptr<Normalizer> build_normalizer(const json& j, std::string_view ori
 
 class SequencePreTokenizer final : public PreTokenizer {
  public:
-  explicit SequencePreTokenizer(std::vector<std::unique_ptr<PreTokenizer>> steps) : steps_(std::move(steps)) {}
+  explicit SequencePreTokenizer(std::vector<std::unique_ptr<PreTokenizer>> steps)
+      : steps_(std::move(steps)) {}
   void apply(std::vector<Piece>& pieces) const override {
     for (const auto& p : steps_) p->apply(pieces);
   }
@@ -377,7 +391,8 @@ class SequencePreTokenizer final : public PreTokenizer {
 
 class SplitPreTokenizer final : public PreTokenizer {
  public:
-  SplitPreTokenizer(Matcher m, Behavior b, bool invert) : m_(std::move(m)), behavior_(b), invert_(invert) {}
+  SplitPreTokenizer(Matcher m, Behavior b, bool invert)
+      : m_(std::move(m)), behavior_(b), invert_(invert) {}
   void apply(std::vector<Piece>& pieces) const override {
     std::vector<Piece> out;
     out.reserve(pieces.size());
@@ -444,9 +459,10 @@ PrependScheme parse_prepend_scheme(const json& j, std::string_view origin, std::
     if (s == "always") return PrependScheme::kAlways;
     if (s == "first") return PrependScheme::kFirst;
     if (s == "never") return PrependScheme::kNever;
-    throw Error(ErrorKind::kFormat, fmt::format("{}: {}.prepend_scheme \"{}\" is not one of always, "
-                                                "first, never",
-                                                origin, where, s));
+    throw Error(ErrorKind::kFormat,
+                fmt::format("{}: {}.prepend_scheme \"{}\" is not one of always, "
+                            "first, never",
+                            origin, where, s));
   }
   // Files written before prepend_scheme existed say add_prefix_space instead.
   return json_bool(j, "add_prefix_space", true, origin, where) ? PrependScheme::kAlways
@@ -463,7 +479,8 @@ class MetaspacePreTokenizer final : public PreTokenizer {
     for (auto& p : pieces) {
       replace_all(p.text, " ", replacement_);
       const bool needs_prefix = !starts_with(p.text, replacement_);
-      if (needs_prefix && (scheme_ == PrependScheme::kAlways || (scheme_ == PrependScheme::kFirst && p.at_start))) {
+      if (needs_prefix &&
+          (scheme_ == PrependScheme::kAlways || (scheme_ == PrependScheme::kFirst && p.at_start))) {
         p.text = replacement_ + p.text;
       }
     }
@@ -471,7 +488,8 @@ class MetaspacePreTokenizer final : public PreTokenizer {
       std::vector<Piece> out;
       std::vector<std::pair<size_t, size_t>> hits;
       std::vector<Span> spans;
-      for (auto& p : pieces) split_piece(p, *split_, Behavior::kMergedWithNext, false, out, hits, spans);
+      for (auto& p : pieces)
+        split_piece(p, *split_, Behavior::kMergedWithNext, false, out, hits, spans);
       pieces = std::move(out);
     }
   }
@@ -488,41 +506,48 @@ std::unique_ptr<PreTokenizer> build_pre_tokenizer(const json& j, std::string_vie
   if (type == "Sequence") {
     const json& list = json_at(j, "pretokenizers", origin, where);
     if (!list.is_array()) {
-      throw Error(ErrorKind::kFormat, fmt::format("{}: {}.pretokenizers should be an array", origin, where));
+      throw Error(ErrorKind::kFormat,
+                  fmt::format("{}: {}.pretokenizers should be an array", origin, where));
     }
     std::vector<std::unique_ptr<PreTokenizer>> steps;
     for (size_t i = 0; i < list.size(); ++i) {
-      steps.push_back(build_pre_tokenizer(list[i], origin, fmt::format("{}.pretokenizers[{}]", where, i)));
+      steps.push_back(
+          build_pre_tokenizer(list[i], origin, fmt::format("{}.pretokenizers[{}]", where, i)));
     }
     return std::make_unique<SequencePreTokenizer>(std::move(steps));
   }
   if (type == "Split") {
-    return std::make_unique<SplitPreTokenizer>(Matcher(json_at(j, "pattern", origin, where), origin, where),
-                                               parse_behavior(j, origin, where, Behavior::kIsolated),
-                                               json_bool(j, "invert", false, origin, where));
+    return std::make_unique<SplitPreTokenizer>(
+        Matcher(json_at(j, "pattern", origin, where), origin, where),
+        parse_behavior(j, origin, where, Behavior::kIsolated),
+        json_bool(j, "invert", false, origin, where));
   }
   if (type == "ByteLevel") {
-    return std::make_unique<ByteLevelPreTokenizer>(json_bool(j, "add_prefix_space", true, origin, where),
-                                                   json_bool(j, "use_regex", true, origin, where), origin);
+    return std::make_unique<ByteLevelPreTokenizer>(
+        json_bool(j, "add_prefix_space", true, origin, where),
+        json_bool(j, "use_regex", true, origin, where), origin);
   }
   if (type == "Metaspace") {
     std::string repl = j.contains("replacement") ? one_char(j, "replacement", origin, where)
                                                  : one_char(j, "str_rep", origin, where);
-    return std::make_unique<MetaspacePreTokenizer>(std::move(repl), parse_prepend_scheme(j, origin, where),
+    return std::make_unique<MetaspacePreTokenizer>(std::move(repl),
+                                                   parse_prepend_scheme(j, origin, where),
                                                    json_bool(j, "split", true, origin, where));
   }
   if (type == "Digits") {
     const bool individual = json_bool(j, "individual_digits", false, origin, where);
-    return std::make_unique<SplitPreTokenizer>(Matcher::regex(R"(\p{N})", origin),
-                                               individual ? Behavior::kIsolated : Behavior::kContiguous, false);
+    return std::make_unique<SplitPreTokenizer>(
+        Matcher::regex(R"(\p{N})", origin),
+        individual ? Behavior::kIsolated : Behavior::kContiguous, false);
   }
   if (type == "Whitespace") {
     // Words and runs of punctuation are kept; the whitespace between them goes.
-    return std::make_unique<SplitPreTokenizer>(Matcher::regex(R"(\w+|[^\w\s]+)", origin), Behavior::kRemoved,
-                                               true);
+    return std::make_unique<SplitPreTokenizer>(Matcher::regex(R"(\w+|[^\w\s]+)", origin),
+                                               Behavior::kRemoved, true);
   }
   if (type == "WhitespaceSplit") {
-    return std::make_unique<SplitPreTokenizer>(Matcher::regex(R"(\s)", origin), Behavior::kRemoved, false);
+    return std::make_unique<SplitPreTokenizer>(Matcher::regex(R"(\s)", origin), Behavior::kRemoved,
+                                               false);
   }
   if (type == "Punctuation") {
     // Rust's is_ascii_punctuation (which includes symbols such as $ + < = > ^ ` | ~) or a Unicode
@@ -532,8 +557,8 @@ std::unique_ptr<PreTokenizer> build_pre_tokenizer(const json& j, std::string_vie
         parse_behavior(j, origin, where, Behavior::kIsolated), false);
   }
   if (type == "CharDelimiterSplit") {
-    return std::make_unique<SplitPreTokenizer>(Matcher::literal(one_char(j, "delimiter", origin, where)),
-                                               Behavior::kRemoved, false);
+    return std::make_unique<SplitPreTokenizer>(
+        Matcher::literal(one_char(j, "delimiter", origin, where)), Behavior::kRemoved, false);
   }
   unsupported(origin, "pre_tokenizer", type);
 }
@@ -543,7 +568,8 @@ std::unique_ptr<PreTokenizer> build_pre_tokenizer(const json& j, std::string_vie
 
 class SequenceDecoder final : public Decoder {
  public:
-  explicit SequenceDecoder(std::vector<std::unique_ptr<Decoder>> steps) : steps_(std::move(steps)) {}
+  explicit SequenceDecoder(std::vector<std::unique_ptr<Decoder>> steps)
+      : steps_(std::move(steps)) {}
   void apply(std::vector<std::string>& tokens) const override {
     for (const auto& d : steps_) d->apply(tokens);
   }
@@ -621,8 +647,8 @@ class StripDecoder final : public Decoder {
   void apply(std::vector<std::string>& tokens) const override {
     for (auto& t : tokens) {
       size_t b = 0, e = t.size();
-      for (size_t k = 0; k < start_ && e - b >= content_.size() &&
-                         t.compare(b, content_.size(), content_) == 0;
+      for (size_t k = 0;
+           k < start_ && e - b >= content_.size() && t.compare(b, content_.size(), content_) == 0;
            ++k) {
         b += content_.size();
       }
@@ -685,12 +711,14 @@ class MetaspaceDecoder final : public Decoder {
   PrependScheme scheme_;
 };
 
-std::unique_ptr<Decoder> build_decoder(const json& j, std::string_view origin, const std::string& where) {
+std::unique_ptr<Decoder> build_decoder(const json& j, std::string_view origin,
+                                       const std::string& where) {
   const std::string type = type_of(j, origin, where);
   if (type == "Sequence") {
     const json& list = json_at(j, "decoders", origin, where);
     if (!list.is_array()) {
-      throw Error(ErrorKind::kFormat, fmt::format("{}: {}.decoders should be an array", origin, where));
+      throw Error(ErrorKind::kFormat,
+                  fmt::format("{}: {}.decoders should be an array", origin, where));
     }
     std::vector<std::unique_ptr<Decoder>> steps;
     for (size_t i = 0; i < list.size(); ++i) {
@@ -699,8 +727,9 @@ std::unique_ptr<Decoder> build_decoder(const json& j, std::string_view origin, c
     return std::make_unique<SequenceDecoder>(std::move(steps));
   }
   if (type == "Replace") {
-    return std::make_unique<ReplaceDecoder>(Matcher(json_at(j, "pattern", origin, where), origin, where),
-                                            json_string(j, "content", origin, where));
+    return std::make_unique<ReplaceDecoder>(
+        Matcher(json_at(j, "pattern", origin, where), origin, where),
+        json_string(j, "content", origin, where));
   }
   if (type == "ByteFallback") return std::make_unique<ByteFallbackDecoder>();
   if (type == "Fuse") return std::make_unique<FuseDecoder>();
@@ -708,16 +737,18 @@ std::unique_ptr<Decoder> build_decoder(const json& j, std::string_view origin, c
     const int64_t start = json_int(j, "start", 0, origin, where);
     const int64_t stop = json_int(j, "stop", 0, origin, where);
     if (start < 0 || stop < 0) {
-      throw Error(ErrorKind::kFormat, fmt::format("{}: {}.start and .stop must not be negative", origin, where));
+      throw Error(ErrorKind::kFormat,
+                  fmt::format("{}: {}.start and .stop must not be negative", origin, where));
     }
-    return std::make_unique<StripDecoder>(one_char(j, "content", origin, where), static_cast<size_t>(start),
-                                          static_cast<size_t>(stop));
+    return std::make_unique<StripDecoder>(one_char(j, "content", origin, where),
+                                          static_cast<size_t>(start), static_cast<size_t>(stop));
   }
   if (type == "ByteLevel") return std::make_unique<ByteLevelDecoder>();
   if (type == "Metaspace") {
     std::string repl = j.contains("replacement") ? one_char(j, "replacement", origin, where)
                                                  : one_char(j, "str_rep", origin, where);
-    return std::make_unique<MetaspaceDecoder>(std::move(repl), parse_prepend_scheme(j, origin, where));
+    return std::make_unique<MetaspaceDecoder>(std::move(repl),
+                                              parse_prepend_scheme(j, origin, where));
   }
   unsupported(origin, "decoder", type);
 }

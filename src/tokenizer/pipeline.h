@@ -4,11 +4,10 @@
 // we do not implement is a gptq::Error(kUnsupported) naming the file and the type.
 #pragma once
 
-#include <nlohmann/json.hpp>
-
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -57,8 +56,8 @@ int byte_level_byte(uint32_t cp);
 
 // Reads a JSON value of the expected type, or throws gptq::Error(kFormat) naming `origin`, the
 // key path `where` and what was found.
-const nlohmann::json& json_at(const nlohmann::json& j, std::string_view key, std::string_view origin,
-                              std::string_view where);
+const nlohmann::json& json_at(const nlohmann::json& j, std::string_view key,
+                              std::string_view origin, std::string_view where);
 std::string json_string(const nlohmann::json& j, std::string_view key, std::string_view origin,
                         std::string_view where);
 bool json_bool(const nlohmann::json& j, std::string_view key, bool dflt, std::string_view origin,

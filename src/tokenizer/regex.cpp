@@ -63,8 +63,9 @@ void Regex::find_all(std::string_view s, std::vector<std::pair<size_t, size_t>>&
     }
     if (rc == PCRE2_ERROR_NOMATCH) break;
     if (rc < 0) {
-      throw Error(ErrorKind::kFormat, fmt::format("the pre-tokenizer regex {:?} failed on the input: {}",
-                                                  pattern_, pcre2_message(rc)));
+      throw Error(ErrorKind::kFormat,
+                  fmt::format("the pre-tokenizer regex {:?} failed on the input: {}", pattern_,
+                              pcre2_message(rc)));
     }
     const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md.get());
     const size_t b = ov[0], e = ov[1];

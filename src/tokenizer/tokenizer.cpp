@@ -8,8 +8,6 @@
 
 #include <fmt/format.h>
 
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
 #include <array>
 #include <cctype>
@@ -17,6 +15,7 @@
 #include <cstring>
 #include <fstream>
 #include <limits>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <sstream>
 #include <unordered_map>
@@ -49,7 +48,9 @@ struct Segment {
   int32_t id;
 };
 
-bool is_ascii_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
+bool is_ascii_space(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
 
 bool is_word_byte(char c) {
   const auto u = static_cast<unsigned char>(c);
@@ -70,7 +71,9 @@ std::string sibling(std::string_view origin, const char* name) {
 
 std::string read_file(const std::filesystem::path& p) {
   std::ifstream f(p, std::ios::binary);
-  if (!f) throw Error(ErrorKind::kIo, fmt::format("{}: cannot open: {}", p.string(), std::strerror(errno)));
+  if (!f)
+    throw Error(ErrorKind::kIo,
+                fmt::format("{}: cannot open: {}", p.string(), std::strerror(errno)));
   std::ostringstream ss;
   ss << f.rdbuf();
   if (f.bad()) throw Error(ErrorKind::kIo, fmt::format("{}: read failed", p.string()));
@@ -79,13 +82,15 @@ std::string read_file(const std::filesystem::path& p) {
 
 // A token named in a config: a string, {"content": string} (AddedToken as transformers writes
 // it), or null. Returns nullopt for null or absence.
-std::optional<std::string> config_token(const json& cfg, const char* key, const std::string& origin) {
+std::optional<std::string> config_token(const json& cfg, const char* key,
+                                        const std::string& origin) {
   auto it = cfg.find(key);
   if (it == cfg.end() || it->is_null()) return std::nullopt;
   if (it->is_string()) return it->get<std::string>();
   if (it->is_object()) return tok::json_string(*it, "content", origin, key);
-  throw Error(ErrorKind::kFormat, fmt::format("{}: {} should be a string or {{\"content\": ...}}, found {}",
-                                              origin, key, it->type_name()));
+  throw Error(ErrorKind::kFormat,
+              fmt::format("{}: {} should be a string or {{\"content\": ...}}, found {}", origin,
+                          key, it->type_name()));
 }
 
 }  // namespace
@@ -129,8 +134,9 @@ struct Tokenizer::Impl {
   }
   void check_id(int32_t id) const {
     if (id < 0 || static_cast<size_t>(id) >= pieces.size()) {
-      throw Error(ErrorKind::kArgument, fmt::format("token id {} is outside the vocabulary [0, {}) of {}", id,
-                                                    pieces.size(), origin));
+      throw Error(ErrorKind::kArgument,
+                  fmt::format("token id {} is outside the vocabulary [0, {}) of {}", id,
+                              pieces.size(), origin));
     }
   }
 };
@@ -190,15 +196,17 @@ void Tokenizer::Impl::encode_text(std::string_view text, bool at_start, std::vec
     }
     auto it = cache.find(w.text);
     if (it != cache.end()) {
-      out.insert(out.end(), cache_ids.begin() + static_cast<std::ptrdiff_t>(it->second.first),
-                 cache_ids.begin() + static_cast<std::ptrdiff_t>(it->second.first + it->second.second));
+      out.insert(
+          out.end(), cache_ids.begin() + static_cast<std::ptrdiff_t>(it->second.first),
+          cache_ids.begin() + static_cast<std::ptrdiff_t>(it->second.first + it->second.second));
       continue;
     }
     const size_t before = out.size();
     bpe->encode_word(w.text, out);
     if (cache.size() < kMaxCacheEntries) {
       const size_t at = cache_ids.size();
-      cache_ids.insert(cache_ids.end(), out.begin() + static_cast<std::ptrdiff_t>(before), out.end());
+      cache_ids.insert(cache_ids.end(), out.begin() + static_cast<std::ptrdiff_t>(before),
+                       out.end());
       cache.emplace(w.text, std::make_pair(at, out.size() - before));
     }
   }
@@ -225,25 +233,27 @@ namespace {
 
 // Reads the post-processor into the ids it puts around a single sequence.
 void read_post_processor(const json& pp, const std::string& origin, const std::string& where,
-                         std::vector<int32_t>& prefix,
-                         std::vector<int32_t>& suffix, int32_t vocab_size) {
+                         std::vector<int32_t>& prefix, std::vector<int32_t>& suffix,
+                         int32_t vocab_size) {
   if (pp.is_null()) return;
   const std::string type = tok::json_string(pp, "type", origin, where);
   auto check = [&](int64_t id, std::string_view what) {
     if (id < 0 || id >= vocab_size) {
-      throw Error(ErrorKind::kFormat, fmt::format("{}: {} names the token id {}, beyond the vocabulary of {} ids",
-                                                  origin, what, id, vocab_size));
+      throw Error(ErrorKind::kFormat,
+                  fmt::format("{}: {} names the token id {}, beyond the vocabulary of {} ids",
+                              origin, what, id, vocab_size));
     }
     return static_cast<int32_t>(id);
   };
   if (type == "Sequence") {
     const json& list = tok::json_at(pp, "processors", origin, where);
     if (!list.is_array()) {
-      throw Error(ErrorKind::kFormat, fmt::format("{}: {}.processors should be an array", origin, where));
+      throw Error(ErrorKind::kFormat,
+                  fmt::format("{}: {}.processors should be an array", origin, where));
     }
     for (size_t i = 0; i < list.size(); ++i) {
-      read_post_processor(list[i], origin, fmt::format("{}.processors[{}]", where, i), prefix, suffix,
-                          vocab_size);
+      read_post_processor(list[i], origin, fmt::format("{}.processors[{}]", where, i), prefix,
+                          suffix, vocab_size);
     }
     return;
   }
@@ -252,7 +262,8 @@ void read_post_processor(const json& pp, const std::string& origin, const std::s
     const json& single = tok::json_at(pp, "single", origin, where);
     const json& specials = tok::json_at(pp, "special_tokens", origin, where);
     if (!single.is_array()) {
-      throw Error(ErrorKind::kFormat, fmt::format("{}: {}.single should be an array", origin, where));
+      throw Error(ErrorKind::kFormat,
+                  fmt::format("{}: {}.single should be an array", origin, where));
     }
     bool seen_sequence = false;
     for (const auto& item : single) {
@@ -261,22 +272,27 @@ void read_post_processor(const json& pp, const std::string& origin, const std::s
         continue;
       }
       if (!item.contains("SpecialToken")) {
-        throw Error(ErrorKind::kFormat, fmt::format("{}: {}.single holds {}, expected SpecialToken or Sequence",
-                                                    origin, where, item.dump()));
+        throw Error(ErrorKind::kFormat,
+                    fmt::format("{}: {}.single holds {}, expected SpecialToken or Sequence", origin,
+                                where, item.dump()));
       }
-      const std::string name = tok::json_string(item["SpecialToken"], "id", origin, where + ".single");
+      const std::string name =
+          tok::json_string(item["SpecialToken"], "id", origin, where + ".single");
       const json& entry = tok::json_at(specials, name, origin, where + ".special_tokens");
       const json& ids = tok::json_at(entry, "ids", origin, where + ".special_tokens." + name);
       if (!ids.is_array()) {
-        throw Error(ErrorKind::kFormat, fmt::format("{}: {}.special_tokens.{}.ids should be an array", origin,
-                                                    where, name));
+        throw Error(
+            ErrorKind::kFormat,
+            fmt::format("{}: {}.special_tokens.{}.ids should be an array", origin, where, name));
       }
       for (const auto& id : ids) {
         if (!id.is_number_integer()) {
-          throw Error(ErrorKind::kFormat, fmt::format("{}: {}.special_tokens.{}.ids should hold integers",
-                                                      origin, where, name));
+          throw Error(ErrorKind::kFormat,
+                      fmt::format("{}: {}.special_tokens.{}.ids should hold integers", origin,
+                                  where, name));
         }
-        (seen_sequence ? suffix : prefix).push_back(check(id.get<int64_t>(), fmt::format("{}.special_tokens.{}", where, name)));
+        (seen_sequence ? suffix : prefix)
+            .push_back(check(id.get<int64_t>(), fmt::format("{}.special_tokens.{}", where, name)));
       }
     }
     return;
@@ -285,7 +301,8 @@ void read_post_processor(const json& pp, const std::string& origin, const std::s
     auto pair_id = [&](const char* key) {
       const json& p = tok::json_at(pp, key, origin, where);
       if (!p.is_array() || p.size() != 2 || !p[1].is_number_integer()) {
-        throw Error(ErrorKind::kFormat, fmt::format("{}: {}.{} should be [token, id]", origin, where, key));
+        throw Error(ErrorKind::kFormat,
+                    fmt::format("{}: {}.{} should be [token, id]", origin, where, key));
       }
       return check(p[1].get<int64_t>(), fmt::format("{}.{}", where, key));
     };
@@ -297,13 +314,14 @@ void read_post_processor(const json& pp, const std::string& origin, const std::s
               fmt::format("{}: the post_processor type \"{}\" is not supported", origin, type));
 }
 
-std::vector<std::pair<std::string, std::string>> read_merges(const json& model, const std::string& origin) {
+std::vector<std::pair<std::string, std::string>> read_merges(const json& model,
+                                                             const std::string& origin) {
   std::vector<std::pair<std::string, std::string>> merges;
   auto it = model.find("merges");
   if (it == model.end() || it->is_null()) return merges;
   if (!it->is_array()) {
-    throw Error(ErrorKind::kFormat, fmt::format("{}: model.merges should be an array, found {}", origin,
-                                                it->type_name()));
+    throw Error(ErrorKind::kFormat, fmt::format("{}: model.merges should be an array, found {}",
+                                                origin, it->type_name()));
   }
   merges.reserve(it->size());
   for (size_t i = 0; i < it->size(); ++i) {
@@ -313,16 +331,18 @@ std::vector<std::pair<std::string, std::string>> read_merges(const json& model, 
       const std::string& s = m.get_ref<const std::string&>();
       const size_t sp = s.find(' ');
       if (sp == std::string::npos || s.find(' ', sp + 1) != std::string::npos) {
-        throw Error(ErrorKind::kFormat, fmt::format("{}: model.merges[{}] is {:?}; expected two tokens separated "
-                                                    "by one space",
-                                                    origin, i, s));
+        throw Error(ErrorKind::kFormat,
+                    fmt::format("{}: model.merges[{}] is {:?}; expected two tokens separated "
+                                "by one space",
+                                origin, i, s));
       }
       merges.emplace_back(s.substr(0, sp), s.substr(sp + 1));
     } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
       merges.emplace_back(m[0].get<std::string>(), m[1].get<std::string>());
     } else {
-      throw Error(ErrorKind::kFormat, fmt::format("{}: model.merges[{}] is {}; expected \"a b\" or [\"a\", \"b\"]",
-                                                  origin, i, m.dump()));
+      throw Error(ErrorKind::kFormat,
+                  fmt::format("{}: model.merges[{}] is {}; expected \"a b\" or [\"a\", \"b\"]",
+                              origin, i, m.dump()));
     }
   }
   return merges;
@@ -330,21 +350,25 @@ std::vector<std::pair<std::string, std::string>> read_merges(const json& model, 
 
 }  // namespace
 
-Tokenizer Tokenizer::from_json(std::string_view tokenizer_json, std::string_view tokenizer_config_json,
-                               std::string_view generation_config_json, std::string_view origin_sv) {
+Tokenizer Tokenizer::from_json(std::string_view tokenizer_json,
+                               std::string_view tokenizer_config_json,
+                               std::string_view generation_config_json,
+                               std::string_view origin_sv) {
   auto im = std::make_unique<Impl>();
   const std::string origin(origin_sv);
   im->origin = origin;
   const json j = parse_json(tokenizer_json, origin);
   if (!j.is_object()) {
-    throw Error(ErrorKind::kFormat, fmt::format("{}: expected a JSON object (a Hugging Face tokenizer.json), "
-                                                "found {}",
-                                                origin, j.type_name()));
+    throw Error(ErrorKind::kFormat,
+                fmt::format("{}: expected a JSON object (a Hugging Face tokenizer.json), "
+                            "found {}",
+                            origin, j.type_name()));
   }
   auto mit = j.find("model");
   if (mit == j.end() || !mit->is_object()) {
-    throw Error(ErrorKind::kFormat,
-                fmt::format("{}: no \"model\" object; is this a Hugging Face tokenizer.json?", origin));
+    throw Error(
+        ErrorKind::kFormat,
+        fmt::format("{}: no \"model\" object; is this a Hugging Face tokenizer.json?", origin));
   }
   const json& model = *mit;
 
@@ -357,23 +381,27 @@ Tokenizer Tokenizer::from_json(std::string_view tokenizer_json, std::string_view
   }
   if (type != "BPE") {
     if (type == "WordPiece" || type == "Unigram" || type == "WordLevel") {
-      throw Error(ErrorKind::kUnsupported,
-                  fmt::format("{}: model type \"{}\" is not supported; gptq.cpp reads BPE tokenizers", origin, type));
+      throw Error(
+          ErrorKind::kUnsupported,
+          fmt::format("{}: model type \"{}\" is not supported; gptq.cpp reads BPE tokenizers",
+                      origin, type));
     }
-    throw Error(ErrorKind::kFormat, fmt::format("{}: unknown model type \"{}\"; expected \"BPE\"", origin, type));
+    throw Error(ErrorKind::kFormat,
+                fmt::format("{}: unknown model type \"{}\"; expected \"BPE\"", origin, type));
   }
   const json& vocab_j = tok::json_at(model, "vocab", origin, "model");
   if (!vocab_j.is_object()) {
-    throw Error(ErrorKind::kFormat, fmt::format("{}: model.vocab should be an object of token -> id, found {}",
-                                                origin, vocab_j.type_name()));
+    throw Error(ErrorKind::kFormat,
+                fmt::format("{}: model.vocab should be an object of token -> id, found {}", origin,
+                            vocab_j.type_name()));
   }
   const size_t n_model = vocab_j.size();
   const json empty_array = json::array();
   const json* added_j = &empty_array;
   if (auto it = j.find("added_tokens"); it != j.end() && !it->is_null()) {
     if (!it->is_array()) {
-      throw Error(ErrorKind::kFormat, fmt::format("{}: added_tokens should be an array, found {}", origin,
-                                                  it->type_name()));
+      throw Error(ErrorKind::kFormat, fmt::format("{}: added_tokens should be an array, found {}",
+                                                  origin, it->type_name()));
     }
     added_j = &*it;
   }
@@ -381,7 +409,8 @@ Tokenizer Tokenizer::from_json(std::string_view tokenizer_json, std::string_view
   // those or extend the range. Anything past n_model + n_added cannot be a real id.
   const size_t limit = n_model + added_j->size();
   if (limit > static_cast<size_t>(std::numeric_limits<int32_t>::max())) {
-    throw Error(ErrorKind::kFormat, fmt::format("{}: {} tokens is more than gptq.cpp can index", origin, limit));
+    throw Error(ErrorKind::kFormat,
+                fmt::format("{}: {} tokens is more than gptq.cpp can index", origin, limit));
   }
 
   tok::Vocab vocab;
@@ -390,19 +419,21 @@ Tokenizer Tokenizer::from_json(std::string_view tokenizer_json, std::string_view
   std::vector<bool> model_seen(n_model, false);
   for (const auto& [token, idj] : vocab_j.items()) {
     if (!idj.is_number_integer()) {
-      throw Error(ErrorKind::kFormat, fmt::format("{}: model.vocab: token {:?} has the id {}, not an integer",
-                                                  origin, token, idj.dump()));
+      throw Error(ErrorKind::kFormat,
+                  fmt::format("{}: model.vocab: token {:?} has the id {}, not an integer", origin,
+                              token, idj.dump()));
     }
     const int64_t id = idj.get<int64_t>();
     if (id < 0 || static_cast<size_t>(id) >= n_model) {
-      throw Error(ErrorKind::kFormat,
-                  fmt::format("{}: model.vocab: token {:?} has id {}, beyond the vocabulary of {} tokens (ids 0 to {})",
-                              origin, token, id, n_model, n_model - 1));
+      throw Error(ErrorKind::kFormat, fmt::format("{}: model.vocab: token {:?} has id {}, beyond "
+                                                  "the vocabulary of {} tokens (ids 0 to {})",
+                                                  origin, token, id, n_model, n_model - 1));
     }
     const auto uid = static_cast<size_t>(id);
     if (model_seen[uid]) {
-      throw Error(ErrorKind::kFormat, fmt::format("{}: model.vocab: tokens {:?} and {:?} both have id {}", origin,
-                                                  model_pieces[uid], token, id));
+      throw Error(ErrorKind::kFormat,
+                  fmt::format("{}: model.vocab: tokens {:?} and {:?} both have id {}", origin,
+                              model_pieces[uid], token, id));
     }
     model_seen[uid] = true;
     model_pieces[uid] = token;
@@ -427,7 +458,8 @@ Tokenizer Tokenizer::from_json(std::string_view tokenizer_json, std::string_view
     }
     opts.unk_id = u->second;
   }
-  im->bpe = std::make_unique<tok::Bpe>(std::move(vocab), read_merges(model, origin), std::move(opts), origin);
+  im->bpe = std::make_unique<tok::Bpe>(std::move(vocab), read_merges(model, origin),
+                                       std::move(opts), origin);
   const tok::Vocab& v = im->bpe->vocab();
 
   // --- added tokens
@@ -441,15 +473,18 @@ Tokenizer Tokenizer::from_json(std::string_view tokenizer_json, std::string_view
     t.content = tok::json_string(a, "content", origin, where);
     const json& idj = tok::json_at(a, "id", origin, where);
     if (!idj.is_number_integer()) {
-      throw Error(ErrorKind::kFormat, fmt::format("{}: {}: token {:?} has the id {}, not an integer", origin,
-                                                  where, t.content, idj.dump()));
+      throw Error(ErrorKind::kFormat,
+                  fmt::format("{}: {}: token {:?} has the id {}, not an integer", origin, where,
+                              t.content, idj.dump()));
     }
     const int64_t id = idj.get<int64_t>();
     if (id < 0 || static_cast<size_t>(id) >= limit) {
-      throw Error(ErrorKind::kFormat,
-                  fmt::format("{}: {}: token {:?} has id {}, beyond the vocabulary ({} model tokens + {} added "
-                              "tokens allow ids 0 to {})",
-                              origin, where, t.content, id, n_model, added_j->size(), limit - 1));
+      throw Error(
+          ErrorKind::kFormat,
+          fmt::format(
+              "{}: {}: token {:?} has id {}, beyond the vocabulary ({} model tokens + {} added "
+              "tokens allow ids 0 to {})",
+              origin, where, t.content, id, n_model, added_j->size(), limit - 1));
     }
     t.id = static_cast<int32_t>(id);
     t.special = tok::json_bool(a, "special", false, origin, where);
@@ -457,16 +492,19 @@ Tokenizer Tokenizer::from_json(std::string_view tokenizer_json, std::string_view
     t.rstrip = tok::json_bool(a, "rstrip", false, origin, where);
     t.single_word = tok::json_bool(a, "single_word", false, origin, where);
     if (auto d = added_by_id.find(t.id); d != added_by_id.end()) {
-      throw Error(ErrorKind::kFormat, fmt::format("{}: {}: tokens {:?} and {:?} both have id {}", origin, where,
-                                                  im->added[d->second].content, t.content, id));
+      throw Error(ErrorKind::kFormat,
+                  fmt::format("{}: {}: tokens {:?} and {:?} both have id {}", origin, where,
+                              im->added[d->second].content, t.content, id));
     }
     if (auto d = added_by_content.find(t.content); d != added_by_content.end()) {
-      throw Error(ErrorKind::kFormat, fmt::format("{}: {}: token {:?} appears twice, with ids {} and {}", origin,
-                                                  where, t.content, im->added[d->second].id, id));
+      throw Error(ErrorKind::kFormat,
+                  fmt::format("{}: {}: token {:?} appears twice, with ids {} and {}", origin, where,
+                              t.content, im->added[d->second].id, id));
     }
     if (auto m = v.find(t.content); m != v.end() && m->second != t.id) {
-      throw Error(ErrorKind::kFormat, fmt::format("{}: {}: token {:?} has id {} here but id {} in model.vocab",
-                                                  origin, where, t.content, id, m->second));
+      throw Error(ErrorKind::kFormat,
+                  fmt::format("{}: {}: token {:?} has id {} here but id {} in model.vocab", origin,
+                              where, t.content, id, m->second));
     }
     added_by_id.emplace(t.id, im->added.size());
     added_by_content.emplace(t.content, im->added.size());
@@ -516,8 +554,8 @@ Tokenizer Tokenizer::from_json(std::string_view tokenizer_json, std::string_view
   auto resolve = [&](const std::string& s, const char* key) {
     const int32_t id = im->find_token(s);
     if (id < 0) {
-      throw Error(ErrorKind::kFormat,
-                  fmt::format("{}: {} is {:?}, which is not a token of {}", cfg_origin, key, s, origin));
+      throw Error(ErrorKind::kFormat, fmt::format("{}: {} is {:?}, which is not a token of {}",
+                                                  cfg_origin, key, s, origin));
     }
     return id;
   };
@@ -526,7 +564,8 @@ Tokenizer Tokenizer::from_json(std::string_view tokenizer_json, std::string_view
   if (!tokenizer_config_json.empty()) {
     const json cfg = parse_json(tokenizer_config_json, cfg_origin);
     if (!cfg.is_object()) {
-      throw Error(ErrorKind::kFormat, fmt::format("{}: expected a JSON object, found {}", cfg_origin, cfg.type_name()));
+      throw Error(ErrorKind::kFormat,
+                  fmt::format("{}: expected a JSON object, found {}", cfg_origin, cfg.type_name()));
     }
     if (auto s = config_token(cfg, "bos_token", cfg_origin)) cfg_bos = resolve(*s, "bos_token");
     if (auto s = config_token(cfg, "eos_token", cfg_origin)) cfg_eos = resolve(*s, "eos_token");
@@ -542,16 +581,18 @@ Tokenizer Tokenizer::from_json(std::string_view tokenizer_json, std::string_view
   if (!generation_config_json.empty()) {
     const json gen = parse_json(generation_config_json, gen_origin);
     if (!gen.is_object()) {
-      throw Error(ErrorKind::kFormat, fmt::format("{}: expected a JSON object, found {}", gen_origin, gen.type_name()));
+      throw Error(ErrorKind::kFormat,
+                  fmt::format("{}: expected a JSON object, found {}", gen_origin, gen.type_name()));
     }
     auto check = [&](const json& x, const char* key) {
       if (!x.is_number_integer() || x.get<int64_t>() < 0 || x.get<int64_t>() >= vocab_size) {
-        throw Error(ErrorKind::kFormat, fmt::format("{}: {} is {}; expected a token id in [0, {})", gen_origin, key,
-                                                    x.dump(), vocab_size));
+        throw Error(ErrorKind::kFormat, fmt::format("{}: {} is {}; expected a token id in [0, {})",
+                                                    gen_origin, key, x.dump(), vocab_size));
       }
       return static_cast<int32_t>(x.get<int64_t>());
     };
-    if (auto it = gen.find("bos_token_id"); it != gen.end() && !it->is_null()) gen_bos = check(*it, "bos_token_id");
+    if (auto it = gen.find("bos_token_id"); it != gen.end() && !it->is_null())
+      gen_bos = check(*it, "bos_token_id");
     if (auto it = gen.find("eos_token_id"); it != gen.end() && !it->is_null()) {
       if (it->is_array()) {
         for (const auto& x : *it) gen_eos.push_back(check(x, "eos_token_id"));
@@ -560,20 +601,23 @@ Tokenizer Tokenizer::from_json(std::string_view tokenizer_json, std::string_view
       }
     }
   }
-  im->bos = cfg_bos >= 0 ? cfg_bos : gen_bos >= 0 ? gen_bos : (!im->prefix.empty() ? im->prefix.front() : -1);
+  im->bos = cfg_bos >= 0   ? cfg_bos
+            : gen_bos >= 0 ? gen_bos
+                           : (!im->prefix.empty() ? im->prefix.front() : -1);
   im->eos = gen_eos;
   if (cfg_eos >= 0 && std::find(im->eos.begin(), im->eos.end(), cfg_eos) == im->eos.end()) {
     im->eos.push_back(cfg_eos);
   }
   // add_bos_token / add_eos_token, where given, decide (transformers' LlamaTokenizerFast rebuilds
-  // its template from them); otherwise the post-processor's template does (Llama 3: "<|begin_of_text|>
-  // $A"; Qwen2 has no template and adds nothing).
+  // its template from them); otherwise the post-processor's template does (Llama 3:
+  // "<|begin_of_text|> $A"; Qwen2 has no template and adds nothing).
   if (add_bos) {
     im->prefix.clear();
     if (*add_bos) {
       if (im->bos < 0) {
         throw Error(ErrorKind::kFormat,
-                    fmt::format("{}: add_bos_token is true but no BOS token is named (bos_token)", cfg_origin));
+                    fmt::format("{}: add_bos_token is true but no BOS token is named (bos_token)",
+                                cfg_origin));
       }
       im->prefix.push_back(im->bos);
     }
@@ -584,7 +628,8 @@ Tokenizer Tokenizer::from_json(std::string_view tokenizer_json, std::string_view
       const int32_t e = cfg_eos >= 0 ? cfg_eos : (im->eos.empty() ? -1 : im->eos.front());
       if (e < 0) {
         throw Error(ErrorKind::kFormat,
-                    fmt::format("{}: add_eos_token is true but no EOS token is named (eos_token)", cfg_origin));
+                    fmt::format("{}: add_eos_token is true but no EOS token is named (eos_token)",
+                                cfg_origin));
       }
       im->suffix.push_back(e);
     }
@@ -597,17 +642,21 @@ Tokenizer Tokenizer::from_dir(const std::filesystem::path& dir) {
   std::error_code ec;
   if (!std::filesystem::exists(tj, ec)) {
     if (std::filesystem::exists(dir / "tokenizer.model", ec)) {
-      throw Error(ErrorKind::kUnsupported,
-                  fmt::format("{}: no tokenizer.json, only tokenizer.model; gptq.cpp reads tokenizer.json (save "
-                              "the tokenizer with transformers' AutoTokenizer to make one)",
-                              dir.string()));
+      throw Error(
+          ErrorKind::kUnsupported,
+          fmt::format(
+              "{}: no tokenizer.json, only tokenizer.model; gptq.cpp reads tokenizer.json (save "
+              "the tokenizer with transformers' AutoTokenizer to make one)",
+              dir.string()));
     }
     throw Error(ErrorKind::kIo, fmt::format("{}: no tokenizer.json in this folder", dir.string()));
   }
   const std::string text = read_file(tj);
   std::string cfg, gen;
-  if (std::filesystem::exists(dir / "tokenizer_config.json", ec)) cfg = read_file(dir / "tokenizer_config.json");
-  if (std::filesystem::exists(dir / "generation_config.json", ec)) gen = read_file(dir / "generation_config.json");
+  if (std::filesystem::exists(dir / "tokenizer_config.json", ec))
+    cfg = read_file(dir / "tokenizer_config.json");
+  if (std::filesystem::exists(dir / "generation_config.json", ec))
+    gen = read_file(dir / "generation_config.json");
   return from_json(text, cfg, gen, tj.string());
 }
 
@@ -666,8 +715,8 @@ std::string Tokenizer::id_to_piece(int32_t id) const {
 // replacement character), so a new token must be decoded after some context to come out as it
 // does in decode() of the whole sequence. Its text is what the window's decode gained.
 namespace {
-constexpr size_t kStreamWindow = 16;   // re-window once this many ids are held
-constexpr size_t kStreamContext = 4;   // ids kept as context (output ones; special ones are skipped)
+constexpr size_t kStreamWindow = 16;  // re-window once this many ids are held
+constexpr size_t kStreamContext = 4;  // ids kept as context (output ones; special ones are skipped)
 }  // namespace
 
 std::string Tokenizer::StreamDecoder::push(int32_t id) {

@@ -18,8 +18,8 @@ enum class Utf8Status {
 
 struct Utf8Char {
   Utf8Status status;
-  int len;       // bytes consumed: the character, the cut prefix, or the maximal subpart
-  uint32_t cp;   // the code point when status is kValid, else 0
+  int len;      // bytes consumed: the character, the cut prefix, or the maximal subpart
+  uint32_t cp;  // the code point when status is kValid, else 0
 };
 
 // Reads the character that starts at s[0]; n >= 1 bytes are available.

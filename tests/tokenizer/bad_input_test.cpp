@@ -19,17 +19,21 @@ json stories_json() { return test::read_json(test::stories_dir() / "tokenizer.js
 
 // Loads `j` as "bad/tokenizer.json" and expects an Error of `kind` whose message holds each of
 // `needles`.
-void expect_error(const std::function<void()>& f, ErrorKind kind, std::initializer_list<std::string> needles) {
+void expect_error(const std::function<void()>& f, ErrorKind kind,
+                  std::initializer_list<std::string> needles) {
   try {
     f();
     ADD_FAILURE() << "no error thrown";
   } catch (const Error& e) {
     EXPECT_EQ(e.kind(), kind) << e.what();
-    for (const auto& n : needles) EXPECT_NE(std::string(e.what()).find(n), std::string::npos) << "'" << n << "' not in: " << e.what();
+    for (const auto& n : needles)
+      EXPECT_NE(std::string(e.what()).find(n), std::string::npos)
+          << "'" << n << "' not in: " << e.what();
   }
 }
 
-void expect_bad(const std::string& text, ErrorKind kind, std::initializer_list<std::string> needles) {
+void expect_bad(const std::string& text, ErrorKind kind,
+                std::initializer_list<std::string> needles) {
   expect_error([&] { Tokenizer::from_json(text, "", "", "bad/tokenizer.json"); }, kind, needles);
 }
 
@@ -67,13 +71,18 @@ TEST(BadInput, DuplicateAddedTokenContent) {
 
 TEST(BadInput, AddedTokenDisagreesWithVocab) {
   auto j = stories_json();
-  j["added_tokens"].push_back({{"id", 512}, {"content", "\xE2\x96\x81" "a"}, {"special", false}});
+  j["added_tokens"].push_back({{"id", 512},
+                               {"content",
+                                "\xE2\x96\x81"
+                                "a"},
+                               {"special", false}});
   expect_bad(j.dump(), ErrorKind::kFormat, {"bad/tokenizer.json", "512", "261"});
 }
 
 TEST(BadInput, BrokenJson) {
   const std::string text = test::read_file(test::stories_dir() / "tokenizer.json");
-  expect_bad(text.substr(0, text.size() / 2), ErrorKind::kFormat, {"bad/tokenizer.json", "not valid JSON"});
+  expect_bad(text.substr(0, text.size() / 2), ErrorKind::kFormat,
+             {"bad/tokenizer.json", "not valid JSON"});
   expect_bad("", ErrorKind::kFormat, {"bad/tokenizer.json"});
   expect_bad("[1, 2]", ErrorKind::kFormat, {"bad/tokenizer.json", "object"});
 }
@@ -109,7 +118,8 @@ TEST(BadInput, Merges) {
 
 TEST(BadInput, StagesAndPatterns) {
   auto j = stories_json();
-  j["pre_tokenizer"] = {{"type", "Split"}, {"pattern", {{"Regex", "(unclosed"}}}, {"behavior", "Isolated"}};
+  j["pre_tokenizer"] = {
+      {"type", "Split"}, {"pattern", {{"Regex", "(unclosed"}}}, {"behavior", "Isolated"}};
   expect_bad(j.dump(), ErrorKind::kFormat, {"bad/tokenizer.json", "(unclosed"});
   j["pre_tokenizer"] = {{"type", "Split"}, {"pattern", {{"Regex", "a"}}}, {"behavior", "Sideways"}};
   expect_bad(j.dump(), ErrorKind::kFormat, {"bad/tokenizer.json", "Sideways"});
@@ -128,13 +138,15 @@ TEST(BadInput, Configs) {
   const std::string tj = test::read_file(test::stories_dir() / "tokenizer.json");
   expect_error([&] { Tokenizer::from_json(tj, "{\"add_bos_token\": tru", "", "m/tokenizer.json"); },
                ErrorKind::kFormat, {"tokenizer_config.json", "not valid JSON"});
-  expect_error([&] { Tokenizer::from_json(tj, R"({"bos_token": "<nope>"})", "", "m/tokenizer.json"); },
-               ErrorKind::kFormat, {"tokenizer_config.json", "<nope>"});
-  expect_error([&] { Tokenizer::from_json(tj, "", R"({"eos_token_id": [2, 700]})", "m/tokenizer.json"); },
-               ErrorKind::kFormat, {"generation_config.json", "700"});
+  expect_error(
+      [&] { Tokenizer::from_json(tj, R"({"bos_token": "<nope>"})", "", "m/tokenizer.json"); },
+      ErrorKind::kFormat, {"tokenizer_config.json", "<nope>"});
+  expect_error(
+      [&] { Tokenizer::from_json(tj, "", R"({"eos_token_id": [2, 700]})", "m/tokenizer.json"); },
+      ErrorKind::kFormat, {"generation_config.json", "700"});
   // bos_token as transformers writes an AddedToken object.
-  const auto t = Tokenizer::from_json(tj, R"({"bos_token": {"content": "<s>"}, "add_bos_token": false})", "",
-                                      "m/tokenizer.json");
+  const auto t = Tokenizer::from_json(
+      tj, R"({"bos_token": {"content": "<s>"}, "add_bos_token": false})", "", "m/tokenizer.json");
   EXPECT_EQ(t.bos_id(), 1);
   EXPECT_FALSE(t.add_bos());
   EXPECT_EQ(t.encode("Once"), (std::vector<int32_t>{403}));

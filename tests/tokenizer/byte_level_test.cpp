@@ -129,8 +129,8 @@ TEST(ByteLevel, NonAscii) {
   // first, then ca (19), caf (20), cafÃ© (21) = 277.
   EXPECT_EQ(llama3().encode("caf\xC3\xA9", false), Ids{277});
   EXPECT_EQ(qwen2().encode("caf\xC3\xA9", false), Ids{277});
-  EXPECT_EQ(qwen2().encode("\xC3\xA9", false), Ids{274});           // é
-  EXPECT_EQ(qwen2().encode("\xC3\xA8", false), (Ids{127, 101}));   // è: Ã ¨, no merge
+  EXPECT_EQ(qwen2().encode("\xC3\xA9", false), Ids{274});         // é
+  EXPECT_EQ(qwen2().encode("\xC3\xA8", false), (Ids{127, 101}));  // è: Ã ¨, no merge
   // 😀 = F0 9F 98 80: four byte tokens 172 253 246 222; with a space before it, the regex's
   // " ?[^\s\p{L}\p{N}]+" keeps the space in the same piece.
   EXPECT_EQ(llama3().encode("\xF0\x9F\x98\x80", false), (Ids{172, 253, 246, 222}));
@@ -181,7 +181,8 @@ TEST(ByteLevel, RoundTrip) {
       "12345 67 8.90 3,141,592",
       "caf\xC3\xA9 na\xC3\xAFve \xC3\x85ngstr\xC3\xB6m",
       "\xF0\x9F\x98\x80\xF0\x9F\x91\x8D\xF0\x9F\x8F\xBD emoji with a skin tone",
-      "\xE6\x97\xA5\xE6\x9C\xAC\xE8\xAA\x9E\xE3\x81\xAE\xE3\x83\x86\xE3\x82\xAD\xE3\x82\xB9\xE3\x83\x88",
+      "\xE6\x97\xA5\xE6\x9C\xAC\xE8\xAA\x9E\xE3\x81\xAE\xE3\x83\x86\xE3\x82\xAD\xE3\x82\xB9\xE3\x83"
+      "\x88",
       "\xD0\x9F\xD1\x80\xD0\xB8\xD0\xB2\xD0\xB5\xD1\x82 \xD0\xBC\xD0\xB8\xD1\x80",  // Привет мир
       "tabs\tnewlines\n\ncarriage\r\nreturns\r",
       "symbols !@#$%^&*()_+-=[]{}|;:'\",.<>/?`~",
@@ -196,12 +197,18 @@ TEST(ByteLevel, RoundTrip) {
     }
   }
   // Ill-formed input is made valid first: the stray byte 0xFF becomes U+FFFD.
-  EXPECT_EQ(llama3().decode(llama3().encode("a\xFF" "b", false)), "a\xEF\xBF\xBD" "b");
+  EXPECT_EQ(llama3().decode(llama3().encode("a\xFF"
+                                            "b",
+                                            false)),
+            "a\xEF\xBF\xBD"
+            "b");
 }
 
 TEST(ByteLevel, DecodeHoldsInvalidBytesAsReplacement) {
   // Byte tokens that do not form a character: C3 followed by 'a' can never complete.
-  EXPECT_EQ(llama3().decode({127, 64}), "\xEF\xBF\xBD" "a");
+  EXPECT_EQ(llama3().decode({127, 64}),
+            "\xEF\xBF\xBD"
+            "a");
   // F0 9F cut short at the end of the ids.
   EXPECT_EQ(llama3().decode({172, 253}), "\xEF\xBF\xBD");
 }

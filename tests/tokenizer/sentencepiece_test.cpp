@@ -38,7 +38,9 @@ TEST(Stories260k, OnceUponATime) {
   EXPECT_TRUE(t.add_bos());
   EXPECT_TRUE(t.is_special(1));
   EXPECT_FALSE(t.is_special(403));
-  EXPECT_EQ(t.id_to_piece(261), "\xE2\x96\x81" "a");
+  EXPECT_EQ(t.id_to_piece(261),
+            "\xE2\x96\x81"
+            "a");
   EXPECT_EQ(t.id_to_piece(13), "<0x0A>");
   EXPECT_EQ(t.decode({1, 403, 407, 261, 378}), "Once upon a time");
   // Kept special tokens go through the decoder like any token: "<s>" + " Once" fused, and the
@@ -51,7 +53,8 @@ TEST(Stories260k, OnceUponATime) {
 class PromptGolden : public ::testing::TestWithParam<int> {};
 
 TEST_P(PromptGolden, IdsAndDecodedText) {
-  const auto g = test::read_json(test::stories_dir() / "golden" / ("prompt_" + std::to_string(GetParam()) + ".json"));
+  const auto g = test::read_json(test::stories_dir() / "golden" /
+                                 ("prompt_" + std::to_string(GetParam()) + ".json"));
   const auto& t = stories();
   const auto prompt_ids = g["prompt_ids"].get<Ids>();
   const auto new_ids = g["greedy_new_ids"].get<Ids>();
@@ -88,7 +91,8 @@ TEST_P(StreamGolden, WholeFileStream) {
   const auto t0 = std::chrono::steady_clock::now();
   const Ids ids = stories().encode(text, false);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::printf("[ info ] %s: %zu bytes -> %zu tokens in %.3f s\n", c.text, text.size(), ids.size(), secs);
+  std::printf("[ info ] %s: %zu bytes -> %zu tokens in %.3f s\n", c.text, text.size(), ids.size(),
+              secs);
   EXPECT_EQ(static_cast<int64_t>(ids.size()), g["stream_tokens"].get<int64_t>());
   const auto first = g["stream_first_256_ids"].get<Ids>();
   ASSERT_GE(ids.size(), first.size());
@@ -98,17 +102,21 @@ TEST_P(StreamGolden, WholeFileStream) {
   EXPECT_EQ(stories().decode(ids), text);
 }
 
-INSTANTIATE_TEST_SUITE_P(Stories260k, StreamGolden,
-                         ::testing::Values(StreamCase{"tinystories-eval.txt", "ppl_tinystories-eval_ctx256.json"},
-                                           StreamCase{"wikitext2-test.txt", "ppl_wikitext2-test_ctx256.json"}));
+INSTANTIATE_TEST_SUITE_P(
+    Stories260k, StreamGolden,
+    ::testing::Values(StreamCase{"tinystories-eval.txt", "ppl_tinystories-eval_ctx256.json"},
+                      StreamCase{"wikitext2-test.txt", "ppl_wikitext2-test_ctx256.json"}));
 
 TEST(Sha256, KnownVectors) {
-  EXPECT_EQ(test::sha256_hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
-  EXPECT_EQ(test::sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(test::sha256_hex(""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  EXPECT_EQ(test::sha256_hex("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
   EXPECT_EQ(test::sha256_hex("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
             "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
   // 1000 bytes: several blocks, and the padding falls in a block of its own.
-  EXPECT_EQ(test::sha256_hex(std::string(1000, 'a')), "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3");
+  EXPECT_EQ(test::sha256_hex(std::string(1000, 'a')),
+            "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3");
 }
 
 TEST(Stories260k, RoundTrip) {
@@ -119,9 +127,9 @@ TEST(Stories260k, RoundTrip) {
       "  two leading spaces and trailing  ",
       "line one\nline two\n\n",
       "tabs\tand\r\ncarriage returns",
-      "caf\xC3\xA9 na\xC3\xAFve r\xC3\xA9sum\xC3\xA9",           // é, ï: byte fallback
-      "emoji \xF0\x9F\x98\x80 and \xE2\x9C\x93 check",           // 4- and 3-byte characters
-      "\xE6\x97\xA5\xE6\x9C\xAC\xE8\xAA\x9E",                    // Japanese
+      "caf\xC3\xA9 na\xC3\xAFve r\xC3\xA9sum\xC3\xA9",  // é, ï: byte fallback
+      "emoji \xF0\x9F\x98\x80 and \xE2\x9C\x93 check",  // 4- and 3-byte characters
+      "\xE6\x97\xA5\xE6\x9C\xAC\xE8\xAA\x9E",           // Japanese
       "numbers 1234567890 and punctuation!?.,;:'\"()[]{}",
   };
   for (const char* s : cases) {
@@ -130,7 +138,10 @@ TEST(Stories260k, RoundTrip) {
   }
   // The one loss: a literal "▁" in the text is the space marker, so it decodes as a space (as in
   // Hugging Face tokenizers and sentencepiece).
-  EXPECT_EQ(t.decode(t.encode("a\xE2\x96\x81" "b", false)), "a b");
+  EXPECT_EQ(t.decode(t.encode("a\xE2\x96\x81"
+                              "b",
+                              false)),
+            "a b");
 }
 
 TEST(Stories260k, ByteFallbackIds) {
@@ -143,7 +154,9 @@ TEST(Stories260k, ByteFallbackIds) {
   EXPECT_EQ(t.encode("\xC3\xA9", false), (Ids{410, 485}));
   EXPECT_EQ(t.decode({410, 198, 178}), "\xC3\xAF");
   // A byte sequence that can never complete decodes to U+FFFD; the valid text around it stays.
-  EXPECT_EQ(t.decode({198, 412}), "\xEF\xBF\xBD" "a");
+  EXPECT_EQ(t.decode({198, 412}),
+            "\xEF\xBF\xBD"
+            "a");
   EXPECT_EQ(t.decode({229, 159}), "\xEF\xBF\xBD");
 }
 
@@ -165,10 +178,13 @@ TEST(Stories260k, SpecialTokensInText) {
 Tokenizer stories_metaspace(const std::string& scheme, bool split) {
   auto j = test::read_json(test::stories_dir() / "tokenizer.json");
   j["normalizer"] = nullptr;
-  j["pre_tokenizer"] = {{"type", "Metaspace"}, {"replacement", "\xE2\x96\x81"}, {"prepend_scheme", scheme},
+  j["pre_tokenizer"] = {{"type", "Metaspace"},
+                        {"replacement", "\xE2\x96\x81"},
+                        {"prepend_scheme", scheme},
                         {"split", split}};
-  return Tokenizer::from_json(j.dump(), test::read_file(test::stories_dir() / "tokenizer_config.json"),
-                              test::read_file(test::stories_dir() / "generation_config.json"), "metaspace/tokenizer.json");
+  return Tokenizer::from_json(
+      j.dump(), test::read_file(test::stories_dir() / "tokenizer_config.json"),
+      test::read_file(test::stories_dir() / "generation_config.json"), "metaspace/tokenizer.json");
 }
 
 TEST(Stories260k, MetaspaceVariantMatchesLegacy) {
@@ -176,7 +192,8 @@ TEST(Stories260k, MetaspaceVariantMatchesLegacy) {
   const auto first = stories_metaspace("first", false);
   const auto always = stories_metaspace("always", false);
   const auto never = stories_metaspace("never", false);
-  for (const char* s : {"Once upon a time", "Lily and Ben went to the park.", "caf\xC3\xA9\nnew line"}) {
+  for (const char* s :
+       {"Once upon a time", "Lily and Ben went to the park.", "caf\xC3\xA9\nnew line"}) {
     EXPECT_EQ(first.encode(s), legacy.encode(s)) << s;
     EXPECT_EQ(always.encode(s), legacy.encode(s)) << s;
   }
@@ -212,11 +229,13 @@ TEST(Stories260k, MetaspaceSplitEncodesWordByWord) {
 
 TEST(Stories260k, EncodeIsThreadSafe) {
   const auto& t = stories();
-  const std::string text = test::read_file(test::data_dir() / "text" / "tinystories-calib.txt").substr(0, 20000);
+  const std::string text =
+      test::read_file(test::data_dir() / "text" / "tinystories-calib.txt").substr(0, 20000);
   const Ids expect = t.encode(text, false);
   std::vector<Ids> got(4);
   std::vector<std::thread> threads;
-  for (size_t i = 0; i < got.size(); ++i) threads.emplace_back([&, i] { got[i] = t.encode(text, false); });
+  for (size_t i = 0; i < got.size(); ++i)
+    threads.emplace_back([&, i] { got[i] = t.encode(text, false); });
   for (auto& th : threads) th.join();
   for (const auto& g : got) EXPECT_EQ(g, expect);
 }

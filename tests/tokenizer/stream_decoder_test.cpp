@@ -55,7 +55,10 @@ TEST(StreamDecoder, EmojiOverByteLevelTokens) {
 
 TEST(StreamDecoder, InvalidBytesBecomeReplacementOnlyWhenTheyCannotComplete) {
   // C3 then 'a': once 'a' arrives the C3 can never complete, so it becomes U+FFFD.
-  EXPECT_EQ(push_all(llama3(), {127, 64}), (std::vector<std::string>{"", "\xEF\xBF\xBD" "a", ""}));
+  EXPECT_EQ(push_all(llama3(), {127, 64}), (std::vector<std::string>{"",
+                                                                     "\xEF\xBF\xBD"
+                                                                     "a",
+                                                                     ""}));
   // A lone continuation byte (0x80, token 222) can never be part of a character: at once.
   EXPECT_EQ(push_all(llama3(), {222, 64}), (std::vector<std::string>{"\xEF\xBF\xBD", "a", ""}));
   // F0 9F then the end: flush gives up on it.
@@ -79,7 +82,8 @@ TEST(StreamDecoder, SkipsSpecialTokensAndKeepsSpacesInContext) {
 TEST(StreamDecoder, LongStreamsEqualDecode) {
   // Long enough to cross the decoder's internal re-windowing many times, with multibyte
   // characters in it.
-  std::string text = test::read_file(test::data_dir() / "text" / "wikitext2-test.txt").substr(0, 6000);
+  std::string text =
+      test::read_file(test::data_dir() / "text" / "wikitext2-test.txt").substr(0, 6000);
   text += " caf\xC3\xA9 \xF0\x9F\x98\x80 \xE2\x9C\x93 na\xC3\xAFve";
   for (const auto* t : {&stories(), &llama3()}) {
     const Ids ids = t->encode(text, true);
