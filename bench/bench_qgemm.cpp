@@ -142,34 +142,25 @@ void BM_SGemv(benchmark::State& state, const LinearShape* s, bool hot) {
   results()[key(hot ? "sgemv_hot" : "sgemv", *s, threads)] = static_cast<double>(bytes) / per_call / 1e9;
 }
 
-// The summing loop: read bandwidth of kColdBytes with `threads` threads, 4 independent sums per
-// thread so the adds do not limit it (the compiler vectorizes nothing here without -ffast-math, so
-// the sums are explicit and unrolled).
+// The summing loop: read bandwidth of kColdBytes with `threads` threads (the same parallel_for
+// as the kernels). Integer sums, because the compiler may vectorize those (an fp sum it may not
+// reorder), so the loop is limited by memory, not by adds.
 void BM_ReadBandwidth(benchmark::State& state) {
   const int threads = static_cast<int>(state.range(0));
   gptq::core::set_num_threads(threads);
   const int64_t n = kColdBytes / 8;
-  std::vector<double> buf(static_cast<size_t>(n), 1.0);
-  double sink = 0;
+  std::vector<uint64_t> buf(static_cast<size_t>(n), 1);
+  uint64_t sink = 0;
   const double t0 = now_s();
   for (auto _ : state) {
-    std::vector<double> part(static_cast<size_t>(threads), 0.0);
-    gptq::core::parallel_for(n / 8, [&](int64_t b, int64_t e) {
-      double s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0;
-      const double* p = buf.data();
-      for (int64_t i = b * 8; i < e * 8; i += 8) {
-        s0 += p[i];
-        s1 += p[i + 1];
-        s2 += p[i + 2];
-        s3 += p[i + 3];
-        s4 += p[i + 4];
-        s5 += p[i + 5];
-        s6 += p[i + 6];
-        s7 += p[i + 7];
-      }
-      part[static_cast<size_t>(omp_get_thread_num())] = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7));
+    std::vector<uint64_t> part(static_cast<size_t>(threads), 0);
+    gptq::core::parallel_for(n, [&](int64_t b, int64_t e) {
+      uint64_t sum = 0;
+      const uint64_t* p = buf.data();
+      for (int64_t i = b; i < e; ++i) sum += p[i];
+      part[static_cast<size_t>(omp_get_thread_num())] = sum;
     });
-    for (double v : part) sink += v;
+    for (uint64_t v : part) sink += v;
     benchmark::DoNotOptimize(sink);
   }
   const double per_call = (now_s() - t0) / static_cast<double>(state.iterations());

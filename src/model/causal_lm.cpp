@@ -86,23 +86,21 @@ ModelInfo CausalLM::info() const {
     m.file_bytes += std::filesystem::file_size(f->path());
     for (const auto& t : f->tensors()) {
       dtypes.insert(std::string(dtype_name(t.dtype)));
-      if (t.name.ends_with(".qweight")) {
-        continue;  // counted from the layer shapes below
+      if (t.name.ends_with(".qweight") && c.quant && t.shape.size() == 2) {
+        m.parameters += t.shape[0] * 32 / c.quant->bits * t.shape[1];  // [K*b/32, N] holds N*K weights
+        ++m.quantized_linears;
+        continue;
       }
       if (t.name.ends_with(".qzeros") || t.name.ends_with(".scales") || t.name.ends_with(".g_idx")) continue;
       m.parameters += t.numel();
     }
   }
   for (const auto& b : impl_->weights.blocks) {
-    for (const auto& l : b.linears) {
-      if (l.is_quantized()) {
-        m.parameters += l.n() * l.k();
-        ++m.quantized_linears;
-      } else {
-        ++m.dense_linears;
-      }
+    for ([[maybe_unused]] const auto& l : b.linears) {
+      ++m.dense_linears;
     }
   }
+  m.dense_linears -= m.quantized_linears;
   std::string dt;
   for (const auto& d : dtypes) dt += (dt.empty() ? "" : "+") + d;
   m.dtype = dt;

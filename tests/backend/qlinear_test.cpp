@@ -20,13 +20,15 @@
 #include "core/dtype.h"
 #include "core/parallel.h"
 #include "gptq/error.h"
+#include "quant/quantizer.h"
 
 namespace gptq::backend {
 namespace {
 
 // ---- GPTQ packing, written here from SPEC §1 ----
-// TODO(kernels): switch to gptq::quant::pack_qweight / pack_qzeros once src/quant builds them;
-// these stay as an independent cross-check of that code then.
+// The layers below are packed with gptq::quant::pack_qweight / pack_qzeros (what the checkpoint
+// writer uses). This second, independent packer cross-checks that code (QLinearTestPacker tests),
+// so a bug there cannot hide one in the kernels by cancelling out.
 
 // Sets field j (b bits) of the little-endian bit stream held by words(0), words(1), ...
 template <typename WordRef>
@@ -157,8 +159,8 @@ Layer make_layer(const LayerSpec& spec) {
       l.bias[i] = core::fp16_to_fp32(l.bias_fp16[i]);
     }
   }
-  l.qweight = pack_qweight(l.codes, n, k, spec.bits);
-  l.qzeros = pack_qzeros(stored, l.n_groups, n, spec.bits);
+  l.qweight = quant::pack_qweight(l.codes.data(), n, k, spec.bits);
+  l.qzeros = quant::pack_qzeros(stored.data(), l.n_groups, n, spec.bits);
   return l;
 }
 
@@ -416,19 +418,36 @@ TEST(QLinear, WeightBytesCountsCodesScalesAndZeros) {
   EXPECT_FALSE(q.permuted());
 }
 
-// ---- the test packer itself against the constants SPEC §1 lists for symmetric v1 zeros ----
+// ---- the packers against the constants SPEC §1 lists for symmetric v1 zeros, and each other ----
 TEST(QLinearTestPacker, SymmetricV1ZeroWordsMatchSpec) {
-  auto words = [](int bits) {
-    std::vector<int32_t> stored(32, (1 << (bits - 1)) - 1);
-    std::vector<int32_t> q = pack_qzeros(stored, 1, 32, bits);
-    std::vector<uint32_t> u(q.size());
-    std::memcpy(u.data(), q.data(), q.size() * 4);
-    return u;
-  };
-  EXPECT_EQ(words(2), (std::vector<uint32_t>{0x55555555u, 0x55555555u}));
-  EXPECT_EQ(words(4)[0], 0x77777777u);
-  EXPECT_EQ(words(8)[0], 0x7F7F7F7Fu);
-  EXPECT_EQ(words(3), (std::vector<uint32_t>{0xDB6DB6DBu, 0xB6DB6DB6u, 0x6DB6DB6Du}));
+  for (bool ours : {true, false}) {
+    auto words = [&](int bits) {
+      std::vector<int32_t> stored(32, (1 << (bits - 1)) - 1);
+      std::vector<int32_t> q = ours ? pack_qzeros(stored, 1, 32, bits) : quant::pack_qzeros(stored.data(), 1, 32, bits);
+      std::vector<uint32_t> u(q.size());
+      std::memcpy(u.data(), q.data(), q.size() * 4);
+      return u;
+    };
+    EXPECT_EQ(words(2), (std::vector<uint32_t>{0x55555555u, 0x55555555u})) << ours;
+    EXPECT_EQ(words(4)[0], 0x77777777u) << ours;
+    EXPECT_EQ(words(8)[0], 0x7F7F7F7Fu) << ours;
+    EXPECT_EQ(words(3), (std::vector<uint32_t>{0xDB6DB6DBu, 0xB6DB6DB6u, 0x6DB6DB6Du})) << ours;
+  }
+}
+
+TEST(QLinearTestPacker, AgreesWithQuantPacker) {
+  for (int bits : {2, 3, 4, 8}) {
+    LayerSpec spec;
+    spec.k = 192;
+    spec.n = 96;
+    spec.bits = bits;
+    spec.group_size = 64;
+    spec.sym = false;
+    spec.v2 = true;
+    const Layer l = make_layer(spec);
+    EXPECT_EQ(l.qweight, pack_qweight(l.codes, spec.n, spec.k, bits)) << bits;
+    EXPECT_EQ(l.qzeros, pack_qzeros(l.zeros, l.n_groups, spec.n, bits)) << bits;
+  }
 }
 
 // ---- validation: the right error kind, naming the layer and what was found ----

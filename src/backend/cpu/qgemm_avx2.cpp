@@ -107,16 +107,19 @@ inline __m256 load_u8x8_as_float(const uint8_t* p) {
 
 template <int R>
 struct GemvShape;
-// Measured on a Sapphire Rapids core (4-bit, cache-resident): 4 blocks x 1 partial is the
-// fastest for one row (4 chains, each fed every ~4 cycles, just covers the FMA latency);
-// 2 x 2 and 2 x 4 are 3-8% slower, 8 x 1 runs out of the 16 ymm registers and is 45% slower.
+// Measured on a Sapphire Rapids core (4-bit, cache-resident, 2048 x 2048):
+//  R = 1: 4 blocks x 1 partial is fastest (4 chains, each fed every ~4 cycles, just covers the
+//         FMA latency); 2 x 2 and 2 x 4 are 3-8% slower; 8 x 1 runs out of the 16 ymm registers
+//         and is 45% slower.
+//  R = 2: 2 x 2 (8 chains); 2 x 1 has 4 chains fed every ~3 cycles and is latency-bound (+20%).
+//  R = 3, 4: 2 x 1 gives 6 and 8 chains; 2 x 2 is 12% slower for R = 3 (register spills).
 template <>
 struct GemvShape<1> {
   static constexpr int kNb = 4, kS = 1;
 };
 template <>
 struct GemvShape<2> {
-  static constexpr int kNb = 2, kS = 1;
+  static constexpr int kNb = 2, kS = 2;
 };
 template <>
 struct GemvShape<3> {
@@ -172,6 +175,8 @@ inline __attribute__((always_inline)) void gemv_unit(const uint32_t* const (&wu)
   }
 }
 
+constexpr int64_t kGemvPrefetchBytes = 0;
+
 // Blocks [blk0, blk0 + NB) for R rows: y[r, columns of the blocks] = sum over segments.
 template <int BITS, int R, int NB, int S>
 void gemv_tile(const PackedLayer& w, int64_t blk0, const float* xs, const float* sx, float* y) {
@@ -192,6 +197,13 @@ void gemv_tile(const PackedLayer& w, int64_t blk0, const float* xs, const float*
     for (int64_t u = seg.unit_begin; u < seg.unit_end; ++u) {
       const uint32_t* wu[NB];
       for (int b = 0; b < NB; ++b) wu[b] = wb[b] + u * kUnitWords;
+      if constexpr (kGemvPrefetchBytes > 0) {
+        for (int b = 0; b < NB; ++b) {
+          for (int64_t off = 0; off < kUnitWords * 4; off += 64) {
+            _mm_prefetch(reinterpret_cast<const char*>(wu[b]) + kGemvPrefetchBytes + off, _MM_HINT_T0);
+          }
+        }
+      }
       const float* xu[R];
       for (int r = 0; r < R; ++r) xu[r] = xs + r * w.kp + u * kUnitK;
       gemv_unit<BITS, R, NB, S>(wu, xu, acc);
