@@ -42,9 +42,13 @@ std::vector<std::vector<int32_t>> windows_from_text(const std::string& text, con
 }  // namespace
 
 std::vector<std::vector<int32_t>> build_calibration(const CalibrationOptions& o, const Tokenizer& tok,
-                                                    int64_t vocab) {
+                                                    int64_t vocab, int64_t max_positions) {
   if (o.nsamples < 1) throw Error(ErrorKind::kArgument, fmt::format("--nsamples {}: must be at least 1", o.nsamples));
   if (o.seqlen < 2) throw Error(ErrorKind::kArgument, fmt::format("--seqlen {}: must be at least 2", o.seqlen));
+  if (o.seqlen > max_positions) {
+    throw Error(ErrorKind::kArgument, fmt::format("--seqlen {} exceeds the model's context (max_position_embeddings = {})",
+                                                  o.seqlen, max_positions));
+  }
   std::vector<std::vector<int32_t>> out;
   if (o.file.empty()) {
     out = windows_from_text(builtin_calibration_text(), "built-in calibration text", o, tok);

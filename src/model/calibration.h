@@ -13,7 +13,7 @@ namespace gptq::model {
 // tokens, all ids < vocab. Throws Error(kArgument) for a text shorter than one window, an empty
 // file, bad JSONL rows (naming the file and line) or ids outside the vocabulary.
 std::vector<std::vector<int32_t>> build_calibration(const CalibrationOptions& opts, const Tokenizer& tok,
-                                                    int64_t vocab);
+                                                    int64_t vocab, int64_t max_positions);
 
 // The built-in calibration text used when no file is given.
 const char* builtin_calibration_text();

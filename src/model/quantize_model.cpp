@@ -73,7 +73,7 @@ QuantizeReport quantize_model(const std::filesystem::path& model_dir, const std:
   const io::TensorStore store = io::TensorStore::open_dir(model_dir);
 
   std::vector<std::vector<int32_t>> samples;
-  if (qcfg.method != "rtn") samples = model::build_calibration(calib, tok, cfg.vocab_size);
+  if (qcfg.method != "rtn") samples = model::build_calibration(calib, tok, cfg.vocab_size, cfg.max_position_embeddings);
 
   json sig = {{"bits", qcfg.bits}, {"group_size", qcfg.group_size}, {"desc_act", qcfg.desc_act},
               {"static_groups", qcfg.static_groups}, {"sym", qcfg.sym}, {"damp", qcfg.damp_percent},

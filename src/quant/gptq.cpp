@@ -21,43 +21,42 @@
 // That identity holds for the value a column has when it is quantized, not for the partially
 // updated values of later columns, which the group parameters read: after the columns before m
 // are done, the textbook W'[:, c] (c >= m) is w_c - sum_{i<m} err_i U[i,c], while our running
-// value is w_c + (1 / R[c,c]) sum_{i<m} (w_i - q_i) R[i,c]. Writing B = [m, K) and R~ = R D^-1
-// (D = diag R, so R~ is unit upper triangular), one finds textbook_B - w_B = (ours_B - w_B)
-// R~[B,B]^-1, and because R~ is triangular, the columns [m, e) need only R~[m:e, m:e]. So at a
-// block start that opens groups, one triangular product over the columns those groups cover
-// converts our values to the textbook ones (N (e-m)^2 flops: ~3% of the updates' flops for
-// g = 128, none at m = 0).
+// value is w_c + s_c with s_c = (1 / R[c,c]) sum_{i<m} (w_i - q_i) R[i,c]. Writing B = [m, K) and
+// R~ = R D^-1 (D = diag R, so R~ is unit upper triangular), one finds textbook_B - w_B =
+// s_B R~[B,B]^-1, and because R~ is triangular, the columns [m, e) need only R~[m:e, m:e]. So at
+// a block start that opens groups, one product with that block's inverse converts our values to
+// the textbook ones (N (e-m)^2 flops: ~3% of the updates' flops for g = 128, none at m = 0).
 //
-// The blocked walk. Columns go in blocks of block_size (B, default 128); inside a block, each row
-// runs the column-by-column feedback on its own slice of W. The updates of later columns are
-// deferred and applied as sgemm C += D R~ with D = W - Q of the block's columns and
-// R~[i,j] = R[i,j] / R[j,j]. To give sgemm a deeper inner dimension than B, blocks are grouped
-// into superblocks of ~512 columns: after a block, only the rest of its superblock is updated
-// (k = B); after a superblock, everything to its right (k = 512). Inside a block the same trick
-// once more: scalar feedback over 32 columns, then an sgemm (k = 32) to the rest of the block,
-// which cuts the scalar work (N K B / 2 multiply-adds) by 4. Group parameters must see a
-// group's columns with all earlier blocks' updates applied; when a group reaches past the
-// superblock while updates are pending, the pending updates are flushed first. This schedule
-// depends only on K, B and g, so it is planned once (with the triangular inverses it needs).
+// The blocked walk. Columns go in blocks of block_size (B, default 128). We keep W as it came in
+// (wp) and the sum of the updates each column has received (S). Inside a block, each row runs
+// the column-by-column feedback on its own slice; the updates of later columns are deferred and
+// applied as sgemm S += D R~ with D = W - Q of the block's columns. To give sgemm a deeper inner
+// dimension than B, blocks are grouped into superblocks of ~512 columns: after a block, only the
+// rest of its superblock is updated (k = B); after a superblock, everything to its right
+// (k = 512). Group parameters must see a group's columns with all earlier blocks' updates
+// applied; when a group reaches past the superblock while updates are pending, the pending
+// updates are flushed first. This schedule depends only on K, B and g, so it is planned once,
+// with the triangular inverses it needs.
 //
-// Threads. Every step above is row-separable: row n of W needs only row n of D. So each thread
-// runs the whole schedule on its own rows, in tiles of kRowTile rows, calling single-threaded
-// sgemm per tile: no barrier between the in-block work and the updates (with OpenMP and
-// OpenBLAS taking turns, each pool's idle spinning slowed the other by up to 2x on a busy
-// 2-core machine), and 256-row tiles run sgemm as fast as whole-matrix calls.
+// The column-by-column feedback is latency-bound: each column's quantization waits for the
+// previous column's update (divide, round, convert, multiply-add: ~40 cycles). So 16 rows run
+// side by side as SIMD lanes over a packed copy of the block's R~ (in place its rows lie K floats
+// apart, all in one L1 set, and thrash it).
 //
-// Determinism: tiles have a fixed size whatever the thread count, so every BLAS call, and every
-// per-row loop, is the same for 1 or 64 threads; only which thread makes it changes.
-// tests/quant checks 1, 2 and 3 threads bitwise.
+// Threads and determinism. BLAS is called from the calling thread only, with OpenBLAS's own
+// threads: several versions of OpenBLAS (0.3.21 here included) race when called concurrently
+// from several threads, and we measured it. OpenBLAS splits sgemm over M and N only, never over
+// the inner dimension, so each output sums the same products in the same order for any thread
+// count. The per-row work runs in one OpenMP loop per block over fixed 16-row groups, and each
+// row's arithmetic does not depend on which thread does it. tests/quant checks 1, 2 and 3 threads
+// bitwise.
 #include <cblas.h>
 #include <fmt/format.h>
 #include <lapacke.h>
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cmath>
-#include <mutex>
 #include <numeric>
 
 #include "core/log.h"
@@ -75,101 +74,14 @@ double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-// Superblock width target, in columns, and rows per tile (see the file comment).
+// Superblock width target, in columns (see the file comment).
 constexpr int64_t kSuperblockCols = 512;
-constexpr int64_t kRowTile = 256;
-// Columns of scalar feedback before a small sgemm updates the rest of the block. Internal: the
-// results depend on it only through fp32 rounding (group parameters read block starts).
-constexpr int64_t kSubBlock = 32;
-// Rows processed side by side in the column-by-column feedback. Each column's quantization waits
-// for the previous column's update (~40 cycles of dependent latency: divide, round, convert,
-// multiply-add), so one row at a time leaves the core idle; 16 independent rows, laid out as
-// SIMD lanes, fill it.
+// Rows that run side by side in the column-by-column feedback (see the file comment).
 constexpr int kLanes = 16;
-
-// What the feedback kernel reads and writes (all [N, ...] arrays at row 0, column 0).
-struct FeedbackCtx {
-  int64_t n, k, sb_width, sb_start;
-  int maxq;
-  float* wc;                 // [N, K] working values
-  const float* wp;           // [N, K] original values
-  float* d;                  // [N, sb_width] W - Q of the superblock
-  uint8_t* codes;            // [N, K] original column order
-  const float* scales;       // [G, N]
-  const int32_t* zeros;      // [G, N]
-  const int32_t* gid;        // [K] scales row of each processing column
-  const int32_t* perm;       // [K]
-  const float* r_diag;       // [K]
-  double* row_loss;          // [N]
-};
-
-// GPTQ's column-by-column step over columns [j1, j2) (at most kSubBlock) for rows
-// [row0, row0 + cnt), cnt <= kLanes; rsub = R~[j1:j2, j1:j2] packed [sub, sub]. Lanes past cnt
-// compute on zeros and are not stored. Every lane does exactly the scalar arithmetic, in the
-// same order, so results do not depend on which rows share a call.
-void feedback_lanes(const FeedbackCtx& c, int64_t row0, int cnt, int64_t j1, int64_t j2,
-                    const float* rsub) {
-  const int64_t sub = j2 - j1;
-  float x[kSubBlock][kLanes], xo[kSubBlock][kLanes];  // working / original values, [column][lane]
-  for (int64_t col = 0; col < sub; ++col) {
-    for (int l = 0; l < kLanes; ++l) {
-      const bool live = l < cnt;
-      x[col][l] = live ? c.wc[(row0 + l) * c.k + j1 + col] : 0.0f;
-      xo[col][l] = live ? c.wp[(row0 + l) * c.k + j1 + col] : 0.0f;
-    }
-  }
-  double loss[kLanes] = {};
-  for (int64_t i = j1; i < j2; ++i) {
-    const int64_t ci = i - j1;
-    const int64_t gbase = static_cast<int64_t>(c.gid[i]) * c.n + row0;
-    float scale[kLanes], delta[kLanes];
-    int32_t zero[kLanes], q[kLanes];
-    for (int l = 0; l < kLanes; ++l) {
-      scale[l] = l < cnt ? c.scales[gbase + l] : 1.0f;
-      zero[l] = l < cnt ? c.zeros[gbase + l] : 0;
-    }
-    const double rd = c.r_diag[i];
-    for (int l = 0; l < kLanes; ++l) {
-      const float cur = x[ci][l];
-      q[l] = detail::quant_code(cur, scale[l], zero[l], c.maxq);
-      const float qv = detail::dequant_value(q[l], scale[l], zero[l]);
-      delta[l] = xo[ci][l] - qv;
-      const double e = static_cast<double>(cur - qv) * rd;  // (w' - q) / d
-      loss[l] += e * e;
-    }
-    const float* ri = rsub + ci * sub;  // ri[col] = R~[i, j1 + col]
-    for (int64_t col = ci + 1; col < sub; ++col) {
-      const float rij = ri[col];
-      for (int l = 0; l < kLanes; ++l) x[col][l] += delta[l] * rij;
-    }
-    const int64_t oc = c.perm[i];
-    for (int l = 0; l < cnt; ++l) {
-      c.codes[(row0 + l) * c.k + oc] = static_cast<uint8_t>(q[l]);
-      c.d[(row0 + l) * c.sb_width + (i - c.sb_start)] = delta[l];
-    }
-  }
-  for (int64_t col = 0; col < sub; ++col) {
-    for (int l = 0; l < cnt; ++l) c.wc[(row0 + l) * c.k + j1 + col] = x[col][l];
-  }
-  for (int l = 0; l < cnt; ++l) c.row_loss[row0 + l] += loss[l];
-}
-
-// OpenBLAS runs single-threaded while our threads each call it on their own tiles; restored on
-// exit (exceptions included).
-class BlasSingleThreaded {
- public:
-  BlasSingleThreaded() : saved_(openblas_get_num_threads()) { openblas_set_num_threads(1); }
-  ~BlasSingleThreaded() { openblas_set_num_threads(saved_); }
-  BlasSingleThreaded(const BlasSingleThreaded&) = delete;
-  BlasSingleThreaded& operator=(const BlasSingleThreaded&) = delete;
-
- private:
-  int saved_;
-};
 
 // One block of the walk, planned from K, B and g alone.
 struct Step {
-  int64_t i1 = 0, i2 = 0;          // the block's columns
+  int64_t i1 = 0, i2 = 0;            // the block's columns
   int64_t sb_start = 0, sb_end = 0;  // its superblock (D column 0 is column sb_start)
   // Before the block: apply D columns [0, far_cnt) (columns far_row0...) to columns far_col0..K.
   bool far = false;
@@ -177,10 +89,12 @@ struct Step {
   // Groups opened by the block: starts first_group, first_group + g, ... < i2.
   bool opens_groups = false;
   int64_t first_group = 0;
-  // Textbook group values for columns [i1, i1 + len) via tri = R~[i1:i1+len, i1:i1+len]^-1.
+  // Textbook group values for columns [i1, i1 + len): wp + S[:, i1:i1+len] tri, with
+  // tri = R~[i1:i1+len, i1:i1+len]^-1.
   bool convert = false;
   int64_t len = 0;
-  std::vector<float> tri;  // [len, len] row-major, unit upper triangular
+  std::vector<float> tri;   // [len, len] row-major, unit upper triangular (zeros below)
+  std::vector<float> rblk;  // [i2-i1, i2-i1] R~[i1:i2, i1:i2], packed
 };
 
 std::vector<Step> plan(int64_t k, int64_t bs, int64_t g, int64_t sb_width, bool static_groups,
@@ -206,27 +120,98 @@ std::vector<Step> plan(int64_t k, int64_t bs, int64_t g, int64_t sb_width, bool 
       int64_t reach = 0;
       for (int64_t s = st.first_group; s < st.i2; s += g) reach = std::max(reach, std::min(k, s + g));
       if (reach > sb_end && i1 > sb_start) flush_before();  // columns past sb_end lack updates
-      st.convert = i1 > 0;  // before any update, the working values are the textbook ones
+      st.convert = i1 > 0;  // before any update, S is zero and wp is the answer
       st.len = reach - i1;
     }
     if (st.convert) {
-      // tri = R~[i1:reach, i1:reach]^-1 (unit upper). Row-major upper is column-major lower,
-      // which is how LAPACK sees it. An explicit inverse and strmm are ~2.5x faster here than
-      // strsm, and only the group parameters read the result.
+      // Row-major upper is column-major lower, which is how LAPACK sees it.
       const int64_t len = st.len;
       st.tri.assign(static_cast<size_t>(len * len), 0.0f);
       for (int64_t a = 0; a < len; ++a) {
         const float* src = rs + (i1 + a) * k + i1;
         std::copy(src + a + 1, src + len, st.tri.data() + a * len + a + 1);
+        st.tri[a * len + a] = 1.0f;
       }
       LAPACKE_strtri(LAPACK_COL_MAJOR, 'L', 'U', static_cast<lapack_int>(len), st.tri.data(),
                      static_cast<lapack_int>(len));
+    }
+    const int64_t sub = st.i2 - i1;
+    st.rblk.resize(static_cast<size_t>(sub * sub));
+    for (int64_t a = 0; a < sub; ++a) {
+      std::copy(rs + (i1 + a) * k + i1, rs + (i1 + a) * k + st.i2, st.rblk.data() + a * sub);
     }
     st.sb_start = sb_start;
     st.sb_end = sb_end;
     steps.push_back(std::move(st));
   }
   return steps;
+}
+
+// What the feedback kernel reads and writes (all [N, ...] arrays at row 0, column 0).
+struct FeedbackCtx {
+  int64_t n, k, sb_width, sb_start;
+  int maxq;
+  const float* wp;           // [N, K] original values
+  const float* s;            // [N, K] updates received
+  float* d;                  // [N, sb_width] W - Q of the superblock
+  uint8_t* codes;            // [N, K] original column order
+  const float* scales;       // [G, N]
+  const int32_t* zeros;      // [G, N]
+  const int32_t* gid;        // [K] scales row of each processing column
+  const int32_t* perm;       // [K]
+  const float* r_diag;       // [K]
+  double* row_loss;          // [N]
+};
+
+// GPTQ's column-by-column step over the block [i1, i2) for rows [row0, row0 + cnt),
+// cnt <= kLanes; rblk = R~[i1:i2, i1:i2] packed. x and xo are scratch of (i2 - i1) * kLanes
+// floats. Lanes past cnt compute on zeros and are not stored. Every lane does exactly the scalar
+// arithmetic, in the same order, so results do not depend on which rows share a call.
+void feedback_lanes(const FeedbackCtx& c, int64_t row0, int cnt, int64_t i1, int64_t i2,
+                    const float* rblk, float* x, float* xo) {
+  const int64_t sub = i2 - i1;
+  for (int64_t col = 0; col < sub; ++col) {  // x[col][lane]: current value, xo: original
+    for (int l = 0; l < kLanes; ++l) {
+      const int64_t at = (row0 + l) * c.k + i1 + col;
+      const bool live = l < cnt;
+      xo[col * kLanes + l] = live ? c.wp[at] : 0.0f;
+      x[col * kLanes + l] = live ? c.wp[at] + c.s[at] : 0.0f;
+    }
+  }
+  double loss[kLanes] = {};
+  for (int64_t ci = 0; ci < sub; ++ci) {
+    const int64_t i = i1 + ci;
+    const int64_t gbase = static_cast<int64_t>(c.gid[i]) * c.n + row0;
+    float scale[kLanes], delta[kLanes];
+    int32_t zero[kLanes], q[kLanes];
+    for (int l = 0; l < kLanes; ++l) {
+      scale[l] = l < cnt ? c.scales[gbase + l] : 1.0f;
+      zero[l] = l < cnt ? c.zeros[gbase + l] : 0;
+    }
+    const double rd = c.r_diag[i];
+    float* xi = x + ci * kLanes;
+    const float* xoi = xo + ci * kLanes;
+    for (int l = 0; l < kLanes; ++l) {
+      const float cur = xi[l];
+      q[l] = detail::quant_code(cur, scale[l], zero[l], c.maxq);
+      const float qv = detail::dequant_value(q[l], scale[l], zero[l]);
+      delta[l] = xoi[l] - qv;
+      const double e = static_cast<double>(cur - qv) * rd;  // (w' - q) / d
+      loss[l] += e * e;
+    }
+    const float* ri = rblk + ci * sub;  // ri[col] = R~[i, i1 + col]
+    for (int64_t col = ci + 1; col < sub; ++col) {
+      const float rij = ri[col];
+      float* xc = x + col * kLanes;
+      for (int l = 0; l < kLanes; ++l) xc[l] += delta[l] * rij;
+    }
+    const int64_t oc = c.perm[i];
+    for (int l = 0; l < cnt; ++l) {
+      c.codes[(row0 + l) * c.k + oc] = static_cast<uint8_t>(q[l]);
+      c.d[(row0 + l) * c.sb_width + (i - c.sb_start)] = delta[l];
+    }
+  }
+  for (int l = 0; l < cnt; ++l) c.row_loss[row0 + l] += loss[l];
 }
 
 void check_hessian(const std::vector<double>& h, int64_t k) {
@@ -244,14 +229,6 @@ void check_hessian(const std::vector<double>& h, int64_t k) {
                               static_cast<int64_t>(i) % k));
     }
   }
-}
-
-// C [m, n] (ldc) += A [m, kk] (lda) * B [kk, n] (ldb), all row-major fp32.
-void gemm_acc(int64_t m, int64_t n, int64_t kk, const float* a, int64_t lda, const float* b,
-              int64_t ldb, float* c, int64_t ldc) {
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<blasint>(m),
-              static_cast<blasint>(n), static_cast<blasint>(kk), 1.0f, a, static_cast<blasint>(lda),
-              b, static_cast<blasint>(ldb), 1.0f, c, static_cast<blasint>(ldc));
 }
 
 }  // namespace
@@ -427,25 +404,22 @@ QuantResult gptq_quantize(const float* w, int64_t n, int64_t k, const HessianFac
   std::vector<int64_t> bad_group(static_cast<size_t>(n), -1);
 
   // wp [N, K]: the weight as it came in, in processing order with dead columns zeroed (w itself
-  // when that changes nothing). wc: the working copy that the updates go into.
+  // when that changes nothing). S [N, K]: the updates each column has received so far.
   bool as_is = f.dead_columns == 0;
   for (int64_t j = 0; j < k && as_is; ++j) as_is = perm[j] == j;
   std::vector<float> wp_store;
-  if (!as_is) wp_store.resize(static_cast<size_t>(n * k));
-  std::vector<float> wc(static_cast<size_t>(n * k));
-  core::parallel_for(n, [&](int64_t begin, int64_t end) {
-    for (int64_t row = begin; row < end; ++row) {
-      const float* src = w + row * k;
-      float* dst = wc.data() + row * k;
-      if (as_is) {
-        std::copy(src, src + k, dst);
-        continue;
+  if (!as_is) {
+    wp_store.resize(static_cast<size_t>(n * k));
+    core::parallel_for(n, [&](int64_t begin, int64_t end) {
+      for (int64_t row = begin; row < end; ++row) {
+        const float* src = w + row * k;
+        float* dst = wp_store.data() + row * k;
+        for (int64_t j = 0; j < k; ++j) dst[j] = dead[perm[j]] ? 0.0f : src[perm[j]];
       }
-      for (int64_t j = 0; j < k; ++j) dst[j] = dead[perm[j]] ? 0.0f : src[perm[j]];
-      std::copy(dst, dst + k, wp_store.data() + row * k);
-    }
-  });
+    });
+  }
   const float* wp = as_is ? w : wp_store.data();
+  std::vector<float> s(static_cast<size_t>(n * k), 0.0f);
 
   // Step 2: static groups from the original W (dead columns zeroed), original column order.
   if (static_groups) {
@@ -468,108 +442,67 @@ QuantResult gptq_quantize(const float* w, int64_t n, int64_t k, const HessianFac
   int64_t max_len = 0;
   for (const Step& st : steps) max_len = std::max(max_len, st.len);
   // d [N, sb_width]: W - Q (original W) of the current superblock's columns, the left operand of
-  // the deferred updates. gv [N, max_len]: group columns in textbook form.
+  // the deferred updates. gv [N, max_len]: S times a block's triangular inverse.
   std::vector<float> d(static_cast<size_t>(n * sb_width));
   std::vector<float> gv(static_cast<size_t>(n * max_len));
   std::vector<double> row_loss(static_cast<size_t>(n), 0.0);
-  double update_seconds_sum = 0, update_flops = 0;
-  std::atomic<int> threads_used{0};
-  std::mutex stats_mutex;
-  const int64_t tiles = (n + kRowTile - 1) / kRowTile;
+  double update_seconds = 0, update_flops = 0;
+  // S[:, c0 : c0 + cols] += d[:, d0 : d0 + inner] R~[r0 : r0 + inner, c0 : c0 + cols]
+  auto update = [&](int64_t d0, int64_t inner, int64_t r0, int64_t c0, int64_t cols) {
+    const auto t = Clock::now();
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<blasint>(n),
+                static_cast<blasint>(cols), static_cast<blasint>(inner), 1.0f, d.data() + d0,
+                static_cast<blasint>(sb_width), rs + r0 * k + c0, static_cast<blasint>(k), 1.0f,
+                s.data() + c0, static_cast<blasint>(k));
+    update_seconds += seconds_since(t);
+    update_flops += 2.0 * n * cols * inner;
+  };
+  const int64_t lane_groups = (n + kLanes - 1) / kLanes;
+  const FeedbackCtx ctx{n,     k,           sb_width,       0,          grid.maxq,
+                        wp,    s.data(),    d.data(),       r.codes.data(),
+                        r.scales.data(),    r.zeros.data(), gid.data(), perm,
+                        rd,    row_loss.data()};
 
-  {
-    BlasSingleThreaded blas_guard;
-    core::parallel_for(tiles, [&](int64_t tile_begin, int64_t tile_end) {
-      ++threads_used;
-      double my_update_s = 0, my_flops = 0;
+  for (const Step& st : steps) {
+    const int64_t i1 = st.i1, i2 = st.i2;
+    if (st.far) update(0, st.far_cnt, st.far_row0, st.far_col0, k - st.far_col0);
+    if (st.convert) {  // gv = S[:, i1:i1+len] tri
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<blasint>(n),
+                  static_cast<blasint>(st.len), static_cast<blasint>(st.len), 1.0f,
+                  s.data() + i1, static_cast<blasint>(k), st.tri.data(),
+                  static_cast<blasint>(st.len), 0.0f, gv.data(), static_cast<blasint>(st.len));
+    }
+    FeedbackCtx c = ctx;
+    c.sb_start = st.sb_start;
+    core::parallel_for(lane_groups, [&](int64_t begin, int64_t end) {
       std::vector<float> seg(static_cast<size_t>(g));
-      std::vector<float> rsub(static_cast<size_t>(kSubBlock * kSubBlock));
-      auto timed_gemm = [&](int64_t m, int64_t nn, int64_t kk, const float* a, int64_t lda,
-                            const float* b, float* c) {
-        const auto t = Clock::now();
-        gemm_acc(m, nn, kk, a, lda, b, k, c, k);
-        my_update_s += seconds_since(t);
-        my_flops += 2.0 * m * nn * kk;
-      };
-      for (const Step& st : steps) {
-        const int64_t i1 = st.i1, i2 = st.i2, sb_start = st.sb_start;
-        for (int64_t tile = tile_begin; tile < tile_end; ++tile) {
-          const int64_t r0 = tile * kRowTile, r1 = std::min(n, r0 + kRowTile), m = r1 - r0;
-          float* wc_t = wc.data() + r0 * k;
-          float* d_t = d.data() + r0 * sb_width;
-          if (st.far) {
-            timed_gemm(m, k - st.far_col0, st.far_cnt, d_t, sb_width,
-                       rs + st.far_row0 * k + st.far_col0, wc_t + st.far_col0);
-          }
-          float* gv_t = gv.data() + r0 * st.len;
-          if (st.convert) {
-            for (int64_t row = r0; row < r1; ++row) {
-              const float* a = wc.data() + row * k + i1;
-              const float* b = wp + row * k + i1;
-              float* out = gv.data() + row * st.len;
-              for (int64_t j = 0; j < st.len; ++j) out[j] = a[j] - b[j];
+      std::vector<float> x(static_cast<size_t>((i2 - i1) * kLanes));
+      std::vector<float> xo(x.size());
+      for (int64_t lg = begin; lg < end; ++lg) {
+        const int64_t r0 = lg * kLanes, r1 = std::min(n, r0 + kLanes);
+        // Parameters of the groups this block opens, from the textbook values.
+        for (int64_t row = r0; row < r1 && st.opens_groups; ++row) {
+          for (int64_t s0 = st.first_group; s0 < i2; s0 += g) {
+            const int64_t grp = s0 / g, cnt = std::min(k, s0 + g) - s0;
+            const float* vals = wp + row * k + s0;
+            if (st.convert) {
+              const float* a = gv.data() + row * st.len + (s0 - i1);
+              for (int64_t j = 0; j < cnt; ++j) seg[j] = vals[j] + a[j];
+              vals = seg.data();
             }
-            cblas_strmm(CblasRowMajor, CblasRight, CblasUpper, CblasNoTrans, CblasUnit,
-                        static_cast<blasint>(m), static_cast<blasint>(st.len), 1.0f,
-                        st.tri.data(), static_cast<blasint>(st.len), gv_t,
-                        static_cast<blasint>(st.len));
-          }
-
-          // Parameters of the groups this block opens.
-          if (st.opens_groups) {
-            for (int64_t row = r0; row < r1; ++row) {
-              for (int64_t s = st.first_group; s < i2; s += g) {
-                const int64_t grp = s / g, cnt = std::min(k, s + g) - s;
-                const float* vals = wc.data() + row * k + s;
-                if (st.convert) {
-                  const float* a = gv.data() + row * st.len + (s - i1);
-                  const float* b = wp + row * k + s;
-                  for (int64_t c = 0; c < cnt; ++c) seg[c] = a[c] + b[c];
-                  vals = seg.data();
-                }
-                const detail::GroupParams gp = detail::find_params(vals, cnt, grid);
-                if (!std::isfinite(gp.scale) && bad_group[row] < 0) bad_group[row] = grp;
-                r.scales[grp * n + row] = gp.scale;
-                r.zeros[grp * n + row] = gp.zero;
-              }
-            }
-          }
-          // Column-by-column feedback, kSubBlock columns at a time; then one small sgemm takes
-          // their updates to the rest of the block.
-          for (int64_t j1 = i1; j1 < i2; j1 += kSubBlock) {
-            const int64_t j2 = std::min(i2, j1 + kSubBlock), sub = j2 - j1;
-            // R~[j1:j2, j1:j2] copied together: in place its rows lie K floats apart (16 KiB at
-            // K = 4096), all in the same L1 set, and 32 of them thrash its 12 ways.
-            for (int64_t a = 0; a < sub; ++a) {
-              std::copy(rs + (j1 + a) * k + j1, rs + (j1 + a) * k + j2, rsub.data() + a * sub);
-            }
-            FeedbackCtx ctx{n,       k,        sb_width, sb_start,       grid.maxq,
-                            wc.data(), wp,       d.data(), r.codes.data(), r.scales.data(),
-                            r.zeros.data(), gid.data(), perm,   rd,             row_loss.data()};
-            for (int64_t row = r0; row < r1; row += kLanes) {
-              feedback_lanes(ctx, row, static_cast<int>(std::min<int64_t>(kLanes, r1 - row)), j1,
-                             j2, rsub.data());
-            }
-            if (j2 < i2) {
-              timed_gemm(m, i2 - j2, j2 - j1, d_t + (j1 - sb_start), sb_width, rs + j1 * k + j2,
-                         wc_t + j2);
-            }
-          }
-
-          // The rest of the superblock gets this block's updates now.
-          if (i2 < st.sb_end) {
-            timed_gemm(m, st.sb_end - i2, i2 - i1, d_t + (i1 - sb_start), sb_width,
-                       rs + i1 * k + i2, wc_t + i2);
+            const detail::GroupParams gp = detail::find_params(vals, cnt, grid);
+            if (!std::isfinite(gp.scale) && bad_group[row] < 0) bad_group[row] = grp;
+            r.scales[grp * n + row] = gp.scale;
+            r.zeros[grp * n + row] = gp.zero;
           }
         }
+        feedback_lanes(c, r0, static_cast<int>(r1 - r0), i1, i2, st.rblk.data(), x.data(),
+                       xo.data());
       }
-      std::lock_guard<std::mutex> lock(stats_mutex);
-      update_seconds_sum += my_update_s;
-      update_flops += my_flops;
     });
+    // The rest of the superblock gets this block's updates now.
+    if (i2 < st.sb_end) update(i1 - st.sb_start, i2 - i1, i1, i2, st.sb_end - i2);
   }
-  // Wall-clock equivalent: the threads ran their updates side by side.
-  const double update_seconds = update_seconds_sum / std::max(1, threads_used.load());
   detail::throw_if_scale_overflow(bad_group.data(), n);
 
   double loss = 0;
