@@ -1,0 +1,101 @@
+// The gptq command as a user runs it: stdout carries results only, errors exit non-zero with a
+// message on stderr.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+
+#include "common/test_util.h"
+
+namespace gptq {
+namespace {
+
+struct Run {
+  int status = -1;
+  std::string out, err;
+};
+
+Run run(const std::string& args) {
+  test::TempDir tmp;
+  const std::string errf = (tmp.path() / "stderr").string();
+  const std::string cmd = std::string(GPTQ_CLI_PATH) + " " + args + " 2>" + errf;
+  Run r;
+  FILE* p = popen(cmd.c_str(), "r");
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  const int st = pclose(p);
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  r.err = test::read_file(errf);
+  return r;
+}
+
+const std::string kModel = test::stories_dir().string();
+
+TEST(Cli, GenerateGreedyPrintsPromptAndGoldenContinuation) {
+  const auto g = test::read_json(test::stories_dir() / "golden" / "prompt_0.json");
+  const auto r = run("generate -m " + kModel + " -p 'Once upon a time' -n 64 --temp 0 -t 1");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out, g["greedy_full_text"].get<std::string>() + "\n");
+}
+
+TEST(Cli, PerplexityJson) {
+  const auto r = run("perplexity -m " + kModel + " -f " + (test::data_dir() / "text" / "tinystories-eval.txt").string() +
+                     " -c 256 --chunks 64 --json");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  const auto g = test::read_json(test::stories_dir() / "golden" / "ppl_tinystories-eval_ctx256.json");
+  const double expect = g["gptq_convention"]["first_64_windows_mean_nll"];
+  EXPECT_NEAR(j["nll"].get<double>(), expect, 1e-4 * expect);  // 1e-4 relative, as the golden tests
+  EXPECT_EQ(j["windows"], 64);
+  EXPECT_EQ(j["tokens"], 64 * 255);
+}
+
+TEST(Cli, InspectJson) {
+  const auto r = run("inspect -m " + kModel + " --json");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["parameters"], 260032);
+  EXPECT_EQ(j["layers"], 5);
+  EXPECT_EQ(j["quantized"], false);
+}
+
+TEST(Cli, QuantizeThenRunTheResult) {
+  test::TempDir tmp;
+  const std::string out = (tmp.path() / "q").string();
+  auto r = run("quantize -m " + kModel + " -o " + out + " --bits 4 --group-size 32 --calib " +
+               (test::data_dir() / "text" / "tinystories-calib.txt").string() + " --nsamples 16 --seqlen 128 --json");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["modules"].size(), 35u);
+  r = run("inspect -m " + out + " --json");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["quantization"]["bits"], 4);
+  r = run("generate -m " + out + " -p 'Once upon a time' -n 16 --temp 0");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out.rfind("Once upon a time", 0), 0u);
+  EXPECT_GT(r.out.size(), std::string("Once upon a time").size() + 20);
+  // A second run into the same folder is refused without --force.
+  r = run("quantize -m " + kModel + " -o " + out + " --nsamples 4 --seqlen 64");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("--force"), std::string::npos) << r.err;
+}
+
+TEST(Cli, ErrorsExitNonZeroWithAMessage) {
+  auto r = run("generate -m /nonexistent/folder -p hi");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("gptq: error:"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("/nonexistent/folder"), std::string::npos) << r.err;
+  EXPECT_TRUE(r.out.empty());
+  r = run("perplexity -m " + kModel + " -f /nonexistent.txt");
+  EXPECT_NE(r.status, 0);
+  r = run("quantize -m " + kModel + " -o /tmp/never-written --bits 5");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("bits"), std::string::npos) << r.err;
+  r = run("nosuchcommand");
+  EXPECT_NE(r.status, 0);
+}
+
+}  // namespace
+}  // namespace gptq
