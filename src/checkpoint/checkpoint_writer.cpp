@@ -246,6 +246,18 @@ void CheckpointWriter::open_partial() {
   }
 }
 
+// Drops a written tensor's pages from the resident set, whichever mapping it lives in, so that
+// assembling a multi-GB model does not grow the RSS by the size of the model.
+void CheckpointWriter::release_pages(const io::TensorStore& source, const io::TensorInfo& t) const {
+  for (const auto& [layer, part] : parts_) {
+    if (&part->path() == t.file) {
+      part->release(t);
+      return;
+    }
+  }
+  source.release(t);
+}
+
 void CheckpointWriter::check_open() const {
   if (finalized_) {
     throw Error(ErrorKind::kArgument,
@@ -405,6 +417,7 @@ void CheckpointWriter::finalize(const io::TensorStore& source, const config::Mod
     for (const io::TensorInfo* t : shards[i]) {
       // data points into a mapping: the writer streams it to disk page by page.
       tensors.push_back({t->name, t->dtype, t->shape, t->data, t->nbytes});
+      tensors.back().after_write = [this, &source, t] { release_pages(source, *t); };
       weight_map[t->name] = file;
     }
     io::write_safetensors(partial_ / file, std::move(tensors), {{"format", "pt"}});

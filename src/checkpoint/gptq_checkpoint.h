@@ -98,6 +98,7 @@ class CheckpointWriter {
  private:
   void open_partial();
   void check_open() const;
+  void release_pages(const io::TensorStore& source, const io::TensorInfo& t) const;
 
   std::filesystem::path source_dir_, out_, partial_;
   WriterOptions opts_;

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -33,6 +34,11 @@ class MappedFile {
   const uint8_t* data() const { return data_; }
   uint64_t size() const { return size_; }
   const std::filesystem::path& path() const { return path_; }
+  // Drops the pages of [p, p + n) from this process's resident set (they stay in the page
+  // cache and are read again on the next access). Streaming code calls this after it has copied
+  // a tensor, so that reading a model larger than RAM does not grow the RSS. Ranges outside the
+  // mapping are ignored.
+  void release(const uint8_t* p, uint64_t n) const;
 
  private:
   std::filesystem::path path_;
@@ -81,6 +87,8 @@ class SafetensorsFile {
   const std::vector<TensorInfo>& tensors() const { return tensors_; }
   const TensorInfo* find(std::string_view name) const;  // nullptr if absent
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
+  // See MappedFile::release.
+  void release(const TensorInfo& t) const { map_.release(t.data, t.nbytes); }
 
  private:
   SafetensorsFile() = default;
@@ -110,6 +118,9 @@ class TensorStore {
   // The tensor as fp32 (from F32, F16, BF16 or F64), checked against an expected shape when one
   // is given (Error(kShape): tensor, expected, found).
   std::vector<float> read_f32(std::string_view name, const Shape& expect = {}) const;
+  // Drops a tensor's pages from the resident set (see MappedFile::release); read_f32 does this
+  // itself after converting.
+  void release(const TensorInfo& t) const;
 
  private:
   std::filesystem::path dir_;
@@ -124,6 +135,8 @@ struct TensorToWrite {
   Shape shape;
   const void* data = nullptr;
   uint64_t nbytes = 0;  // must equal product(shape) * dtype_size(dtype)
+  // Called once the tensor's bytes are written; mapped sources pass a release of their pages.
+  std::function<void()> after_write = nullptr;
 };
 
 // Writes a safetensors file atomically: to "<path>.tmp.<pid>", fsync, rename over path. The

@@ -68,6 +68,16 @@ MappedFile::~MappedFile() {
   if (data_ != nullptr) ::munmap(const_cast<uint8_t*>(data_), size_);
 }
 
+void MappedFile::release(const uint8_t* p, uint64_t n) const {
+  if (!data_ || n == 0 || p < data_ || p + n > data_ + size_) return;
+  // madvise needs a page-aligned start; only whole pages inside the range are dropped, so a
+  // neighbouring tensor sharing a page keeps it.
+  const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t b = reinterpret_cast<uintptr_t>(p), e = b + n;
+  const uintptr_t ab = (b + page - 1) / page * page, ae = e / page * page;
+  if (ae > ab) ::madvise(reinterpret_cast<void*>(ab), ae - ab, MADV_DONTNEED);
+}
+
 MappedFile::MappedFile(MappedFile&& o) noexcept
     : path_(std::move(o.path_)),
       data_(std::exchange(o.data_, nullptr)),

@@ -156,7 +156,10 @@ void write_safetensors(const fs::path& path, std::vector<TensorToWrite> tensors,
   TempFile tmp(path);
   tmp.write(len, sizeof(len));
   tmp.write(text.data(), text.size());
-  for (const TensorToWrite& t : tensors) tmp.write(t.data, t.nbytes);
+  for (const TensorToWrite& t : tensors) {
+    tmp.write(t.data, t.nbytes);
+    if (t.after_write) t.after_write();
+  }
   tmp.commit();
 }
 

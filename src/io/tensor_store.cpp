@@ -206,7 +206,17 @@ std::vector<float> TensorStore::read_f32(std::string_view name, const Shape& exp
   // numel * dtype size was checked against the file, so this allocation is bounded by it.
   std::vector<float> out(static_cast<size_t>(t.numel()));
   core::to_fp32(t.dtype, t.data, out.size(), out.data());
+  release(t);
   return out;
+}
+
+void TensorStore::release(const TensorInfo& t) const {
+  for (const auto& f : files_) {
+    if (&f->path() == t.file || f->path() == *t.file) {
+      f->release(t);
+      return;
+    }
+  }
 }
 
 }  // namespace gptq::io

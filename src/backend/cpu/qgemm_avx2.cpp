@@ -175,7 +175,7 @@ inline __attribute__((always_inline)) void gemv_unit(const uint32_t* const (&wu)
   }
 }
 
-constexpr int64_t kGemvPrefetchBytes = 0;
+constexpr int64_t kGemvPrefetchBytes = 1024;
 
 // Blocks [blk0, blk0 + NB) for R rows: y[r, columns of the blocks] = sum over segments.
 template <int BITS, int R, int NB, int S>
