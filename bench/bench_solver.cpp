@@ -4,7 +4,8 @@
 // superblock updates, inner 128 for the in-superblock ones).
 //
 //   build/bin/bench_solver [--benchmark_filter=...]
-// Threads: all cores (gptq::core::set_num_threads(0)), shared by OpenMP and OpenBLAS.
+// The first argument of each benchmark is the thread count (0 = all cores), shared by OpenMP and
+// OpenBLAS; compare a solver figure with the sgemm baseline of the same thread count.
 #include <benchmark/benchmark.h>
 #include <cblas.h>
 
@@ -68,8 +69,14 @@ void report(benchmark::State& state, const gptq::quant::SolverStats& s, double f
   state.counters["update_GFLOPs"] = s.update_flops / s.update_seconds / 1e9;
 }
 
+void set_threads(benchmark::State& state) {
+  gptq::core::set_num_threads(static_cast<int>(state.range(0)));
+  state.counters["threads"] = gptq::core::num_threads();
+}
+
 void BM_GptqQuantize(benchmark::State& state) {
   const Problem& pr = problem();
+  set_threads(state);
   const gptq::quant::QuantParams p = params();
   gptq::quant::QuantResult r;
   for (auto _ : state) {
@@ -78,11 +85,12 @@ void BM_GptqQuantize(benchmark::State& state) {
   }
   report(state, r.stats, r.stats.factor_seconds);
 }
-BENCHMARK(BM_GptqQuantize)->Unit(benchmark::kSecond)->UseRealTime()->Iterations(3);
+BENCHMARK(BM_GptqQuantize)->Arg(1)->Arg(0)->Unit(benchmark::kSecond)->UseRealTime()->Iterations(3);
 
 // The same linear with the factorization prepared beforehand (shared by q/k/v or gate/up).
 void BM_GptqQuantizeSharedFactor(benchmark::State& state) {
   const Problem& pr = problem();
+  set_threads(state);
   const gptq::quant::QuantParams p = params();
   const gptq::quant::HessianFactor f = gptq::quant::prepare_hessian(pr.h, kK, p);
   gptq::quant::QuantResult r;
@@ -92,10 +100,16 @@ void BM_GptqQuantizeSharedFactor(benchmark::State& state) {
   }
   report(state, r.stats, f.seconds);
 }
-BENCHMARK(BM_GptqQuantizeSharedFactor)->Unit(benchmark::kSecond)->UseRealTime()->Iterations(3);
+BENCHMARK(BM_GptqQuantizeSharedFactor)
+    ->Arg(1)
+    ->Arg(0)
+    ->Unit(benchmark::kSecond)
+    ->UseRealTime()
+    ->Iterations(3);
 
 void BM_GptqQuantizeActOrder(benchmark::State& state) {
   const Problem& pr = problem();
+  set_threads(state);
   gptq::quant::QuantParams p = params();
   p.desc_act = true;
   gptq::quant::QuantResult r;
@@ -105,21 +119,23 @@ void BM_GptqQuantizeActOrder(benchmark::State& state) {
   }
   report(state, r.stats, r.stats.factor_seconds);
 }
-BENCHMARK(BM_GptqQuantizeActOrder)->Unit(benchmark::kSecond)->UseRealTime()->Iterations(2);
+BENCHMARK(BM_GptqQuantizeActOrder)->Arg(0)->Unit(benchmark::kSecond)->UseRealTime()->Iterations(2);
 
 void BM_RtnQuantize(benchmark::State& state) {
   const Problem& pr = problem();
+  set_threads(state);
   const gptq::quant::QuantParams p = params();
   for (auto _ : state) {
     auto r = gptq::quant::rtn_quantize(pr.w.data(), kN, kK, p);
     benchmark::DoNotOptimize(r.codes.data());
   }
 }
-BENCHMARK(BM_RtnQuantize)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(3);
+BENCHMARK(BM_RtnQuantize)->Arg(0)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(3);
 
 // H from the 8192 x 4096 calibration tokens.
 void BM_HessianAccumulate(benchmark::State& state) {
   const Problem& pr = problem();
+  set_threads(state);
   for (auto _ : state) {
     gptq::quant::HessianAccumulator acc(kK);
     acc.add(pr.x.data(), kTokens);
@@ -131,14 +147,16 @@ void BM_HessianAccumulate(benchmark::State& state) {
       static_cast<double>(kTokens) * kK * (kK + 1) * state.iterations() / 1e9,
       benchmark::Counter::kIsRate);
 }
-BENCHMARK(BM_HessianAccumulate)->Unit(benchmark::kSecond)->UseRealTime()->Iterations(2);
+BENCHMARK(BM_HessianAccumulate)->Arg(0)->Unit(benchmark::kSecond)->UseRealTime()->Iterations(2);
 
-// Baseline: C [4096, n] += A [4096, inner] B [inner, n], the shape of the solver's updates.
+// Baseline: C [4096, n] += A [4096, inner] B [inner, n], the shapes of the solver's updates
+// (n = columns right of a superblock, inner = 512; and inside a superblock, inner = 128).
+// Arguments: threads, n, inner.
 void BM_SgemmBaseline(benchmark::State& state) {
-  gptq::core::set_num_threads(0);
-  const int64_t m = kN, n = state.range(0), inner = state.range(1);
-  std::vector<float> a(static_cast<size_t>(m * inner), 0.01f), b(static_cast<size_t>(inner * kK),
-                                                                 0.02f);
+  set_threads(state);
+  const int64_t m = kN, n = state.range(1), inner = state.range(2);
+  std::vector<float> a(static_cast<size_t>(m * inner), 0.01f);
+  std::vector<float> b(static_cast<size_t>(inner * kK), 0.02f);
   std::vector<float> c(static_cast<size_t>(m * kK), 1.0f);
   for (auto _ : state) {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(m),
@@ -151,9 +169,11 @@ void BM_SgemmBaseline(benchmark::State& state) {
                                                 benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_SgemmBaseline)
-    ->Args({2048, 512})
-    ->Args({3584, 512})
-    ->Args({384, 128})
+    ->Args({1, 2048, 512})
+    ->Args({1, 384, 128})
+    ->Args({0, 2048, 512})
+    ->Args({0, 3584, 512})
+    ->Args({0, 384, 128})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 

@@ -87,12 +87,20 @@ std::vector<double> HessianAccumulator::hessian() const {
     std::vector<float> scratch;
     accumulate_chunk(pending_.data(), pending_rows_, k_, h.data(), scratch);
   }
+  // Scale the upper triangle and mirror it, in 64 x 64 tiles so that the strided (mirrored)
+  // side stays in cache.
   const double scale = n_ > 0 ? 2.0 / static_cast<double>(n_) : 0.0;
-  for (int64_t i = 0; i < k_; ++i) {
-    for (int64_t j = i; j < k_; ++j) {
-      const double v = h[i * k_ + j] * scale;
-      h[i * k_ + j] = v;
-      h[j * k_ + i] = v;
+  constexpr int64_t kTile = 64;
+  for (int64_t i0 = 0; i0 < k_; i0 += kTile) {
+    const int64_t i1 = std::min(k_, i0 + kTile);
+    for (int64_t j0 = i0; j0 < k_; j0 += kTile) {
+      const int64_t j1 = std::min(k_, j0 + kTile);
+      for (int64_t i = i0; i < i1; ++i) {
+        for (int64_t j = std::max(i, j0); j < j1; ++j) h[i * k_ + j] *= scale;
+      }
+      for (int64_t j = j0; j < j1; ++j) {
+        for (int64_t i = i0; i < std::min(i1, j); ++i) h[j * k_ + i] = h[i * k_ + j];
+      }
     }
   }
   return h;
