@@ -488,8 +488,21 @@ QuantResult gptq_quantize(const float* w, int64_t n, int64_t k, const HessianFac
     core::parallel_for(lane_groups, [&](int64_t begin, int64_t end) {
       std::vector<float> seg(static_cast<size_t>(g));
       std::vector<F32x16> x(static_cast<size_t>(i2 - i1)), xo(x.size());
+      // Columns this block reads from wp and S: its own, and those of the groups it opens.
+      const int64_t read_end = std::max(i2, i1 + st.len);
       for (int64_t lg = begin; lg < end; ++lg) {
         const int64_t r0 = lg * kLanes, r1 = std::min(n, r0 + kLanes);
+        // Each block reads a short segment of every row, rows K floats apart: a pattern the
+        // hardware prefetchers do not follow, so every row would wait on DRAM. Fetch the next
+        // group's segments while this group computes.
+        if (lg + 1 < end) {
+          for (int64_t row = r1; row < std::min(n, r1 + kLanes); ++row) {
+            for (int64_t col = i1; col < read_end; col += 16) {  // 16 floats per cache line
+              __builtin_prefetch(wp + row * k + col);
+              __builtin_prefetch(s.data() + row * k + col);
+            }
+          }
+        }
         // Parameters of the groups this block opens, from the textbook values.
         for (int64_t row = r0; row < r1 && st.opens_groups; ++row) {
           for (int64_t s0 = st.first_group; s0 < i2; s0 += g) {
