@@ -18,6 +18,9 @@ namespace gptq {
 struct LoadOptions {
   int threads = 0;                  // 0: all cores
   ProgressCallback progress;        // may be empty
+  // GPTQ checkpoints: run dequantized fp32 weights instead of the quantized kernels (a
+  // reference for checking the kernels; uses 8x the memory of 4-bit weights).
+  bool dequantize = false;
 };
 
 struct ModelInfo {

@@ -43,7 +43,7 @@ CausalLM CausalLM::from_pretrained(const std::filesystem::path& dir, const Quant
   const int64_t L = impl->cfg.num_hidden_layers;
   impl->weights.blocks.reserve(L);
   for (int64_t l = 0; l < L; ++l) {
-    impl->weights.blocks.push_back(model::load_block(*impl->store, impl->cfg, desc, static_cast<int>(l)));
+    impl->weights.blocks.push_back(model::load_block(*impl->store, impl->cfg, desc, static_cast<int>(l), opts.dequantize));
     if (opts.progress) opts.progress({"load", l + 1, L, fmt::format("layer {}", l)});
   }
   return CausalLM(std::move(impl));

@@ -55,7 +55,8 @@ struct QuantizationConfig;
 
 namespace gptq::model {
 // Builds a quantized linear from "<module>.qweight/.qzeros/.scales/.g_idx(/.bias)", validated
-// against the expected [n, k] and the quantization config.
+// against the expected [n, k] and the quantization config. By default it runs on the backend's
+// quantized kernels; with dequantize it becomes a dense fp32 matrix (the reference path).
 Linear load_quantized_linear(const io::TensorStore& store, const std::string& module, int64_t n, int64_t k,
-                             const config::QuantizationConfig& q);
+                             const config::QuantizationConfig& q, bool dequantize = false);
 }  // namespace gptq::model

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "backend/cpu/qlinear.h"
 #include "checkpoint/gptq_checkpoint.h"
 #include "core/dtype.h"
 #include "gptq/error.h"
@@ -23,17 +24,49 @@ void copy_tensor(const io::TensorInfo& t, std::vector<T>& v) {
 
 }  // namespace
 
-Linear Linear::quantized(std::shared_ptr<const backend::QLinear>) {
-  throw Error(ErrorKind::kUnsupported, "quantized kernels are not available yet");
+Linear Linear::quantized(std::shared_ptr<const backend::QLinear> q) {
+  Linear l;
+  l.n_ = q->n();
+  l.k_ = q->k();
+  l.q_ = std::move(q);
+  return l;
 }
-void Linear::forward_quantized(const float*, int64_t, float*) const {
-  throw Error(ErrorKind::kUnsupported, "quantized kernels are not available yet");
-}
-size_t Linear::quantized_weight_bytes() const { return 0; }
+void Linear::forward_quantized(const float* x, int64_t m, float* y) const { q_->forward(x, m, y); }
+size_t Linear::quantized_weight_bytes() const { return q_->weight_bytes(); }
 
 Linear load_quantized_linear(const io::TensorStore& store, const std::string& module, int64_t n, int64_t k,
-                             const config::QuantizationConfig& q) {
+                             const config::QuantizationConfig& q, bool dequantize) {
   const auto t = checkpoint::find_quantized_linear(store, module, n, k, q);
+  if (!dequantize) {
+    // The kernels read the checkpoint's tensors once, straight from the mapping, and keep their
+    // own repacked copy; the source pages are then dropped from the resident set.
+    std::vector<uint16_t> bias16;
+    if (t.bias) {
+      for (float b : store.read_f32(module + ".bias", {n})) bias16.push_back(core::fp32_to_fp16(b));
+    }
+    std::vector<int32_t> qweight, qzeros, g_idx;
+    std::vector<uint16_t> scales;
+    copy_tensor(*t.qweight, qweight);
+    copy_tensor(*t.qzeros, qzeros);
+    copy_tensor(*t.scales, scales);
+    if (t.g_idx) copy_tensor(*t.g_idx, g_idx);
+    backend::QuantizedLinearView v;
+    v.n = n;
+    v.k = k;
+    v.bits = t.bits;
+    v.group_size = t.group_size;
+    v.qweight = qweight.data();
+    v.qzeros = qzeros.data();
+    v.scales = scales.data();
+    v.g_idx = t.g_idx ? g_idx.data() : nullptr;
+    v.zeros_v2 = !t.zeros_are_v1;
+    v.bias_fp16 = bias16.empty() ? nullptr : bias16.data();
+    auto ql = std::make_shared<const backend::QLinear>(backend::QLinear::create(v, module));
+    for (const auto* ti : {t.qweight, t.qzeros, t.scales, t.g_idx}) {
+      if (ti) store.release(*ti);
+    }
+    return Linear::quantized(std::move(ql));
+  }
   checkpoint::PackedLinear p;
   p.module = module;
   p.n = n;

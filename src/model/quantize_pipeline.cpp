@@ -243,6 +243,7 @@ LayerResult QuantizationPipeline::quantize_layer(int64_t layer, BlockWeights& bl
       };
       run_block(block, &hook, stop_at, false);
     }
+    std::map<Role, quant::HessianFactor> factors;
     for (Role r : todo) {
       const auto t0 = std::chrono::steady_clock::now();
       const auto& ld = desc.linear(r);
@@ -253,8 +254,13 @@ LayerResult QuantizationPipeline::quantize_layer(int64_t layer, BlockWeights& bl
       if (rtn) {
         res = quant::rtn_quantize(lin.weight().data(), lin.n(), lin.k(), params_);
       } else {
-        const auto& h = acc.at(input_slot(r));
-        res = quant::gptq_quantize(lin.weight().data(), lin.n(), lin.k(), h.hessian(), params_);
+        // Linears that share an input (q/k/v, gate/up) share one factorization of its Hessian.
+        auto f = factors.find(input_slot(r));
+        if (f == factors.end()) {
+          f = factors.emplace(input_slot(r), quant::prepare_hessian(acc.at(input_slot(r)).hessian(), lin.k(), params_))
+                  .first;
+        }
+        res = quant::gptq_quantize(lin.weight().data(), lin.n(), lin.k(), f->second, params_);
       }
       auto packed = pack_result(module, res, format_, lin.bias());
       lin.mutable_weight() = dequantize_packed(packed, format_);

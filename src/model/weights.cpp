@@ -21,7 +21,7 @@ std::array<int64_t, 2> linear_shape(const config::ModelConfig& c, arch::Role r) 
 }
 
 BlockWeights load_block(const io::TensorStore& store, const config::ModelConfig& cfg,
-                        const arch::ArchDesc& desc, int layer) {
+                        const arch::ArchDesc& desc, int layer, bool dequantize_quantized) {
   BlockWeights b;
   for (const auto& sl : desc.sublayers) {
     b.norms.push_back(store.read_f32(desc.block_module(layer, sl.norm) + ".weight", {cfg.hidden_size}));
@@ -30,7 +30,7 @@ BlockWeights load_block(const io::TensorStore& store, const config::ModelConfig&
     const auto [n, k] = linear_shape(cfg, ld.role);
     const std::string module = desc.block_module(layer, ld.name);
     if (cfg.quant && store.find(module + ".qweight")) {
-      b.at(ld.role) = load_quantized_linear(store, module, n, k, *cfg.quant);
+      b.at(ld.role) = load_quantized_linear(store, module, n, k, *cfg.quant, dequantize_quantized);
       continue;
     }
     if (!store.find(module + ".weight") && store.find(module + ".qweight")) {

@@ -41,7 +41,7 @@ std::array<int64_t, 2> linear_shape(const config::ModelConfig& cfg, arch::Role r
 // (when cfg.quant is set and "<module>.qweight" exists) become backend kernels. Every tensor's
 // shape is checked against the config (Error(kShape): tensor, expected, found).
 BlockWeights load_block(const io::TensorStore& store, const config::ModelConfig& cfg,
-                        const arch::ArchDesc& desc, int layer);
+                        const arch::ArchDesc& desc, int layer, bool dequantize_quantized = false);
 // Loads embeddings, final norm and lm_head (checking tied vs. untied against the config).
 void load_globals(const io::TensorStore& store, const config::ModelConfig& cfg, const arch::ArchDesc& desc,
                   ModelWeights* w);

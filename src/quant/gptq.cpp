@@ -189,14 +189,18 @@ void feedback_lanes(const FeedbackCtx& c, int64_t row0, int cnt, int64_t i1, int
   }
   F64x16 loss{};
   const float maxq = static_cast<float>(c.maxq);
+  F32x16 scale = F32x16{} + 1.0f;
+  I32x16 zero{};
+  int32_t scale_row = -1;  // the scales/zeros row loaded in scale/zero
   for (int64_t ci = 0; ci < sub; ++ci) {
     const int64_t i = i1 + ci;
-    const int64_t gbase = static_cast<int64_t>(c.gid[i]) * c.n + row0;
-    F32x16 scale = F32x16{} + 1.0f;
-    I32x16 zero{};
-    for (int l = 0; l < cnt; ++l) {
-      scale[l] = c.scales[gbase + l];
-      zero[l] = c.zeros[gbase + l];
+    if (c.gid[i] != scale_row) {
+      scale_row = c.gid[i];
+      const int64_t gbase = static_cast<int64_t>(scale_row) * c.n + row0;
+      for (int l = 0; l < cnt; ++l) {
+        scale[l] = c.scales[gbase + l];
+        zero[l] = c.zeros[gbase + l];
+      }
     }
     const F32x16 cur = x[ci];
     // detail::quant_code on 16 lanes, operation for operation: IEEE results are the same in
@@ -216,13 +220,20 @@ void feedback_lanes(const FeedbackCtx& c, int64_t row0, int cnt, int64_t i1, int
     loss += e * e;  // ((w' - q) / d)^2
     const float* ri = rblk + ci * sub;  // ri[col] = R~[i, i1 + col]
     for (int64_t col = ci + 1; col < sub; ++col) x[col] += delta * ri[col];
-    const int64_t oc = c.perm[i];
-    for (int l = 0; l < cnt; ++l) {
-      c.codes[(row0 + l) * c.k + oc] = static_cast<uint8_t>(q[l]);
-      c.d[(row0 + l) * c.sb_width + (i - c.sb_start)] = delta[l];
-    }
+    // Column ci is done: keep its code and delta in the freed slots, stored row by row below
+    // (16 strided stores per column would cost more than the column's arithmetic).
+    x[ci] = qf;
+    xo[ci] = delta;
   }
-  for (int l = 0; l < cnt; ++l) c.row_loss[row0 + l] += loss[l];
+  for (int l = 0; l < cnt; ++l) {
+    uint8_t* codes = c.codes + (row0 + l) * c.k;
+    float* d = c.d + (row0 + l) * c.sb_width + (i1 - c.sb_start);
+    for (int64_t ci = 0; ci < sub; ++ci) {
+      codes[c.perm[i1 + ci]] = static_cast<uint8_t>(x[ci][l]);
+      d[ci] = xo[ci][l];
+    }
+    c.row_loss[row0 + l] += loss[l];
+  }
 }
 
 void check_hessian(const std::vector<double>& h, int64_t k) {

@@ -14,7 +14,8 @@ struct QuantParams {
   int group_size = 128;      // -1 (one group per row) or 16..1024
   bool sym = true;           // symmetric: zero = 2^(b-1)
   bool desc_act = false;     // act-order: process columns by descending H[k,k]
-  bool static_groups = false;  // with desc_act: groups fixed from the original W before permuting
+  bool static_groups = false;  // scale/zero of every group from the original W, before any
+                               // update or permutation; g_idx stays k / g even with desc_act
   double damp_percent = 0.01;  // fraction of mean(diag H) added to the diagonal
   double damp_step = 0.01;     // added to damp_percent each time Cholesky fails, while < 1
   bool mse = false;          // search shrink factors for each group's range (SPEC §3)
@@ -29,7 +30,8 @@ void validate(const QuantParams& p);
 // Where one gptq_quantize call spent its time; the solver benchmark reports these.
 struct SolverStats {
   double factor_seconds = 0;  // dead columns, act-order, damping, Cholesky (0 with a given factor)
-  double block_seconds = 0;   // group parameters and the column-by-column error feedback
+  double block_seconds = 0;   // the rest: group parameters, the column-by-column feedback,
+                              // copies, dequantization
   double update_seconds = 0;  // the lazy updates of later columns (sgemm)
   double update_flops = 0;    // floating-point operations of those updates (2 per multiply-add)
 };
@@ -39,7 +41,8 @@ struct QuantResult {
   int bits = 4;
   int group_size = 128;         // as given (-1 kept)
   std::vector<uint8_t> codes;   // [N, K] integer codes in [0, 2^b - 1], original column order
-  std::vector<float> scales;    // [G, N], already rounded to fp16 precision
+  std::vector<float> scales;    // [G, N], already rounded to fp16 precision (a scale below
+                                // fp16's range is floored at 2^-24; one above it is an error)
   std::vector<int32_t> zeros;   // [G, N] true zero points (not the v1 z-1)
   std::vector<int32_t> g_idx;   // [K] group of each input column
   std::vector<float> dequant;   // [N, K] scales[g_idx[k], n] * (codes - zeros[g_idx[k], n])
@@ -90,8 +93,10 @@ class HessianAccumulator {
 // upper triangular: the Cholesky factor of H with rows and columns taken in reverse order. GPTQ's
 // errors E (E[:, j] = (w'_j - q_j) / U[j,j]) satisfy E U = W - Q, so the value column j holds
 // when it is quantized is w'_j = w_j + (1 / R[j,j]) * sum_{i<j} (w_i - q_i) R[i,j], with w the
-// column as it came in. Same result as the textbook form, one triangular inversion less, and no
-// inverse whose rounding grows with the condition number. See gptq.cpp.
+// column as it came in. Same result as the textbook form, for one dpotrf instead of dpotrf +
+// dpotri + dpotrf, and no inverse whose rounding grows with the condition number. (Partially
+// updated columns, which group parameters read, are converted to their textbook values; see
+// gptq.cpp.)
 struct HessianFactor {
   int64_t k = 0;
   bool desc_act = false;
@@ -121,7 +126,8 @@ HessianFactor prepare_hessian(const std::vector<double>& h, int64_t k, const Qua
 // it stands at the start of the lazy-update block holding s (updates from earlier blocks
 // applied, updates from earlier columns of the same block not yet), which is what the Python
 // tools do (they read the block-start W, not the block's working copy). With g a multiple of
-// block_size the two readings agree.
+// block_size the two readings agree. With group_size -1 the single group's parameters come from
+// W after dead columns are zeroed (the Python tools compute them before zeroing).
 QuantResult gptq_quantize(const float* w, int64_t n, int64_t k, const std::vector<double>& h,
                           const QuantParams& p);
 // The same with a prepared factor (p.desc_act, damp_percent and damp_step must match it).
