@@ -5,6 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 jobs=$(nproc)
+# Tests run side by side (ctest -j), so each gets one thread: two test processes that each
+# spin two OpenMP/OpenBLAS threads on two cores slow each other down many times over. Tests of
+# thread-count independence set their thread counts explicitly.
+export GPTQ_NUM_THREADS=1 OMP_WAIT_POLICY=passive
 
 cmake --preset release >/dev/null
 cmake --build --preset release -j "$jobs"

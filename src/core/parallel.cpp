@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <thread>
 
 extern "C" void openblas_set_num_threads(int);
@@ -14,6 +15,11 @@ std::atomic<int> g_threads{0};
 }
 
 void set_num_threads(int n) {
+  if (n <= 0) {
+    // GPTQ_NUM_THREADS sets the default (the test scripts run tests side by side with 1 each).
+    const char* env = std::getenv("GPTQ_NUM_THREADS");
+    n = env ? std::atoi(env) : 0;
+  }
   if (n <= 0) n = std::max(1u, std::thread::hardware_concurrency());
   g_threads = n;
   omp_set_num_threads(n);

@@ -8,7 +8,7 @@
 
 namespace gptq::core {
 
-// n <= 0 picks the number of physical cores the process may use.
+// n <= 0 picks $GPTQ_NUM_THREADS when set, else the number of CPUs the process may use.
 void set_num_threads(int n);
 int num_threads();
 

@@ -257,8 +257,10 @@ LayerResult QuantizationPipeline::quantize_layer(int64_t layer, BlockWeights& bl
         // Linears that share an input (q/k/v, gate/up) share one factorization of its Hessian.
         auto f = factors.find(input_slot(r));
         if (f == factors.end()) {
-          f = factors.emplace(input_slot(r), quant::prepare_hessian(acc.at(input_slot(r)).hessian(), lin.k(), params_))
-                  .first;
+          // The accumulator is dropped as soon as H is out: at K = 5632 each copy is 250 MB.
+          std::vector<double> h = acc.at(input_slot(r)).hessian();
+          acc.erase(input_slot(r));
+          f = factors.emplace(input_slot(r), quant::prepare_hessian(h, lin.k(), params_)).first;
         }
         res = quant::gptq_quantize(lin.weight().data(), lin.n(), lin.k(), f->second, params_);
       }

@@ -1,7 +1,9 @@
 // The gptq command as a user runs it: stdout carries results only, errors exit non-zero with a
 // message on stderr.
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <array>
 #include <cstdio>
@@ -95,6 +97,43 @@ TEST(Cli, ErrorsExitNonZeroWithAMessage) {
   EXPECT_NE(r.err.find("bits"), std::string::npos) << r.err;
   r = run("nosuchcommand");
   EXPECT_NE(r.status, 0);
+}
+
+}  // namespace
+}  // namespace gptq
+
+namespace gptq {
+namespace {
+
+// kill -9 in the middle of a run, then the same command again: it resumes and the files equal
+// those of an uninterrupted run.
+TEST(Cli, QuantizeResumesAfterKill9) {
+  test::TempDir tmp;
+  const std::string calib = (test::data_dir() / "text" / "tinystories-calib.txt").string();
+  const std::string args = " --bits 4 --group-size 32 --desc-act --calib " + calib + " --nsamples 48 --seqlen 256";
+  const auto whole = tmp.path() / "whole", killed = tmp.path() / "killed";
+  ASSERT_EQ(run("quantize -m " + kModel + " -o " + whole.string() + args).status, 0);
+
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    const std::string cmd = std::string(GPTQ_CLI_PATH) + " quantize -m " + kModel + " -o " + killed.string() + args +
+                            " >/dev/null 2>&1";
+    execl("/bin/sh", "sh", "-c", ("exec " + cmd).c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  const auto first_part = std::filesystem::path(killed.string() + ".partial") / "parts" / "layer-00000.safetensors";
+  for (int i = 0; i < 60000 && !std::filesystem::exists(first_part); ++i) usleep(500);
+  kill(pid, SIGKILL);
+  int st = 0;
+  waitpid(pid, &st, 0);
+  if (std::filesystem::exists(killed)) GTEST_SKIP() << "the run finished before it could be killed";
+  ASSERT_TRUE(std::filesystem::exists(first_part));
+
+  const auto r = run("quantize -m " + kModel + " -o " + killed.string() + args + " --json");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_GE(nlohmann::json::parse(r.out)["layers_resumed"].get<int>(), 1);
+  EXPECT_EQ(test::read_file(whole / "model.safetensors"), test::read_file(killed / "model.safetensors"));
 }
 
 }  // namespace

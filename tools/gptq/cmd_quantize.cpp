@@ -1,3 +1,6 @@
+#include <unistd.h>
+
+#include <csignal>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
@@ -7,6 +10,15 @@
 namespace gptq::cli {
 
 namespace {
+
+// Finished layers are already on disk (each written atomically), so Ctrl-C can stop at once;
+// the message tells the user how to continue.
+void on_interrupt(int) {
+  static const char kMsg[] =
+      "\ngptq: interrupted; finished layers are kept: run the same command again to resume\n";
+  [[maybe_unused]] auto n = ::write(STDERR_FILENO, kMsg, sizeof kMsg - 1);
+  ::_exit(130);
+}
 
 uint64_t parse_size(const std::string& s) {
   // "4GB", "500MB", "2GiB", "123" (bytes); decimal units as Hugging Face uses them.
@@ -74,6 +86,8 @@ Runner add_quantize(CLI::App& app) {
     run.max_shard_bytes = parse_size(a->shard);
     run.progress = terminal_progress();
     run.dequantized_out = a->dequant;
+    std::signal(SIGINT, on_interrupt);
+    std::signal(SIGTERM, on_interrupt);
     const QuantizeReport r = quantize_model(a->model, a->out, a->q, a->c, run);
     if (a->json) {
       nlohmann::json mods = nlohmann::json::array();
