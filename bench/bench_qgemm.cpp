@@ -37,7 +37,7 @@ using gptq::backend::QuantizedLinearView;
 
 constexpr int64_t kColdBytes = int64_t{768} << 20;  // > any cache here, like a model's weights
 constexpr int64_t kPrefillRows = 512;
-constexpr int kLayers = 22;                          // TinyLlama-1.1B decoder layers
+constexpr int kLayers = 22;  // TinyLlama-1.1B decoder layers
 
 struct LinearShape {
   const char* name;
@@ -125,7 +125,8 @@ void BM_QGemv(benchmark::State& state, const LinearShape* s, bool hot) {
   const int threads = static_cast<int>(state.range(0));
   gptq::core::set_num_threads(threads);
   const QLinear layer = make_layer(*s);
-  const int64_t copies = hot ? 1 : std::max<int64_t>(1, kColdBytes / static_cast<int64_t>(layer.weight_bytes()) + 1);
+  const int64_t copies =
+      hot ? 1 : std::max<int64_t>(1, kColdBytes / static_cast<int64_t>(layer.weight_bytes()) + 1);
   std::vector<QLinear> layers(static_cast<size_t>(copies), layer);
   const std::vector<float> x = random_vec(static_cast<size_t>(s->k), 1);
   std::vector<float> y(static_cast<size_t>(s->n));
@@ -166,7 +167,8 @@ void BM_SGemv(benchmark::State& state, const LinearShape* s, bool hot) {
   state.counters["GB/s"] = static_cast<double>(bytes) / per_call / 1e9;
   state.counters["us"] = per_call * 1e6;
   record_time(key(hot ? "sgemv_hot_us" : "sgemv_us", *s, threads), per_call * 1e6);
-  record_rate(key(hot ? "sgemv_hot" : "sgemv", *s, threads), static_cast<double>(bytes) / per_call / 1e9);
+  record_rate(key(hot ? "sgemv_hot" : "sgemv", *s, threads),
+              static_cast<double>(bytes) / per_call / 1e9);
 }
 
 // The summing loop: read bandwidth of kColdBytes with `threads` threads (the same parallel_for
@@ -225,8 +227,9 @@ void BM_SGemm(benchmark::State& state, const LinearShape* s) {
   const double t0 = now_s();
   for (auto _ : state) {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(kPrefillRows),
-                static_cast<int>(s->n), static_cast<int>(s->k), 1.0f, x.data(), static_cast<int>(s->k),
-                w.data(), static_cast<int>(s->k), 0.0f, y.data(), static_cast<int>(s->n));
+                static_cast<int>(s->n), static_cast<int>(s->k), 1.0f, x.data(),
+                static_cast<int>(s->k), w.data(), static_cast<int>(s->k), 0.0f, y.data(),
+                static_cast<int>(s->n));
     benchmark::DoNotOptimize(y.data());
   }
   g_last_elapsed = now_s() - t0;
@@ -237,14 +240,38 @@ void BM_SGemm(benchmark::State& state, const LinearShape* s) {
 }
 
 void register_all() {
-  benchmark::RegisterBenchmark("ReadBandwidth", BM_ReadBandwidth)->Arg(1)->Arg(2)->UseRealTime()->MinTime(0.5);
+  benchmark::RegisterBenchmark("ReadBandwidth", BM_ReadBandwidth)
+      ->Arg(1)
+      ->Arg(2)
+      ->UseRealTime()
+      ->MinTime(0.5);
   for (const LinearShape& s : kShapes) {
     const std::string n = s.name;
-    benchmark::RegisterBenchmark(("QGemv/" + n).c_str(), BM_QGemv, &s, false)->Arg(1)->Arg(2)->UseRealTime()->MinTime(0.5);
-    benchmark::RegisterBenchmark(("SGemv/" + n).c_str(), BM_SGemv, &s, false)->Arg(1)->Arg(2)->UseRealTime()->MinTime(0.5);
-    benchmark::RegisterBenchmark(("QGemvHot/" + n).c_str(), BM_QGemv, &s, true)->Arg(1)->Arg(2)->UseRealTime()->MinTime(0.3);
-    benchmark::RegisterBenchmark(("QGemm512/" + n).c_str(), BM_QGemm, &s)->Arg(1)->Arg(2)->UseRealTime()->MinTime(1.0);
-    benchmark::RegisterBenchmark(("SGemm512/" + n).c_str(), BM_SGemm, &s)->Arg(1)->Arg(2)->UseRealTime()->MinTime(1.0);
+    benchmark::RegisterBenchmark(("QGemv/" + n).c_str(), BM_QGemv, &s, false)
+        ->Arg(1)
+        ->Arg(2)
+        ->UseRealTime()
+        ->MinTime(0.5);
+    benchmark::RegisterBenchmark(("SGemv/" + n).c_str(), BM_SGemv, &s, false)
+        ->Arg(1)
+        ->Arg(2)
+        ->UseRealTime()
+        ->MinTime(0.5);
+    benchmark::RegisterBenchmark(("QGemvHot/" + n).c_str(), BM_QGemv, &s, true)
+        ->Arg(1)
+        ->Arg(2)
+        ->UseRealTime()
+        ->MinTime(0.3);
+    benchmark::RegisterBenchmark(("QGemm512/" + n).c_str(), BM_QGemm, &s)
+        ->Arg(1)
+        ->Arg(2)
+        ->UseRealTime()
+        ->MinTime(1.0);
+    benchmark::RegisterBenchmark(("SGemm512/" + n).c_str(), BM_SGemm, &s)
+        ->Arg(1)
+        ->Arg(2)
+        ->UseRealTime()
+        ->MinTime(1.0);
   }
 }
 
@@ -260,15 +287,18 @@ void print_summary() {
     const double bw = get("read_bw/" + std::to_string(t));
     std::printf("\nthreads %d   read bandwidth (summing loop, %lld MB): %.1f GB/s\n", t,
                 static_cast<long long>(kColdBytes >> 20), bw);
-    std::printf("%-8s | decode GB/s  /read_bw | hot GB/s | sgemv GB/s  q-vs-fp32 speed | prefill GFLOP/s  sgemm  ratio\n",
-                "shape");
+    std::printf(
+        "%-8s | decode GB/s  /read_bw | hot GB/s | sgemv GB/s  q-vs-fp32 speed | prefill GFLOP/s  "
+        "sgemm  ratio\n",
+        "shape");
     double q_us = 0, s_us = 0, q_flop_s = 0, flops = 0;
     for (const LinearShape& s : kShapes) {
-      const double q = get(key("qgemv", s, t)), hot = get(key("qgemv_hot", s, t)), sg = get(key("sgemv", s, t));
+      const double q = get(key("qgemv", s, t)), hot = get(key("qgemv_hot", s, t)),
+                   sg = get(key("sgemv", s, t));
       const double qu = get(key("qgemv_us", s, t)), su = get(key("sgemv_us", s, t));
       const double qg = get(key("qgemm", s, t)), sgm = get(key("sgemm", s, t));
-      std::printf("%-8s | %9.1f  %8.2f | %8.1f | %9.1f  %13.2fx | %15.1f  %5.1f  %5.2f\n", s.name, q, q / bw, hot, sg,
-                  su / qu, qg, sgm, qg / sgm);
+      std::printf("%-8s | %9.1f  %8.2f | %8.1f | %9.1f  %13.2fx | %15.1f  %5.1f  %5.2f\n", s.name,
+                  q, q / bw, hot, sg, su / qu, qg, sgm, qg / sgm);
       const double n = kLayers * s.per_layer;
       q_us += n * qu;
       s_us += n * su;
@@ -276,9 +306,10 @@ void print_summary() {
       flops += f;
       q_flop_s += f / (qg * 1e9);
     }
-    std::printf("whole model, quantized linears only: decode %.1f tok/s (fp32 sgemv %.1f tok/s); "
-                "prefill pp%lld %.1f tok/s\n",
-                1e6 / q_us, 1e6 / s_us, static_cast<long long>(kPrefillRows), kPrefillRows / q_flop_s);
+    std::printf(
+        "whole model, quantized linears only: decode %.1f tok/s (fp32 sgemv %.1f tok/s); "
+        "prefill pp%lld %.1f tok/s\n",
+        1e6 / q_us, 1e6 / s_us, static_cast<long long>(kPrefillRows), kPrefillRows / q_flop_s);
   }
 }
 

@@ -3,6 +3,8 @@
 // below, and the expected y is a naive dequantize-then-matmul in double computed from the unpacked
 // values, never from the kernels' layout.
 
+#include "backend/cpu/qlinear.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -16,7 +18,6 @@
 #include <vector>
 
 #include "backend/cpu/isa.h"
-#include "backend/cpu/qlinear.h"
 #include "core/dtype.h"
 #include "core/parallel.h"
 #include "gptq/error.h"
@@ -40,7 +41,8 @@ void set_field(WordRef words, int bits, int64_t j, uint32_t value) {
 }
 
 // codes [N, K] -> qweight [K*b/32, N].
-std::vector<int32_t> pack_qweight(const std::vector<uint8_t>& codes, int64_t n, int64_t k, int bits) {
+std::vector<int32_t> pack_qweight(const std::vector<uint8_t>& codes, int64_t n, int64_t k,
+                                  int bits) {
   std::vector<uint32_t> q(static_cast<size_t>(k * bits / 32 * n), 0u);
   for (int64_t c = 0; c < n; ++c) {
     for (int64_t i = 0; i < k; ++i) {
@@ -53,7 +55,8 @@ std::vector<int32_t> pack_qweight(const std::vector<uint8_t>& codes, int64_t n, 
 }
 
 // stored zero points [G, N] -> qzeros [G, N*b/32].
-std::vector<int32_t> pack_qzeros(const std::vector<int32_t>& stored, int64_t g, int64_t n, int bits) {
+std::vector<int32_t> pack_qzeros(const std::vector<int32_t>& stored, int64_t g, int64_t n,
+                                 int bits) {
   const int64_t row = n * bits / 32;
   std::vector<uint32_t> q(static_cast<size_t>(g * row), 0u);
   for (int64_t i = 0; i < g; ++i) {
@@ -82,13 +85,13 @@ struct LayerSpec {
 struct Layer {
   LayerSpec spec;
   int64_t n_groups = 0;
-  std::vector<uint8_t> codes;    // [N, K]
-  std::vector<float> scales;     // [G, N] values of the fp16 scales
-  std::vector<int32_t> zeros;    // [G, N] true zero points
-  std::vector<int32_t> g_idx;    // [K]
+  std::vector<uint8_t> codes;  // [N, K]
+  std::vector<float> scales;   // [G, N] values of the fp16 scales
+  std::vector<int32_t> zeros;  // [G, N] true zero points
+  std::vector<int32_t> g_idx;  // [K]
   std::vector<int32_t> qweight, qzeros;
   std::vector<uint16_t> scales_fp16, bias_fp16;
-  std::vector<float> bias;       // [N] values of the fp16 bias
+  std::vector<float> bias;  // [N] values of the fp16 bias
 
   QuantizedLinearView view() const {
     QuantizedLinearView v;
@@ -107,7 +110,8 @@ struct Layer {
   // Reference W[n, k] = s * (q - z), in double.
   double w(int64_t n, int64_t k) const {
     const int64_t g = g_idx[k];
-    return static_cast<double>(scales[g * spec.n + n]) * (codes[n * spec.k + k] - zeros[g * spec.n + n]);
+    return static_cast<double>(scales[g * spec.n + n]) *
+           (codes[n * spec.k + k] - zeros[g * spec.n + n]);
   }
 };
 
@@ -195,12 +199,13 @@ void expect_matches_reference(const Layer& l, const std::vector<float>& x, int64
       const double err = std::fabs(y[r * n + c] - ref);
       worst = std::max(worst, err / (mag + 1e-30));
       if (!(err <= tol * mag + 1e-30) && bad++ < 5) {
-        ADD_FAILURE() << what << ": y[" << r << ", " << c << "] = " << y[r * n + c] << ", expected " << ref
-                      << " (error " << err << " > " << tol << " * " << mag << ")";
+        ADD_FAILURE() << what << ": y[" << r << ", " << c << "] = " << y[r * n + c] << ", expected "
+                      << ref << " (error " << err << " > " << tol << " * " << mag << ")";
       }
     }
   }
-  EXPECT_EQ(bad, 0) << what << ": " << bad << " outputs out of tolerance; worst relative error " << worst;
+  EXPECT_EQ(bad, 0) << what << ": " << bad << " outputs out of tolerance; worst relative error "
+                    << worst;
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.3e", worst);
   ::testing::Test::RecordProperty("worst_relative_error", buf);
@@ -250,7 +255,8 @@ TEST_P(QLinearVsReference, ForwardMatchesDoubleReference) {
   spec.v2 = v2;
   spec.act_order = act;
   spec.bias = !sym;  // half of the cases carry a bias
-  spec.seed = static_cast<uint32_t>(bits * 1000003 + (group + 7) * 7919 + sym * 31 + v2 * 17 + act * 5 + shape.k);
+  spec.seed = static_cast<uint32_t>(bits * 1000003 + (group + 7) * 7919 + sym * 31 + v2 * 17 +
+                                    act * 5 + shape.k);
   const Layer l = make_layer(spec);
   const QLinear q = QLinear::create(l.view(), "model.layers.0.mlp.up_proj");
   const std::vector<float> x = random_x(m, spec.k, spec.seed + static_cast<uint32_t>(m));
@@ -262,7 +268,8 @@ TEST_P(QLinearVsReference, ForwardMatchesDoubleReference) {
     const std::vector<float> deq = q.dequantize();
     int64_t mismatches = 0;
     for (int64_t c = 0; c < spec.n; ++c)
-      for (int64_t i = 0; i < spec.k; ++i) mismatches += deq[c * spec.k + i] != static_cast<float>(l.w(c, i));
+      for (int64_t i = 0; i < spec.k; ++i)
+        mismatches += deq[c * spec.k + i] != static_cast<float>(l.w(c, i));
     EXPECT_EQ(mismatches, 0);
   }
 }
@@ -307,7 +314,8 @@ TEST(QLinear, EveryRowCountOnEveryIsa) {
         std::vector<float> y(static_cast<size_t>(m * spec.n));
         q.forward(x.data(), m, y.data());
         expect_matches_reference(l, x, m, y, tolerance(isa),
-                                 std::string(isa_name(isa)) + " m=" + std::to_string(m) + " bits=" + std::to_string(bits));
+                                 std::string(isa_name(isa)) + " m=" + std::to_string(m) +
+                                     " bits=" + std::to_string(bits));
       }
     }
   }
@@ -395,9 +403,11 @@ TEST(QLinear, UnalignedViewPointers) {
   QuantizedLinearView v = l.view();
   v.qweight = static_cast<const int32_t*>(misalign(l.qweight.data(), l.qweight.size() * 4, bq));
   v.qzeros = static_cast<const int32_t*>(misalign(l.qzeros.data(), l.qzeros.size() * 4, bz));
-  v.scales = static_cast<const uint16_t*>(misalign(l.scales_fp16.data(), l.scales_fp16.size() * 2, bs));
+  v.scales =
+      static_cast<const uint16_t*>(misalign(l.scales_fp16.data(), l.scales_fp16.size() * 2, bs));
   v.g_idx = static_cast<const int32_t*>(misalign(l.g_idx.data(), l.g_idx.size() * 4, bg));
-  v.bias_fp16 = static_cast<const uint16_t*>(misalign(l.bias_fp16.data(), l.bias_fp16.size() * 2, bb));
+  v.bias_fp16 =
+      static_cast<const uint16_t*>(misalign(l.bias_fp16.data(), l.bias_fp16.size() * 2, bb));
   const QLinear q = QLinear::create(v, "layer");
   const std::vector<float> x = random_x(1, spec.k, 11);
   std::vector<float> y(static_cast<size_t>(spec.n));
@@ -423,7 +433,8 @@ TEST(QLinearTestPacker, SymmetricV1ZeroWordsMatchSpec) {
   for (bool ours : {true, false}) {
     auto words = [&](int bits) {
       std::vector<int32_t> stored(32, (1 << (bits - 1)) - 1);
-      std::vector<int32_t> q = ours ? pack_qzeros(stored, 1, 32, bits) : quant::pack_qzeros(stored.data(), 1, 32, bits);
+      std::vector<int32_t> q =
+          ours ? pack_qzeros(stored, 1, 32, bits) : quant::pack_qzeros(stored.data(), 1, 32, bits);
       std::vector<uint32_t> u(q.size());
       std::memcpy(u.data(), q.data(), q.size() * 4);
       return u;
@@ -458,7 +469,8 @@ void expect_error(F&& f, ErrorKind kind, const std::vector<std::string>& needles
     ADD_FAILURE() << "no gptq::Error thrown";
   } catch (const Error& e) {
     EXPECT_EQ(static_cast<int>(e.kind()), static_cast<int>(kind)) << e.what();
-    for (const auto& s : needles) EXPECT_NE(std::string(e.what()).find(s), std::string::npos) << e.what() << " lacks " << s;
+    for (const auto& s : needles)
+      EXPECT_NE(std::string(e.what()).find(s), std::string::npos) << e.what() << " lacks " << s;
   }
 }
 
@@ -467,8 +479,8 @@ TEST(QLinearValidation, FiveBitsIsUnsupported) {
   const Layer l = make_layer(spec);
   QuantizedLinearView v = l.view();
   v.bits = 5;
-  expect_error([&] { QLinear::create(v, "model.layers.3.self_attn.q_proj"); }, ErrorKind::kUnsupported,
-               {"model.layers.3.self_attn.q_proj", "5-bit"});
+  expect_error([&] { QLinear::create(v, "model.layers.3.self_attn.q_proj"); },
+               ErrorKind::kUnsupported, {"model.layers.3.self_attn.q_proj", "5-bit"});
 }
 
 TEST(QLinearValidation, KNotMultipleOf32) {
@@ -476,10 +488,12 @@ TEST(QLinearValidation, KNotMultipleOf32) {
   const Layer l = make_layer(spec);
   QuantizedLinearView v = l.view();
   v.k = 100;
-  expect_error([&] { QLinear::create(v, "blk.o_proj"); }, ErrorKind::kShape, {"blk.o_proj", "K = 100", "N = 32"});
+  expect_error([&] { QLinear::create(v, "blk.o_proj"); }, ErrorKind::kShape,
+               {"blk.o_proj", "K = 100", "N = 32"});
   v = l.view();
   v.n = 40;
-  expect_error([&] { QLinear::create(v, "blk.o_proj"); }, ErrorKind::kShape, {"blk.o_proj", "N = 40"});
+  expect_error([&] { QLinear::create(v, "blk.o_proj"); }, ErrorKind::kShape,
+               {"blk.o_proj", "N = 40"});
 }
 
 TEST(QLinearValidation, GIdxOutOfRange) {
@@ -500,7 +514,8 @@ TEST(QLinearValidation, BadGroupSizeAndNullTensors) {
   const Layer l = make_layer(spec);
   QuantizedLinearView v = l.view();
   v.group_size = 0;
-  expect_error([&] { QLinear::create(v, "x.proj"); }, ErrorKind::kShape, {"x.proj", "group size 0"});
+  expect_error([&] { QLinear::create(v, "x.proj"); }, ErrorKind::kShape,
+               {"x.proj", "group size 0"});
   v = l.view();
   v.qzeros = nullptr;
   expect_error([&] { QLinear::create(v, "x.proj"); }, ErrorKind::kArgument, {"x.proj"});
@@ -509,7 +524,8 @@ TEST(QLinearValidation, BadGroupSizeAndNullTensors) {
 // ---- ISA selection ----
 TEST(Isa, EnvironmentValues) {
   EXPECT_EQ(isa_from_env_value("scalar"), Isa::kScalar);
-  expect_error([] { isa_from_env_value("avx512"); }, ErrorKind::kArgument, {"GPTQ_FORCE_ISA", "avx512"});
+  expect_error([] { isa_from_env_value("avx512"); }, ErrorKind::kArgument,
+               {"GPTQ_FORCE_ISA", "avx512"});
   if (cpu_supports(Isa::kAvx2)) {
     EXPECT_EQ(isa_from_env_value("avx2"), Isa::kAvx2);
   } else {

@@ -61,12 +61,13 @@ Isa isa_from_env_value(std::string_view value) {
   } else if (value == "avx2") {
     isa = Isa::kAvx2;
   } else {
-    throw Error(ErrorKind::kArgument, "GPTQ_FORCE_ISA='" + std::string(value) +
-                                          "' is not a known instruction set (expected scalar or avx2)");
+    throw Error(ErrorKind::kArgument,
+                "GPTQ_FORCE_ISA='" + std::string(value) +
+                    "' is not a known instruction set (expected scalar or avx2)");
   }
   if (!cpu_supports(isa)) {
-    throw Error(ErrorKind::kUnsupported, "GPTQ_FORCE_ISA=" + std::string(value) +
-                                             " but this CPU lacks AVX2, FMA or F16C");
+    throw Error(ErrorKind::kUnsupported,
+                "GPTQ_FORCE_ISA=" + std::string(value) + " but this CPU lacks AVX2, FMA or F16C");
   }
   return isa;
 }
@@ -85,8 +86,8 @@ Isa active_isa() {
 
 void set_isa_for_testing(Isa isa) {
   if (!cpu_supports(isa)) {
-    throw Error(ErrorKind::kUnsupported,
-                "cannot select the " + std::string(isa_name(isa)) + " kernels: this CPU lacks them");
+    throw Error(ErrorKind::kUnsupported, "cannot select the " + std::string(isa_name(isa)) +
+                                             " kernels: this CPU lacks them");
   }
   g_isa.store(static_cast<int>(isa));
 }

@@ -55,7 +55,8 @@ inline __m256 gemv_code(__m256i w) {
 template <int KK>
 inline __m256i code3_tail(__m256i w0, __m256i w1, __m256i w2) {
   const __m256i lo = _mm256_srli_epi32(KK == 30 ? w0 : w1, 30);
-  const __m256i hi = _mm256_and_si256(_mm256_srli_epi32(w2, KK == 30 ? 28 : 29), _mm256_set1_epi32(4));
+  const __m256i hi =
+      _mm256_and_si256(_mm256_srli_epi32(w2, KK == 30 ? 28 : 29), _mm256_set1_epi32(4));
   return _mm256_or_si256(lo, hi);
 }
 
@@ -80,7 +81,8 @@ inline __m256 load_fp16x8(const uint16_t* p) {
 }
 
 inline __m256 load_u8x8_as_float(const uint8_t* p) {
-  return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+  return _mm256_cvtepi32_ps(
+      _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
 }
 
 // =============================================================================================
@@ -135,7 +137,7 @@ inline __attribute__((always_inline)) void gemv_unit(const uint32_t* const (&wu)
                                                      const float* const (&xu)[R],
                                                      __m256 (&acc)[S][R][NB]) {
   // One FMA step: input KK of the unit, codes q[b] of the NB blocks.
-  auto fma_step = [&]<int KK>(const __m256 (&q)[NB]) {
+  auto fma_step = [&]<int KK>(const __m256(&q)[NB]) {
     for (int r = 0; r < R; ++r) {
       const __m256 xb = _mm256_broadcast_ss(xu[r] + KK);
       for (int b = 0; b < NB; ++b) acc[KK % S][r][b] = _mm256_fmadd_ps(q[b], xb, acc[KK % S][r][b]);
@@ -176,10 +178,12 @@ inline __attribute__((always_inline)) void gemv_unit(const uint32_t* const (&wu)
 }
 
 // Software prefetch distance per block stream. The L2 streamer follows the NB block streams, but
-// one thread alone cannot keep enough DRAM requests in flight with it: prefetching 512 bytes
-// ahead (4 units at 4 bits) raised single-thread cold decode by ~10% (8.5-9.2 -> 9.6-11.3 GB/s on
-// the 2048 x 2048 and 5632 x 2048 shapes); 1024 and more were no better than none.
+// a core that also converts and multiplies every code keeps too few DRAM requests in flight with it
+// alone. Measured on this machine's Sapphire Rapids cores, cold 4-bit decode, 1 / 2 threads:
+// no prefetch 9.2-9.5 / 17.3-17.9 GB/s; 512 bytes ahead into L1 (4 units at 4 bits) 9.7-11.5 /
+// 18.5-21.9 GB/s; 256 bytes, or 1-4 KB into L2 (T1), land in between.
 constexpr int64_t kGemvPrefetchBytes = 512;
+constexpr auto kGemvPrefetchHint = _MM_HINT_T0;
 
 // Blocks [blk0, blk0 + NB) for R rows: y[r, columns of the blocks] = sum over segments.
 template <int BITS, int R, int NB, int S>
@@ -204,7 +208,8 @@ void gemv_tile(const PackedLayer& w, int64_t blk0, const float* xs, const float*
       if constexpr (kGemvPrefetchBytes > 0) {
         for (int b = 0; b < NB; ++b) {
           for (int64_t off = 0; off < kUnitWords * 4; off += 64) {
-            _mm_prefetch(reinterpret_cast<const char*>(wu[b]) + kGemvPrefetchBytes + off, _MM_HINT_T0);
+            _mm_prefetch(reinterpret_cast<const char*>(wu[b]) + kGemvPrefetchBytes + off,
+                         kGemvPrefetchHint);
           }
         }
       }
@@ -216,7 +221,8 @@ void gemv_tile(const PackedLayer& w, int64_t blk0, const float* xs, const float*
     for (int b = 0; b < NB; ++b) {
       const int64_t meta = ((blk0 + b) * w.n_seg + s) * kBlockN;
       const __m256 scale = load_fp16x8(w.scales + meta);
-      const __m256 zero = _mm256_add_ps(load_u8x8_as_float(w.zeros + meta), _mm256_set1_ps(zero_offset));
+      const __m256 zero =
+          _mm256_add_ps(load_u8x8_as_float(w.zeros + meta), _mm256_set1_ps(zero_offset));
       for (int r = 0; r < R; ++r) {
         __m256 dot = acc[0][r][b];
         for (int p = 1; p < S; ++p) dot = _mm256_add_ps(dot, acc[p][r][b]);
@@ -276,10 +282,10 @@ void gemv_rows(const PackedLayer& w, const float* xs, const float* sx, int64_t m
 // every y element sums in the same order whatever the thread count.
 // =============================================================================================
 
-constexpr int64_t kKcUnits = 8;                 // 256 inputs per chunk: a 16 KB tile, fits any L1
-constexpr int64_t kTileK = kKcUnits * kUnitK;   // inputs per chunk
-constexpr int kMr = 6;                          // rows per microkernel call
-constexpr int kPairN = 2 * kBlockN;             // columns per tile
+constexpr int64_t kKcUnits = 8;                // 256 inputs per chunk: a 16 KB tile, fits any L1
+constexpr int64_t kTileK = kKcUnits * kUnitK;  // inputs per chunk
+constexpr int kMr = 6;                         // rows per microkernel call
+constexpr int kPairN = 2 * kBlockN;            // columns per tile
 
 // tile[(u - u0) * 32 + kk][16] = W^T for inputs of units [u0, u1), columns of blocks 2p, 2p+1.
 template <int BITS>
@@ -305,7 +311,8 @@ void dequant_pair(const PackedLayer& w, int64_t pair, int64_t u0, int64_t u1, fl
       // q*s - s*z rounds once from the exact s*(q-z), which fp32 holds exactly: the tile equals
       // the reference dequantization bit for bit.
       auto emit = [&](int kk, __m256i q) {
-        _mm256_store_ps(out + kk * kPairN, _mm256_fmsub_ps(_mm256_cvtepi32_ps(q), scale, scaled_zero));
+        _mm256_store_ps(out + kk * kPairN,
+                        _mm256_fmsub_ps(_mm256_cvtepi32_ps(q), scale, scaled_zero));
       };
       auto load = [&](int t) {
         return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wu + t * kBlockN));
@@ -323,7 +330,8 @@ void dequant_pair(const PackedLayer& w, int64_t pair, int64_t u0, int64_t u1, fl
         constexpr int kPerWord = 32 / BITS;
         static_for<0, BITS>([&]<int T>() {
           const __m256i wt = load(T);
-          static_for<0, kPerWord>([&]<int I>() { emit(T * kPerWord + I, plain_code<BITS, I>(wt)); });
+          static_for<0, kPerWord>(
+              [&]<int I>() { emit(T * kPerWord + I, plain_code<BITS, I>(wt)); });
         });
       }
     }
@@ -354,11 +362,11 @@ void microkernel(const float* x, int64_t ldx, const float* tile, int64_t len, fl
   const float* x3 = x2 + (MR > 3 ? ldx : 0);
   const float* x4 = x3 + (MR > 4 ? ldx : 0);
   const float* x5 = x4 + (MR > 5 ? ldx : 0);
-#define GPTQ_ROW(i)                                           \
-  if constexpr (MR > i) {                                     \
-    const __m256 a = _mm256_broadcast_ss(x##i + k);           \
-    c##i##0 = _mm256_fmadd_ps(a, b0, c##i##0);                \
-    c##i##1 = _mm256_fmadd_ps(a, b1, c##i##1);                \
+#define GPTQ_ROW(i)                                 \
+  if constexpr (MR > i) {                           \
+    const __m256 a = _mm256_broadcast_ss(x##i + k); \
+    c##i##0 = _mm256_fmadd_ps(a, b0, c##i##0);      \
+    c##i##1 = _mm256_fmadd_ps(a, b1, c##i##1);      \
   }
   for (int64_t k = 0; k < len; ++k) {
     const __m256 b0 = _mm256_load_ps(tile + k * kPairN);
@@ -371,15 +379,15 @@ void microkernel(const float* x, int64_t ldx, const float* tile, int64_t len, fl
     GPTQ_ROW(5)
   }
 #undef GPTQ_ROW
-#define GPTQ_STORE(i)                                                   \
-  if constexpr (MR > i) {                                               \
-    float* yr = y + i * ldy;                                            \
-    if (accumulate) {                                                   \
-      c##i##0 = _mm256_add_ps(_mm256_loadu_ps(yr), c##i##0);            \
-      c##i##1 = _mm256_add_ps(_mm256_loadu_ps(yr + kBlockN), c##i##1);  \
-    }                                                                   \
-    _mm256_storeu_ps(yr, c##i##0);                                      \
-    _mm256_storeu_ps(yr + kBlockN, c##i##1);                            \
+#define GPTQ_STORE(i)                                                  \
+  if constexpr (MR > i) {                                              \
+    float* yr = y + i * ldy;                                           \
+    if (accumulate) {                                                  \
+      c##i##0 = _mm256_add_ps(_mm256_loadu_ps(yr), c##i##0);           \
+      c##i##1 = _mm256_add_ps(_mm256_loadu_ps(yr + kBlockN), c##i##1); \
+    }                                                                  \
+    _mm256_storeu_ps(yr, c##i##0);                                     \
+    _mm256_storeu_ps(yr + kBlockN, c##i##1);                           \
   }
   GPTQ_STORE(0)
   GPTQ_STORE(1)

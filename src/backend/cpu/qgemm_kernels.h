@@ -34,8 +34,8 @@
 
 namespace gptq::backend::detail {
 
-inline constexpr int kUnitK = 32;   // inputs per packing unit
-inline constexpr int kBlockN = 8;   // output columns per block (fp32 lanes of one ymm)
+inline constexpr int kUnitK = 32;  // inputs per packing unit
+inline constexpr int kBlockN = 8;  // output columns per block (fp32 lanes of one ymm)
 
 // One quantization group in padded-K order: units [unit_begin, unit_end) use scale/zero row
 // `group` of the original file.
@@ -48,17 +48,17 @@ struct Segment {
 // Non-owning view of a repacked layer (QLinear owns the storage).
 struct PackedLayer {
   int bits = 4;
-  int zero_offset = 1;     // true zero = stored zero + zero_offset
-  int64_t n = 0;           // output columns N
-  int64_t n_blocks = 0;    // N / 8
-  int64_t n_units = 0;     // kp / 32
-  int64_t kp = 0;          // padded K
-  int64_t n_seg = 0;       // number of segments (non-empty groups)
-  const uint32_t* words = nullptr;   // [n_blocks][n_units][bits][8]
-  const uint16_t* scales = nullptr;  // [n_blocks][n_seg][8] fp16
-  const uint8_t* zeros = nullptr;    // [n_blocks][n_seg][8]
-  const Segment* segs = nullptr;     // [n_seg], in padded-K order
-  const int32_t* unit_seg = nullptr; // [n_units] segment index of each unit
+  int zero_offset = 1;                // true zero = stored zero + zero_offset
+  int64_t n = 0;                      // output columns N
+  int64_t n_blocks = 0;               // N / 8
+  int64_t n_units = 0;                // kp / 32
+  int64_t kp = 0;                     // padded K
+  int64_t n_seg = 0;                  // number of segments (non-empty groups)
+  const uint32_t* words = nullptr;    // [n_blocks][n_units][bits][8]
+  const uint16_t* scales = nullptr;   // [n_blocks][n_seg][8] fp16
+  const uint8_t* zeros = nullptr;     // [n_blocks][n_seg][8]
+  const Segment* segs = nullptr;      // [n_seg], in padded-K order
+  const int32_t* unit_seg = nullptr;  // [n_units] segment index of each unit
 };
 
 // Rows of x that the AVX2 GEMV kernel handles in one pass over the weights; larger m uses the

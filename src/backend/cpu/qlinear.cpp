@@ -63,10 +63,11 @@ QLinear QLinear::create(const QuantizedLinearView& v, std::string_view name) {
                             name, v.bits));
   }
   if (v.k <= 0 || v.n <= 0 || v.k % 32 != 0 || v.n % 32 != 0) {
-    throw Error(ErrorKind::kShape,
-                fmt::format("layer '{}': K = {} inputs and N = {} outputs must be positive multiples "
-                            "of 32 for the quantized kernels",
-                            name, v.k, v.n));
+    throw Error(
+        ErrorKind::kShape,
+        fmt::format("layer '{}': K = {} inputs and N = {} outputs must be positive multiples "
+                    "of 32 for the quantized kernels",
+                    name, v.k, v.n));
   }
   if (v.group_size != -1 && v.group_size < 1) {
     throw Error(ErrorKind::kShape,
@@ -120,7 +121,8 @@ QLinear QLinear::create(const QuantizedLinearView& v, std::string_view name) {
   const int64_t n_seg = static_cast<int64_t>(q.segs_.size());
   q.unit_seg_.resize(static_cast<size_t>(n_units));
   for (int64_t s = 0; s < n_seg; ++s) {
-    for (int32_t u = q.segs_[s].unit_begin; u < q.segs_[s].unit_end; ++u) q.unit_seg_[u] = static_cast<int32_t>(s);
+    for (int32_t u = q.segs_[s].unit_begin; u < q.segs_[s].unit_end; ++u)
+      q.unit_seg_[u] = static_cast<int32_t>(s);
   }
   bool identity = q.kp_ == v.k;
   for (int64_t i = 0; identity && i < q.kp_; ++i) identity = perm[i] == i;
@@ -184,7 +186,9 @@ detail::PackedLayer QLinear::packed() const {
 }
 
 void QLinear::forward(const float* x, int64_t m, float* y) const {
-  if (m < 0) throw Error(ErrorKind::kArgument, fmt::format("layer '{}': forward with m = {} rows", name_, m));
+  if (m < 0)
+    throw Error(ErrorKind::kArgument,
+                fmt::format("layer '{}': forward with m = {} rows", name_, m));
   if (m == 0) return;
   if (words_.empty()) throw Error(ErrorKind::kArgument, "forward() on an empty QLinear");
   if (x == nullptr || y == nullptr) {
@@ -217,7 +221,9 @@ void QLinear::forward(const float* x, int64_t m, float* y) const {
       for (int64_t i = 0; i < kp_; ++i) xsr[i] = xr[i] * x_scale_[i % kUnitK];
       for (int64_t s = 0; s < w.n_seg; ++s) {
         double sum = 0;
-        for (int64_t i = segs_[s].unit_begin * int64_t{kUnitK}; i < segs_[s].unit_end * int64_t{kUnitK}; ++i) sum += xr[i];
+        for (int64_t i = segs_[s].unit_begin * int64_t{kUnitK};
+             i < segs_[s].unit_end * int64_t{kUnitK}; ++i)
+          sum += xr[i];
         sx[r * w.n_seg + s] = static_cast<float>(sum);
       }
     }
