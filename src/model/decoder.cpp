@@ -8,6 +8,7 @@
 #include <cstring>
 #include <numbers>
 
+#include "backend/cpu/dense.h"
 #include "core/parallel.h"
 #include "gptq/error.h"
 
@@ -218,8 +219,7 @@ void Decoder::logits(const ModelWeights& w, const float* hidden, int64_t t, int6
   rms_norm(hidden + (t - rows) * D, w.final_norm.data(), rows, x.data());
   const auto& head = w.head();
   if (rows == 1) {
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, static_cast<int>(V), static_cast<int>(D), 1.0f, head.data(),
-                static_cast<int>(D), x.data(), 1, 0.0f, out, 1);
+    backend::dense_gemv(head.data(), V, D, x.data(), out);
   } else {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows), static_cast<int>(V),
                 static_cast<int>(D), 1.0f, x.data(), static_cast<int>(D), head.data(), static_cast<int>(D), 0.0f,

@@ -4,6 +4,8 @@
 
 #include <cstring>
 
+#include "backend/cpu/dense.h"
+
 namespace gptq::model {
 
 Linear Linear::dense(int64_t n, int64_t k, std::vector<float> w, std::vector<float> bias) {
@@ -22,8 +24,7 @@ void Linear::forward(const float* x, int64_t m, float* y) const {
   }
   if (m == 1) {
     // GEMV: y = W x. sgemv streams W once, which is what a decode step is bound by.
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, static_cast<int>(n_), static_cast<int>(k_), 1.0f, w_.data(),
-                static_cast<int>(k_), x, 1, 0.0f, y, 1);
+    backend::dense_gemv(w_.data(), n_, k_, x, y);
   } else {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m), static_cast<int>(n_),
                 static_cast<int>(k_), 1.0f, x, static_cast<int>(k_), w_.data(), static_cast<int>(k_), 0.0f, y,
