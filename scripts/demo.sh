@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
-cmake --preset release -DGPTQ_BUILD_TESTS=OFF -DGPTQ_BUILD_BENCH=OFF >/dev/null
+cmake --preset release >/dev/null
 cmake --build --preset release -j "$(nproc)" --target gptq_cli
 gptq=build/bin/gptq
 model=tests/data/stories260k
