@@ -45,6 +45,15 @@ std::vector<std::vector<int32_t>> build_calibration(const CalibrationOptions& o,
                                                     int64_t vocab, int64_t max_positions) {
   if (o.nsamples < 1) throw Error(ErrorKind::kArgument, fmt::format("--nsamples {}: must be at least 1", o.nsamples));
   if (o.seqlen < 2) throw Error(ErrorKind::kArgument, fmt::format("--seqlen {}: must be at least 2", o.seqlen));
+  // The activations of every calibration token are kept in fp32 for a whole layer; past ~2^27
+  // tokens that is more memory than any machine we run on, so say so instead of failing to
+  // allocate halfway through.
+  constexpr int64_t kMaxTokens = int64_t{1} << 27;
+  if (static_cast<int64_t>(o.nsamples) * o.seqlen > kMaxTokens) {
+    throw Error(ErrorKind::kArgument,
+                fmt::format("--nsamples {} x --seqlen {} = {} calibration tokens; at most {} are supported",
+                            o.nsamples, o.seqlen, static_cast<int64_t>(o.nsamples) * o.seqlen, kMaxTokens));
+  }
   if (o.seqlen > max_positions) {
     throw Error(ErrorKind::kArgument, fmt::format("--seqlen {} exceeds the model's context (max_position_embeddings = {})",
                                                   o.seqlen, max_positions));

@@ -1,3 +1,4 @@
+#include <cblas.h>
 #include <fmt/format.h>
 
 #include <chrono>
@@ -36,26 +37,23 @@ SolveLayerReport solve_layer(const std::filesystem::path& weight_file, const std
   rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   rep.loss = r.loss;
   rep.damp = r.damp_used;
-  // tr(E H E^T) / N with E = W - Q, in double.
+  // tr(E H E^T) / N with E = W - Q, in double: one dgemm (E H), then a row-wise dot with E.
+  // A plain triple loop here took minutes on a 4096 x 4096 layer.
+  std::vector<double> e(static_cast<size_t>(n * k)), eh(static_cast<size_t>(n * k));
+  for (int64_t i = 0; i < n * k; ++i) e[i] = static_cast<double>(w[i]) - r.dequant[i];
+  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(n), static_cast<int>(k),
+              static_cast<int>(k), 1.0, e.data(), static_cast<int>(k), h.data(), static_cast<int>(k), 0.0,
+              eh.data(), static_cast<int>(k));
   double err = 0;
-  std::vector<double> e(static_cast<size_t>(k)), he(static_cast<size_t>(k));
-  for (int64_t i = 0; i < n; ++i) {
-    for (int64_t j = 0; j < k; ++j) e[j] = static_cast<double>(w[i * k + j]) - r.dequant[i * k + j];
-    for (int64_t a = 0; a < k; ++a) {
-      double s = 0;
-      for (int64_t b = 0; b < k; ++b) s += h[a * k + b] * e[b];
-      he[a] = s;
-    }
-    for (int64_t a = 0; a < k; ++a) err += e[a] * he[a];
-  }
+  for (int64_t i = 0; i < n * k; ++i) err += e[i] * eh[i];
   rep.output_error = err / static_cast<double>(n);
 
   std::vector<io::TensorToWrite> out;
   checkpoint::PackedLinear packed;
   if (k % 32 == 0 && n % 32 == 0) {
-    packed = model::pack_result("", r, format, {});
+    packed = model::pack_result("layer", r, format, {});
     for (auto t : checkpoint::tensors_of(packed)) {
-      t.name = t.name.substr(1);  // ".qweight" -> "qweight"
+      t.name = t.name.substr(std::string("layer.").size());  // "layer.qweight" -> "qweight"
       out.push_back(t);
     }
   }

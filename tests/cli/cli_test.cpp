@@ -95,6 +95,13 @@ TEST(Cli, ErrorsExitNonZeroWithAMessage) {
   r = run("quantize -m " + kModel + " -o /tmp/never-written --bits 5");
   EXPECT_EQ(r.status, 1);
   EXPECT_NE(r.err.find("bits"), std::string::npos) << r.err;
+  r = run("quantize -m " + kModel + " -o /tmp/never-written --max-shard-size 1e30GB");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("--max-shard-size"), std::string::npos) << r.err;
+  r = run("quantize -m " + kModel + " -o /tmp/never-written --nsamples 2000000000 --seqlen 256");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("calibration tokens"), std::string::npos) << r.err;
+  EXPECT_FALSE(std::filesystem::exists("/tmp/never-written"));
   r = run("nosuchcommand");
   EXPECT_NE(r.status, 0);
 }

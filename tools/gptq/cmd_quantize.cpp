@@ -40,7 +40,10 @@ uint64_t parse_size(const std::string& s) {
   else if (unit == "MIB") m = 1024.0 * 1024;
   else if (unit == "GIB") m = 1024.0 * 1024 * 1024;
   else throw Error(ErrorKind::kArgument, "--max-shard-size " + s + ": unknown unit (use B, KB, MB, GB, KiB, MiB, GiB)");
-  if (v <= 0) throw Error(ErrorKind::kArgument, "--max-shard-size " + s + ": must be positive");
+  // v * m must fit in uint64 before the cast (a double out of range is undefined behaviour).
+  if (!(v > 0) || v * m < 1 || v * m > 9.0e18) {
+    throw Error(ErrorKind::kArgument, "--max-shard-size " + s + ": expected a size between 1 byte and 9 EB");
+  }
   return static_cast<uint64_t>(v * m);
 }
 
