@@ -2,8 +2,11 @@
 // a checkpoint written by an independent packer (scripts/gptq_format.py), not by our writer.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
+#include <vector>
 
 #include "backend/cpu/qlinear.h"
 #include "common/test_util.h"
@@ -31,6 +34,30 @@ struct Case {
 
 class KernelsVsDequantized : public ::testing::TestWithParam<Case> {};
 
+// Perplexity of the first 192 tokens of the evaluation text fed one token at a time through the
+// KV cache: every linear runs the decode (m = 1) kernels, where perplexity() above runs the
+// prefill ones.
+double stepwise_ppl(const std::filesystem::path& dir, bool dequantize) {
+  LoadOptions lo;
+  lo.dequantize = dequantize;
+  auto m = CausalLM::from_pretrained(dir, lo);
+  const auto& impl = m.impl();
+  std::vector<int32_t> ids =
+      m.tokenizer().encode(test::read_file(test::data_dir() / "text" / "tinystories-eval.txt"));
+  ids.resize(192);
+  auto cache = impl.decoder->make_cache(static_cast<int64_t>(ids.size()));
+  std::vector<float> logits(static_cast<size_t>(impl.cfg.vocab_size));
+  double nll = 0;
+  for (size_t i = 0; i + 1 < ids.size(); ++i) {
+    impl.decoder->forward(impl.weights, &ids[i], 1, cache, 1, logits.data());
+    double mx = logits[0], sum = 0;
+    for (float v : logits) mx = std::max(mx, double{v});
+    for (float v : logits) sum += std::exp(v - mx);
+    nll += mx + std::log(sum) - logits[static_cast<size_t>(ids[i + 1])];
+  }
+  return std::exp(nll / static_cast<double>(ids.size() - 1));
+}
+
 TEST_P(KernelsVsDequantized, PerplexityWithin1e3Relative) {
   test::TempDir tmp;
   CalibrationOptions c;
@@ -40,6 +67,12 @@ TEST_P(KernelsVsDequantized, PerplexityWithin1e3Relative) {
   quantize_model(test::stories_dir(), tmp.path() / "q", GetParam().q, c);
   const double kern = ppl(tmp.path() / "q", false), ref = ppl(tmp.path() / "q", true);
   EXPECT_NEAR(kern, ref, 1e-3 * ref) << "kernels " << kern << " dequantized " << ref;
+  const double kern1 = stepwise_ppl(tmp.path() / "q", false),
+               ref1 = stepwise_ppl(tmp.path() / "q", true);
+  EXPECT_NEAR(kern1, ref1, 1e-3 * ref1) << "decode kernels " << kern1 << " dequantized " << ref1;
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.2e / %.2e", std::fabs(kern - ref) / ref, std::fabs(kern1 - ref1) / ref1);
+  ::testing::Test::RecordProperty("rel_diff_prefill_decode", buf);
 }
 
 QuantizeConfig qc(int bits, int group, bool act, bool sym) {

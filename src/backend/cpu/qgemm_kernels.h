@@ -70,11 +70,28 @@ inline constexpr int64_t kGemvMaxRows = 4;
 void qgemm_scalar(const PackedLayer& w, const float* xp, int64_t m, float* y);
 
 // ---- AVX2 + FMA + F16C (qgemm_avx2.cpp) ----
-// Decode path, 1 <= m <= kGemvMaxRows. xs [m, kp] is xp times the per-position power of two
+// Decode path for 3-bit weights, 1 <= m <= kGemvMaxRows. xs [m, kp] is xp times the per-position power of two
 // returned by gemv_x_scale() (see there), sx [m, n_seg] the sum of xp over each segment.
 // Overwrites y [m, N].
 void qgemv_avx2(const PackedLayer& w, const float* xs, const float* sx, int64_t m, float* y);
 // Prefill path, any m >= 1. xp [m, kp] as for the scalar kernel. Overwrites y [m, N].
 void qgemm_avx2(const PackedLayer& w, const float* xp, int64_t m, float* y);
+
+// Decode path with 16-bit integer activations, for 2-, 4- and 8-bit weights (see qgemm_avx2.cpp
+// for why): x is rounded per unit u of 32 inputs to x ~= d[u] * xi, |xi| <= 32767, and the kernel
+// sums codes times xi with vpmaddwd in int32.
+//
+// Activation layout, per row and unit: 16 int32 "pairs", pair j = t * P + p (P = 16 / bits) for
+// word t of the unit and position p, holding xi of inputs (t * 32/bits + p) in its low and
+// (t * 32/bits + p + P) in its high 16 bits: exactly the two codes that (word >> bits * p) & mask
+// leaves in the low and high halves of each lane.
+inline constexpr int kPairsPerUnit = 16;
+// xp [m, kp] (permuted, padded) -> xq [m, n_units, 16] pairs, d [m, n_units] unit scales, and
+// sx [m, n_seg] = sum over each segment of d[u] * xi (the rounded x, so that the zero-point term
+// cancels exactly against the codes' sums).
+void qgemv_i16_prepare_avx2(const PackedLayer& w, const float* xp, int64_t m, int32_t* xq, float* d,
+                            float* sx);
+void qgemv_i16_avx2(const PackedLayer& w, const int32_t* xq, const float* d, const float* sx,
+                    int64_t m, float* y);
 
 }  // namespace gptq::backend::detail

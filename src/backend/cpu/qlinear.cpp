@@ -210,9 +210,17 @@ void QLinear::forward(const float* x, int64_t m, float* y) const {
     xp = gathered.data();
   }
 
-  if (isa == Isa::kAvx2 && m <= detail::kGemvMaxRows) {
-    // Decode kernel inputs: x times its per-position power of two (qlayout.h), and the sum of x
-    // over each group (summed in double, in order; O(K), negligible next to the O(N K) kernel).
+  if (isa == Isa::kAvx2 && m <= detail::kGemvMaxRows && bits_ != 3) {
+    // Decode, 2/4/8 bits: activations rounded to 16-bit integers per unit (qgemm_kernels.h).
+    std::vector<int32_t> xq(static_cast<size_t>(m * w.n_units * detail::kPairsPerUnit));
+    std::vector<float> d(static_cast<size_t>(m * w.n_units));
+    std::vector<float> sx(static_cast<size_t>(m * w.n_seg));
+    detail::qgemv_i16_prepare_avx2(w, xp, m, xq.data(), d.data(), sx.data());
+    detail::qgemv_i16_avx2(w, xq.data(), d.data(), sx.data(), m, y);
+  } else if (isa == Isa::kAvx2 && m <= detail::kGemvMaxRows) {
+    // Decode, 3 bits (whose codes straddle 16-bit halves): fp32 activations times a
+    // per-position power of two (qlayout.h), and the sum of x over each group (summed in double,
+    // in order; O(K), negligible next to the O(N K) kernel).
     std::vector<float> xs(static_cast<size_t>(m * kp_));
     std::vector<float> sx(static_cast<size_t>(m * w.n_seg));
     for (int64_t r = 0; r < m; ++r) {
