@@ -2,7 +2,10 @@
 // g128, each figure next to its baseline measured in the same run:
 //   decode  (m = 1):   GB/s of packed weights read (weight_bytes / time) vs a summing loop's read
 //                      bandwidth, and vs OpenBLAS fp32 sgemv of the same shape;
-//   prefill (m = 512): GFLOP/s (2 M N K / time) vs OpenBLAS fp32 sgemm of the same shape.
+//   prefill (m = 512): GFLOP/s (2 M N K / time) vs OpenBLAS fp32 sgemm of the same shape;
+//   dense 16-bit decode: the lm_head shape (32000 x 2048) in bf16 and fp16 through
+//                      backend::dense16_gemv, GB/s vs the read bandwidth, and vs the fp32
+//                      backend::dense_gemv of the same shape.
 // Decode benchmarks cycle through enough copies of the layer to exceed the caches (kColdBytes), as
 // a model does: 22 layers of TinyLlama are ~600 MB of 4-bit weights per token, so every weight
 // comes from DRAM. "hot" variants reuse one copy (cache-resident: the kernel's compute ceiling).
@@ -23,8 +26,10 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "backend/cpu/dense.h"
 #include "backend/cpu/isa.h"
 #include "backend/cpu/qlinear.h"
 #include "core/dtype.h"
@@ -199,6 +204,71 @@ void BM_ReadBandwidth(benchmark::State& state) {
   record_rate("read_bw/" + std::to_string(threads), gbs);
 }
 
+// ---- dense 16-bit decode (lm_head) ----
+constexpr int64_t kHeadN = 32000, kHeadK = 2048;  // TinyLlama's vocab x hidden
+
+// Weights uniform in [-0.05, 0.05) rounded to bf16 or fp16. Random bit patterns would not do:
+// products that underflow to fp32 subnormals take a microcode assist per FMA, which would measure
+// the assists instead of the memory.
+std::vector<uint16_t> random_half(gptq::DType dtype, size_t n, uint32_t seed) {
+  std::vector<uint16_t> v(n);
+  uint64_t s = 0x9E3779B97F4A7C15ull * (seed + 1);
+  for (auto& x : v) {
+    s ^= s << 13;
+    s ^= s >> 7;
+    s ^= s << 17;
+    const float f = static_cast<float>(static_cast<int32_t>(s >> 32)) * (0.05f / 2147483648.0f);
+    x = dtype == gptq::DType::kBF16 ? gptq::core::fp32_to_bf16(f) : gptq::core::fp32_to_fp16(f);
+  }
+  return v;
+}
+
+// "head_<dtype><suffix>/<threads>", built with append (GCC 12 warns, wrongly, about
+// -Wrestrict in chains of std::string operator+ here).
+std::string head_key(std::string_view dtype, const char* suffix, int threads) {
+  std::string k = "head_";
+  k.append(dtype).append(suffix).append("/").append(std::to_string(threads));
+  return k;
+}
+
+// dtype: kBF16 / kF16 through dense16_gemv, kF32 through dense_gemv (the fp32 baseline).
+void BM_DenseHeadGemv(benchmark::State& state, gptq::DType dtype) {
+  const int threads = static_cast<int>(state.range(0));
+  gptq::core::set_num_threads(threads);
+  const int64_t es = dtype == gptq::DType::kF32 ? 4 : 2;
+  const int64_t bytes = kHeadN * kHeadK * es;
+  const int64_t copies = kColdBytes / bytes + 1;
+  std::vector<uint16_t> w16;
+  std::vector<float> w32;
+  if (es == 2) {
+    w16 = random_half(dtype, static_cast<size_t>(copies * kHeadN * kHeadK), 3);
+  } else {
+    w32 = random_vec(static_cast<size_t>(copies * kHeadN * kHeadK), 3);
+  }
+  const std::vector<float> x = random_vec(static_cast<size_t>(kHeadK), 1);
+  std::vector<float> y(static_cast<size_t>(kHeadN));
+  int64_t i = 0;
+  const double t0 = now_s();
+  for (auto _ : state) {
+    if (es == 2) {
+      gptq::backend::dense16_gemv(dtype, w16.data() + i * kHeadN * kHeadK, kHeadN, kHeadK,
+                                  x.data(), y.data());
+    } else {
+      gptq::backend::dense_gemv(w32.data() + i * kHeadN * kHeadK, kHeadN, kHeadK, x.data(),
+                                y.data());
+    }
+    benchmark::DoNotOptimize(y.data());
+    if (++i == copies) i = 0;
+  }
+  g_last_elapsed = now_s() - t0;
+  const double per_call = g_last_elapsed / static_cast<double>(state.iterations());
+  const double gbs = static_cast<double>(bytes) / per_call / 1e9;
+  state.counters["GB/s"] = gbs;
+  state.counters["us"] = per_call * 1e6;
+  record_rate(head_key(gptq::dtype_name(dtype), "", threads), gbs);
+  record_time(head_key(gptq::dtype_name(dtype), "_us", threads), per_call * 1e6);
+}
+
 // ---- prefill ----
 void BM_QGemm(benchmark::State& state, const LinearShape* s) {
   const int threads = static_cast<int>(state.range(0));
@@ -245,6 +315,14 @@ void register_all() {
       ->Arg(2)
       ->UseRealTime()
       ->MinTime(0.5);
+  for (const gptq::DType dt : {gptq::DType::kBF16, gptq::DType::kF16, gptq::DType::kF32}) {
+    benchmark::RegisterBenchmark(("DenseHeadGemv/" + std::string(gptq::dtype_name(dt))).c_str(),
+                                 BM_DenseHeadGemv, dt)
+        ->Arg(1)
+        ->Arg(2)
+        ->UseRealTime()
+        ->MinTime(0.5);
+  }
   for (const LinearShape& s : kShapes) {
     const std::string n = s.name;
     benchmark::RegisterBenchmark(("QGemv/" + n).c_str(), BM_QGemv, &s, false)
@@ -310,6 +388,16 @@ void print_summary() {
         "whole model, quantized linears only: decode %.1f tok/s (fp32 sgemv %.1f tok/s); "
         "prefill pp%lld %.1f tok/s\n",
         1e6 / q_us, 1e6 / s_us, static_cast<long long>(kPrefillRows), kPrefillRows / q_flop_s);
+    const double f32_us = get(head_key("F32", "_us", t));
+    for (const char* dt : {"BF16", "F16"}) {
+      const double gbs = get(head_key(dt, "", t));
+      const double us = get(head_key(dt, "_us", t));
+      std::printf(
+          "lm_head %lldx%lld %-4s GEMV (cold): %6.1f GB/s = %.2f of read_bw, %7.0f us; fp32 "
+          "dense_gemv %7.0f us (%.1f GB/s): %.2fx faster\n",
+          static_cast<long long>(kHeadN), static_cast<long long>(kHeadK), dt, gbs, gbs / bw, us,
+          f32_us, get(head_key("F32", "", t)), f32_us / us);
+    }
   }
 }
 

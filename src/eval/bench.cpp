@@ -82,8 +82,9 @@ BenchResult benchmark(const CausalLM& model, const BenchOptions& opts) {
   }
   r.prefill_tok_s = best_pp;
   r.decode_tok_s = best_tg;
-  uint64_t bytes = impl.weights.head().size() * sizeof(float) + impl.weights.final_norm.size() * sizeof(float) +
-                   static_cast<uint64_t>(impl.cfg.hidden_size) * sizeof(float);  // one embedding row
+  const auto& embed = impl.weights.embed;
+  uint64_t bytes = impl.weights.head().weight_bytes() + impl.weights.final_norm.size() * sizeof(float) +
+                   embed.weight_bytes() / static_cast<uint64_t>(embed.n());  // one embedding row
   for (const auto& b : impl.weights.blocks) {
     for (const auto& l : b.linears) bytes += l.weight_bytes();
     for (const auto& n : b.norms) bytes += n.size() * sizeof(float);

@@ -118,6 +118,11 @@ class TensorStore {
   // The tensor as fp32 (from F32, F16, BF16 or F64), checked against an expected shape when one
   // is given (Error(kShape): tensor, expected, found).
   std::vector<float> read_f32(std::string_view name, const Shape& expect = {}) const;
+  // The raw elements of a BF16 or F16 tensor (2 bytes each, little-endian as stored), copied out
+  // of the mapping (whose data may be unaligned) into an owned buffer, then released as read_f32
+  // does. Checked against an expected shape when one is given (Error(kShape): tensor, expected,
+  // found); Error(kShape) naming the tensor for any other dtype.
+  std::vector<uint16_t> read_16bit(std::string_view name, const Shape& expect = {}) const;
   // Drops a tensor's pages from the resident set (see MappedFile::release); read_f32 does this
   // itself after converting.
   void release(const TensorInfo& t) const;

@@ -1,6 +1,7 @@
 // A model folder's tensors: one file or the shards of model.safetensors.index.json.
 #include <fmt/format.h>
 
+#include <cstring>
 #include <set>
 #include <system_error>
 
@@ -190,13 +191,36 @@ std::vector<std::string> TensorStore::names() const {
   return out;  // std::map order: sorted
 }
 
-std::vector<float> TensorStore::read_f32(std::string_view name, const Shape& expect) const {
-  const TensorInfo& t = get(name);
+namespace {
+
+void check_shape(const TensorInfo& t, std::string_view name, const Shape& expect) {
   if (!expect.empty() && t.shape != expect) {
     throw Error(ErrorKind::kShape,
                 fmt::format("{}: tensor \"{}\": expected shape {}, found {}", t.file->string(),
                             clip(name), shape_str(expect), shape_str(t.shape)));
   }
+}
+
+}  // namespace
+
+std::vector<uint16_t> TensorStore::read_16bit(std::string_view name, const Shape& expect) const {
+  const TensorInfo& t = get(name);
+  check_shape(t, name, expect);
+  if (t.dtype != DType::kBF16 && t.dtype != DType::kF16) {
+    throw Error(ErrorKind::kShape,
+                fmt::format("{}: tensor \"{}\": expected a 16-bit float dtype (BF16, F16), found {}",
+                            t.file->string(), clip(name), dtype_name(t.dtype)));
+  }
+  // numel * 2 was checked against the file, so this allocation is bounded by it.
+  std::vector<uint16_t> out(static_cast<size_t>(t.numel()));
+  std::memcpy(out.data(), t.data, out.size() * sizeof(uint16_t));
+  release(t);
+  return out;
+}
+
+std::vector<float> TensorStore::read_f32(std::string_view name, const Shape& expect) const {
+  const TensorInfo& t = get(name);
+  check_shape(t, name, expect);
   if (!is_float_dtype(t.dtype)) {
     throw Error(ErrorKind::kShape,
                 fmt::format("{}: tensor \"{}\": expected a float dtype (F32, F16, BF16, F64), "

@@ -39,11 +39,14 @@ CausalLM CausalLM::from_pretrained(const std::filesystem::path& dir, const Quant
   }
   impl->store = std::make_unique<io::TensorStore>(io::TensorStore::open_dir(dir));
   const auto& desc = impl->decoder->desc();
-  model::load_globals(*impl->store, impl->cfg, desc, &impl->weights);
+  // Inference keeps dense weights stored as BF16/F16 in 16 bits (a decode step is bound by the
+  // bytes of weights it reads); quantize() widens each block to fp32 before solving it.
+  model::load_globals(*impl->store, impl->cfg, desc, &impl->weights, model::DenseStorage::kStored);
   const int64_t L = impl->cfg.num_hidden_layers;
   impl->weights.blocks.reserve(L);
   for (int64_t l = 0; l < L; ++l) {
-    impl->weights.blocks.push_back(model::load_block(*impl->store, impl->cfg, desc, static_cast<int>(l), opts.dequantize));
+    impl->weights.blocks.push_back(model::load_block(*impl->store, impl->cfg, desc, static_cast<int>(l),
+                                                     opts.dequantize, model::DenseStorage::kStored));
     if (opts.progress) opts.progress({"load", l + 1, L, fmt::format("layer {}", l)});
   }
   return CausalLM(std::move(impl));

@@ -57,7 +57,7 @@ void Decoder::embed(const ModelWeights& w, const int32_t* tokens, int64_t t, flo
                   fmt::format("token id {} at position {} is outside the vocabulary [0, {})", tokens[i], i,
                               cfg_.vocab_size));
     }
-    std::memcpy(hidden + i * d, w.embed.data() + static_cast<int64_t>(tokens[i]) * d, d * sizeof(float));
+    w.embed.row(tokens[i], hidden + i * d);  // fp32 or 16-bit rows: converted here
   }
 }
 
@@ -213,18 +213,12 @@ void Decoder::block_forward(const BlockWeights& b, int64_t layer, float* hidden,
 }
 
 void Decoder::logits(const ModelWeights& w, const float* hidden, int64_t t, int64_t rows, float* out) const {
-  const int64_t D = cfg_.hidden_size, V = cfg_.vocab_size;
+  const int64_t D = cfg_.hidden_size;
   rows = std::min(rows, t);
   std::vector<float> x(static_cast<size_t>(rows * D));
   rms_norm(hidden + (t - rows) * D, w.final_norm.data(), rows, x.data());
-  const auto& head = w.head();
-  if (rows == 1) {
-    backend::dense_gemv(head.data(), V, D, x.data(), out);
-  } else {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows), static_cast<int>(V),
-                static_cast<int>(D), 1.0f, x.data(), static_cast<int>(D), head.data(), static_cast<int>(D), 0.0f,
-                out, static_cast<int>(V));
-  }
+  // [rows, D] x [V, D]^T: dense_gemv / sgemm for an fp32 head, dense16_gemm for a 16-bit one.
+  w.head().forward(x.data(), rows, out);
 }
 
 void Decoder::forward(const ModelWeights& w, const int32_t* tokens, int64_t t, KVCache& cache,

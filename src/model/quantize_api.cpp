@@ -42,8 +42,7 @@ QuantizeReport CausalLM::quantize(const std::vector<std::vector<int32_t>>& examp
     }
   }
   model::QuantizationPipeline pipe(*im.decoder, im.qcfg, examples);
-  const int64_t D = im.cfg.hidden_size;
-  pipe.start([&](int32_t id, float* row) { std::copy_n(im.weights.embed.data() + id * D, D, row); });
+  pipe.start([&](int32_t id, float* row) { im.weights.embed.row(id, row); });
   QuantizeReport rep;
   rep.layers = im.cfg.num_hidden_layers;
   rep.calibration_tokens = pipe.tokens();

@@ -201,6 +201,10 @@ LayerResult QuantizationPipeline::quantize_layer(int64_t layer, BlockWeights& bl
   const auto& desc = dec_.desc();
   const int64_t L = dec_.config().num_hidden_layers;
   const bool rtn = q_.method == "rtn";
+  // The solver reads and rewrites fp32 weights, and calibration must see the same fp32 weights
+  // whether the block was loaded for quantizing (fp32) or for inference (16-bit, the in-memory
+  // API): widen 16-bit linears first (exact).
+  for (Linear& lin : block.linears) lin.widen_to_fp32();
   std::vector<std::vector<Role>> groups = desc.sequential_groups;
   if (!q_.true_sequential) {
     // All linears see inputs computed by the unquantized layer: one pass collects every Hessian.

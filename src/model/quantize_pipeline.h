@@ -39,7 +39,8 @@ class QuantizationPipeline {
   void start(const std::function<void(int32_t, float*)>& embed_row);
 
   // Quantizes block `layer` in place (dense weights replaced by their dequantized values) and
-  // advances the hidden states through the quantized block.
+  // advances the hidden states through the quantized block. Dense 16-bit linears are widened to
+  // fp32 first, so the result does not depend on how the block was loaded.
   LayerResult quantize_layer(int64_t layer, BlockWeights& block, const ProgressCallback& progress = {});
 
   // Advances the hidden states through a block without quantizing it (resumed layers).

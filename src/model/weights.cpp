@@ -20,8 +20,34 @@ std::array<int64_t, 2> linear_shape(const config::ModelConfig& c, arch::Role r) 
   return {0, 0};
 }
 
+namespace {
+
+// "<module>.weight" [n, k] (and "<module>.bias" [n] when `bias`) as a dense Linear: the weight
+// in 16 bits when asked for and stored so (the bias always fp32), else fp32.
+Linear load_dense(const io::TensorStore& store, const std::string& module, int64_t n, int64_t k,
+                  bool bias, DenseStorage dense) {
+  const std::string name = module + ".weight";
+  const io::TensorInfo& t = store.get(name);
+  const bool keep16 =
+      dense == DenseStorage::kStored && (t.dtype == DType::kBF16 || t.dtype == DType::kF16);
+  std::vector<float> w;
+  std::vector<uint16_t> w16;
+  if (keep16) {
+    w16 = store.read_16bit(name, {n, k});
+  } else {
+    w = store.read_f32(name, {n, k});
+  }
+  std::vector<float> b;
+  if (bias) b = store.read_f32(module + ".bias", {n});
+  if (keep16) return Linear::dense16(n, k, t.dtype, std::move(w16), std::move(b));
+  return Linear::dense(n, k, std::move(w), std::move(b));
+}
+
+}  // namespace
+
 BlockWeights load_block(const io::TensorStore& store, const config::ModelConfig& cfg,
-                        const arch::ArchDesc& desc, int layer, bool dequantize_quantized) {
+                        const arch::ArchDesc& desc, int layer, bool dequantize_quantized,
+                        DenseStorage dense) {
   BlockWeights b;
   for (const auto& sl : desc.sublayers) {
     b.norms.push_back(store.read_f32(desc.block_module(layer, sl.norm) + ".weight", {cfg.hidden_size}));
@@ -39,22 +65,19 @@ BlockWeights load_block(const io::TensorStore& store, const config::ModelConfig&
                               "(and there is no quantize_config.json)",
                               store.dir().string(), module));
     }
-    std::vector<float> w = store.read_f32(module + ".weight", {n, k});
-    std::vector<float> bias;
-    if (ld.bias) bias = store.read_f32(module + ".bias", {n});
-    b.at(ld.role) = Linear::dense(n, k, std::move(w), std::move(bias));
+    b.at(ld.role) = load_dense(store, module, n, k, ld.bias, dense);
   }
   return b;
 }
 
 void load_globals(const io::TensorStore& store, const config::ModelConfig& cfg, const arch::ArchDesc& desc,
-                  ModelWeights* w) {
-  w->embed = store.read_f32(desc.embed + ".weight", {cfg.vocab_size, cfg.hidden_size});
+                  ModelWeights* w, DenseStorage dense) {
+  w->embed = load_dense(store, desc.embed, cfg.vocab_size, cfg.hidden_size, false, dense);
   w->final_norm = store.read_f32(desc.final_norm + ".weight", {cfg.hidden_size});
   const bool has_head = store.find(desc.lm_head + ".weight") != nullptr;
   if (has_head) {
     // A tied model may still store a copy; we use it either way (it equals the embedding then).
-    w->lm_head = store.read_f32(desc.lm_head + ".weight", {cfg.vocab_size, cfg.hidden_size});
+    w->lm_head = load_dense(store, desc.lm_head, cfg.vocab_size, cfg.hidden_size, false, dense);
   } else if (!cfg.tie_word_embeddings) {
     throw Error(ErrorKind::kShape,
                 fmt::format("{}: tensor \"{}.weight\" is missing, and config.json does not set "

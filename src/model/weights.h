@@ -25,25 +25,36 @@ struct BlockWeights {
   const Linear& at(arch::Role r) const { return linears[role_index(r)]; }
 };
 
+// How dense weights stored as BF16 or F16 are held once loaded. F32 (and F64) tensors always
+// become fp32; quantized linears are unaffected.
+enum class DenseStorage {
+  kFp32,    // widened to fp32: what the quantizer's solver and calibration work on
+  kStored,  // kept in the stored 16-bit dtype (inference: a decode step reads half the bytes)
+};
+
 struct ModelWeights {
-  std::vector<float> embed;       // [vocab, hidden]
+  Linear embed;                   // [vocab, hidden], dense (fp32 or 16-bit); rows are looked up
   std::vector<float> final_norm;  // [hidden]
-  std::vector<float> lm_head;     // [vocab, hidden]; empty when tied to embed
+  Linear lm_head;                 // [vocab, hidden], dense; empty when tied to embed
   std::vector<BlockWeights> blocks;
 
-  const std::vector<float>& head() const { return lm_head.empty() ? embed : lm_head; }
+  // The logits projection: lm_head, or the embedding when tied. head().forward(x, rows, logits).
+  const Linear& head() const { return lm_head.empty() ? embed : lm_head; }
 };
 
 // Expected [N, K] of a linear by role, from the config.
 std::array<int64_t, 2> linear_shape(const config::ModelConfig& cfg, arch::Role r);
 
-// Loads block `layer`. Dense linears come from "<module>.weight" (F32/F16/BF16); quantized ones
-// (when cfg.quant is set and "<module>.qweight" exists) become backend kernels. Every tensor's
-// shape is checked against the config (Error(kShape): tensor, expected, found).
+// Loads block `layer`. Dense linears come from "<module>.weight" (F32/F16/BF16, held as `dense`
+// says); quantized ones (when cfg.quant is set and "<module>.qweight" exists) become backend
+// kernels. Every tensor's shape is checked against the config (Error(kShape): tensor, expected,
+// found).
 BlockWeights load_block(const io::TensorStore& store, const config::ModelConfig& cfg,
-                        const arch::ArchDesc& desc, int layer, bool dequantize_quantized = false);
-// Loads embeddings, final norm and lm_head (checking tied vs. untied against the config).
+                        const arch::ArchDesc& desc, int layer, bool dequantize_quantized = false,
+                        DenseStorage dense = DenseStorage::kFp32);
+// Loads embeddings, final norm and lm_head (checking tied vs. untied against the config); the
+// embedding and lm_head are held as `dense` says.
 void load_globals(const io::TensorStore& store, const config::ModelConfig& cfg, const arch::ArchDesc& desc,
-                  ModelWeights* w);
+                  ModelWeights* w, DenseStorage dense = DenseStorage::kFp32);
 
 }  // namespace gptq::model
