@@ -21,6 +21,11 @@ struct LoadOptions {
   // GPTQ checkpoints: run dequantized fp32 weights instead of the quantized kernels (a
   // reference for checking the kernels; uses 8x the memory of 4-bit weights).
   bool dequantize = false;
+  // The output projection (lm_head, or the tied embedding's copy used as one): 0 keeps it as
+  // stored (16-bit for BF16/F16 checkpoints); 8 rounds a copy to 8 bits at load (symmetric,
+  // fp16 scales per 128 inputs), which halves the largest single read of a decode step at a small
+  // cost in logits (README: speed and quality tables). Other values: Error(kArgument).
+  int lm_head_bits = 0;
 };
 
 struct ModelInfo {

@@ -7,6 +7,7 @@
 #include "core/parallel.h"
 #include "gptq/error.h"
 #include "model/causal_lm_impl.h"
+#include "model/head_quant.h"
 
 namespace gptq {
 
@@ -23,6 +24,10 @@ CausalLM CausalLM::from_pretrained(const std::filesystem::path& dir, const Quant
                                    const LoadOptions& opts) {
   if (!std::filesystem::is_directory(dir)) {
     throw Error(ErrorKind::kIo, fmt::format("{}: not a folder (expected a Hugging Face model folder)", dir.string()));
+  }
+  if (opts.lm_head_bits != 0 && opts.lm_head_bits != 8) {
+    throw Error(ErrorKind::kArgument,
+                fmt::format("lm_head bits must be 0 (as stored) or 8, got {}", opts.lm_head_bits));
   }
   core::set_num_threads(opts.threads);
   auto impl = std::make_unique<Impl>();
@@ -42,6 +47,12 @@ CausalLM CausalLM::from_pretrained(const std::filesystem::path& dir, const Quant
   // Inference keeps dense weights stored as BF16/F16 in 16 bits (a decode step is bound by the
   // bytes of weights it reads); quantize() widens each block to fp32 before solving it.
   model::load_globals(*impl->store, impl->cfg, desc, &impl->weights, model::DenseStorage::kStored);
+  if (opts.lm_head_bits == 8) {
+    model::Linear head = impl->weights.head();  // a copy: the embedding stays for lookups
+    head.widen_to_fp32();
+    impl->weights.lm_head = model::Linear::quantized(
+        model::round_to_8bit(head.weight().data(), head.n(), head.k(), desc.lm_head + " (8-bit copy)"));
+  }
   const int64_t L = impl->cfg.num_hidden_layers;
   impl->weights.blocks.reserve(L);
   for (int64_t l = 0; l < L; ++l) {

@@ -102,8 +102,31 @@ TEST(Cli, ErrorsExitNonZeroWithAMessage) {
   EXPECT_EQ(r.status, 1);
   EXPECT_NE(r.err.find("calibration tokens"), std::string::npos) << r.err;
   EXPECT_FALSE(std::filesystem::exists("/tmp/never-written"));
+  r = run("generate -m " + kModel + " -p hi --lm-head-bits 4");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.err.find("--lm-head-bits"), std::string::npos) << r.err;
   r = run("nosuchcommand");
   EXPECT_NE(r.status, 0);
+}
+
+// --lm-head-bits 8 reaches the model: the 8-bit head changes the perplexity a little (see
+// tests/model/head_quant_test.cpp for the bound), and bench reports fewer bytes per token.
+TEST(Cli, LmHeadBits8) {
+  const std::string ppl = "perplexity -m " + kModel + " -f " +
+                          (test::data_dir() / "text" / "tinystories-eval.txt").string() +
+                          " -c 256 --chunks 16 --json -t 1";
+  auto a = run(ppl), b = run(ppl + " --lm-head-bits 8");
+  ASSERT_EQ(a.status, 0) << a.err;
+  ASSERT_EQ(b.status, 0) << b.err;
+  const double pa = nlohmann::json::parse(a.out)["ppl"], pb = nlohmann::json::parse(b.out)["ppl"];
+  EXPECT_NE(pa, pb);
+  EXPECT_NEAR(pa, pb, 5e-3 * pa);
+  a = run("bench -m " + kModel + " -p 8 -n 4 --json -t 1");
+  b = run("bench -m " + kModel + " -p 8 -n 4 --json -t 1 --lm-head-bits 8");
+  ASSERT_EQ(a.status, 0) << a.err;
+  ASSERT_EQ(b.status, 0) << b.err;
+  EXPECT_LT(nlohmann::json::parse(b.out)["weight_bytes"].get<double>(),
+            nlohmann::json::parse(a.out)["weight_bytes"].get<double>());
 }
 
 }  // namespace

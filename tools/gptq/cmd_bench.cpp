@@ -11,6 +11,7 @@ Runner add_bench(CLI::App& app) {
     std::string model;
     BenchOptions b;
     int threads = 0;
+    int lm_head_bits = 0;
     bool json = false;
   };
   auto a = std::make_shared<Args>();
@@ -21,9 +22,11 @@ Runner add_bench(CLI::App& app) {
   cmd->add_option("-r,--repetitions", a->b.repetitions, "repetitions (best is reported)")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_flag("--json", a->json, "print one JSON object");
   add_threads(cmd, &a->threads);
+  add_lm_head_bits(cmd, &a->lm_head_bits);
   return [a]() {
     LoadOptions lo;
     lo.threads = a->threads;
+    lo.lm_head_bits = a->lm_head_bits;
     lo.progress = terminal_progress();
     auto model = CausalLM::from_pretrained(a->model, lo);
     const auto r = benchmark(model, a->b);

@@ -10,6 +10,7 @@ Runner add_generate(CLI::App& app) {
     std::string model, prompt;
     GenerateOptions g;
     int threads = 0;
+    int lm_head_bits = 0;
   };
   auto a = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("generate", "continue a prompt; prints the prompt and the continuation");
@@ -23,9 +24,11 @@ Runner add_generate(CLI::App& app) {
   cmd->add_option("--seed", a->g.seed, "random seed")->capture_default_str();
   cmd->add_flag("--ignore-eos", a->g.ignore_eos, "do not stop at an end-of-sequence token");
   add_threads(cmd, &a->threads);
+  add_lm_head_bits(cmd, &a->lm_head_bits);
   return [a]() {
     LoadOptions lo;
     lo.threads = a->threads;
+    lo.lm_head_bits = a->lm_head_bits;
     lo.progress = terminal_progress();
     auto model = CausalLM::from_pretrained(a->model, lo);
     std::fputs(a->prompt.c_str(), stdout);

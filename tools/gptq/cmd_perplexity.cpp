@@ -14,6 +14,7 @@ Runner add_perplexity(CLI::App& app) {
     PerplexityOptions p;
     bool json = false;
     int threads = 0;
+    int lm_head_bits = 0;
   };
   auto a = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("perplexity", "perplexity of a text file (GPTQ-paper convention by default)");
@@ -24,6 +25,7 @@ Runner add_perplexity(CLI::App& app) {
   cmd->add_option("--chunks", a->p.max_windows, "evaluate only the first N windows (-1: all)")->capture_default_str();
   cmd->add_flag("--json", a->json, "print one JSON object of metrics");
   add_threads(cmd, &a->threads);
+  add_lm_head_bits(cmd, &a->lm_head_bits);
   return [a]() {
     std::ifstream f(a->file, std::ios::binary);
     if (!f) throw Error(ErrorKind::kIo, a->file + ": cannot read");
@@ -31,6 +33,7 @@ Runner add_perplexity(CLI::App& app) {
     ss << f.rdbuf();
     LoadOptions lo;
     lo.threads = a->threads;
+    lo.lm_head_bits = a->lm_head_bits;
     lo.progress = terminal_progress();
     auto model = CausalLM::from_pretrained(a->model, lo);
     const auto r = model.perplexity(ss.str(), a->p, terminal_progress());

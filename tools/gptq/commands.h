@@ -21,4 +21,12 @@ inline void add_threads(CLI::App* cmd, int* threads) {
   cmd->add_option("-t,--threads", *threads, "threads (0: all cores)")->check(CLI::Range(0, 1024));
 }
 
+inline void add_lm_head_bits(CLI::App* cmd, int* bits) {
+  cmd->add_option("--lm-head-bits", *bits,
+                  "0: run the lm_head as stored; 8: round a copy to 8 bits at load (faster decode, "
+                  "logits change slightly)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({0, 8}));
+}
+
 }  // namespace gptq::cli
