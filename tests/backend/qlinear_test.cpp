@@ -248,7 +248,7 @@ double tolerance(Isa isa) { return isa == Isa::kScalar ? 5e-7 : 4e-6; }
 // Relative to sum |W x| this is ~1e-4 here (row max ~4, mean |x| ~0.8), still 10x below what a
 // wrong code, scale or zero point produces. Every other path computes with x as given.
 double x_rounding(Isa isa, int bits, int64_t m) {
-  return isa == Isa::kAvx2 && bits != 3 && m <= 4 ? 1.0 / 65534.0 : 0.0;
+  return uses_avx2(isa) && bits != 3 && m <= 4 ? 1.0 / 65534.0 : 0.0;
 }
 
 // ---- the big parameterized comparison: ISA x bits x group x sym x v1/v2 x act-order x m x shape
@@ -303,7 +303,7 @@ std::string param_name(const ::testing::TestParamInfo<Params>& info) {
 
 INSTANTIATE_TEST_SUITE_P(
     All, QLinearVsReference,
-    ::testing::Combine(::testing::Values(Isa::kScalar, Isa::kAvx2), ::testing::Values(2, 3, 4, 8),
+    ::testing::Combine(::testing::Values(Isa::kScalar, Isa::kAvx2, Isa::kAvxVnni), ::testing::Values(2, 3, 4, 8),
                        ::testing::Values(-1, 32, 64, 128), ::testing::Bool(), ::testing::Bool(),
                        ::testing::Bool(), ::testing::Values(1, 3, 17, 64),
                        // K, N multiples of 32 but not of 64/128; K = 96 with g = 128 is one partial
@@ -315,7 +315,7 @@ INSTANTIATE_TEST_SUITE_P(
 
 // Every row count of the GEMM microkernel remainder (m % 6) and of the GEMV (m <= 4).
 TEST(QLinear, EveryRowCountOnEveryIsa) {
-  for (Isa isa : {Isa::kScalar, Isa::kAvx2}) {
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvxVnni}) {
     if (skip_isa(isa)) continue;
     IsaScope scope(isa);
     for (int bits : {3, 4}) {
@@ -343,7 +343,7 @@ TEST(QLinear, EveryRowCountOnEveryIsa) {
 
 // Group sizes that are not multiples of 32 make the packer pad each group; g_idx omitted means k/g.
 TEST(QLinear, GroupsThatNeedPaddingAndImplicitGIdx) {
-  for (Isa isa : {Isa::kScalar, Isa::kAvx2}) {
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvxVnni}) {
     if (skip_isa(isa)) continue;
     IsaScope scope(isa);
     for (int group : {16, 48, 100}) {
@@ -377,7 +377,7 @@ TEST(QLinear, GroupsThatNeedPaddingAndImplicitGIdx) {
 // Results must not depend on the thread count (bit for bit), on either ISA and either kernel.
 TEST(QLinear, ThreadCountDoesNotChangeResults) {
   const int saved = core::num_threads();
-  for (Isa isa : {Isa::kScalar, Isa::kAvx2}) {
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvxVnni}) {
     if (skip_isa(isa)) continue;
     IsaScope scope(isa);
     for (int bits : {2, 3, 4, 8}) {
@@ -413,8 +413,9 @@ TEST(QLinear, ThreadCountDoesNotChangeResults) {
 // fp32 summation error, so the tolerance is the tight one; a wrong pair layout, a dropped unit
 // scale or a zero-point term computed from the unrounded x would all fail it.
 TEST(QLinear, Int16DecodeEqualsProductWithRoundedX) {
-  if (skip_isa(Isa::kAvx2)) GTEST_SKIP() << "CPU lacks avx2";
-  IsaScope scope(Isa::kAvx2);
+  for (Isa isa : {Isa::kAvx2, Isa::kAvxVnni}) {
+  if (skip_isa(isa)) continue;
+  IsaScope scope(isa);
   for (int bits : {2, 4, 8}) {
     for (int group : {-1, 32, 128}) {
       LayerSpec spec;
@@ -444,10 +445,42 @@ TEST(QLinear, Int16DecodeEqualsProductWithRoundedX) {
         }
         std::vector<float> y(static_cast<size_t>(m * spec.n));
         q.forward(x.data(), m, y.data());
-        expect_matches_reference(l, xr, m, y, tolerance(Isa::kAvx2),
-                                 "bits=" + std::to_string(bits) + " g=" + std::to_string(group) +
-                                     " m=" + std::to_string(m));
+        expect_matches_reference(l, xr, m, y, tolerance(isa),
+                                 std::string(isa_name(isa)) + " bits=" + std::to_string(bits) +
+                                     " g=" + std::to_string(group) + " m=" + std::to_string(m));
       }
+    }
+  }
+  }
+}
+
+// vpdpwssd and vpmaddwd + vpaddd compute the same exact integer sums: the two decode kernels must
+// agree bit for bit.
+TEST(QLinear, AvxVnniDecodeEqualsAvx2Decode) {
+  if (skip_isa(Isa::kAvxVnni)) GTEST_SKIP() << "CPU lacks avxvnni";
+  for (int bits : {2, 4, 8}) {
+    LayerSpec spec;
+    spec.k = 640;
+    spec.n = 96;
+    spec.bits = bits;
+    spec.group_size = 128;
+    spec.act_order = true;
+    spec.sym = false;
+    const Layer l = make_layer(spec);
+    const QLinear q = QLinear::create(l.view(), "layer");
+    for (int64_t m = 1; m <= 4; ++m) {
+      const std::vector<float> x = random_x(m, spec.k, static_cast<uint32_t>(m * 7 + bits));
+      std::vector<float> a(static_cast<size_t>(m * spec.n)), b(a.size());
+      {
+        IsaScope scope(Isa::kAvx2);
+        q.forward(x.data(), m, a.data());
+      }
+      {
+        IsaScope scope(Isa::kAvxVnni);
+        q.forward(x.data(), m, b.data());
+      }
+      EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float)))
+          << "bits=" << bits << " m=" << m;
     }
   }
 }
@@ -456,7 +489,7 @@ TEST(QLinear, Int16DecodeEqualsProductWithRoundedX) {
 // (the integer path cannot carry them, so it routes them through the unit scale); values below
 // 1e-30 next to zeros must not produce NaN (32767 / max would overflow).
 TEST(QLinear, NonFiniteAndTinyActivations) {
-  for (Isa isa : {Isa::kScalar, Isa::kAvx2}) {
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvxVnni}) {
     if (skip_isa(isa)) continue;
     IsaScope scope(isa);
     for (int bits : {2, 3, 4, 8}) {
@@ -631,6 +664,9 @@ TEST(Isa, EnvironmentValues) {
   EXPECT_EQ(isa_from_env_value("scalar"), Isa::kScalar);
   expect_error([] { isa_from_env_value("avx512"); }, ErrorKind::kArgument,
                {"GPTQ_FORCE_ISA", "avx512"});
+  if (cpu_supports(Isa::kAvxVnni)) {
+    EXPECT_EQ(isa_from_env_value("avxvnni"), Isa::kAvxVnni);
+  }
   if (cpu_supports(Isa::kAvx2)) {
     EXPECT_EQ(isa_from_env_value("avx2"), Isa::kAvx2);
   } else {

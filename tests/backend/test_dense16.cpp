@@ -251,7 +251,7 @@ TEST(Dense16, GemmMatchesSgemmOnWidenedWeights) {
 TEST(Dense16, WidenEveryBitPattern) {
   std::vector<uint16_t> all(65536);
   for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<uint16_t>(i);
-  for (Isa isa : {Isa::kScalar, Isa::kAvx2}) {
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvxVnni}) {
     if (!cpu_supports(isa)) continue;
     Dense16IsaScope scope(isa);
     for (DType dtype : {DType::kBF16, DType::kF16}) {

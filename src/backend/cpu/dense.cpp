@@ -103,7 +103,7 @@ constexpr int64_t kPanelBytes = int64_t{16} << 20;
 
 void dense16_gemv(DType dtype, const uint16_t* w, int64_t n, int64_t k, const float* x, float* y) {
   const Half h = check_args(dtype, n, k, 1, "dense16_gemv");
-  const bool avx2 = active_isa() == Isa::kAvx2;
+  const bool avx2 = uses_avx2(active_isa());
   const int64_t chunks = (n + kChunkRows - 1) / kChunkRows;
   core::parallel_for(chunks, [&](int64_t c0, int64_t c1) {
     const int64_t r0 = c0 * kChunkRows, r1 = std::min(n, c1 * kChunkRows);
@@ -148,7 +148,7 @@ void dense16_gemm(DType dtype, const uint16_t* w, int64_t n, int64_t k, const fl
 
 void widen16(DType dtype, const uint16_t* src, int64_t count, float* dst) {
   const Half h = check_args(dtype, count, 0, 0, "widen16");
-  if (active_isa() == Isa::kAvx2) {
+  if (uses_avx2(active_isa())) {
     detail::widen16_avx2(h, src, count, dst);
   } else {
     detail::widen16_scalar(h, src, count, dst);

@@ -20,7 +20,9 @@ Isa detect() {
     core::log_debug("CPU kernels: {} (forced by GPTQ_FORCE_ISA)", isa_name(isa));
     return isa;
   }
-  const Isa isa = cpu_supports(Isa::kAvx2) ? Isa::kAvx2 : Isa::kScalar;
+  const Isa isa = cpu_supports(Isa::kAvxVnni) ? Isa::kAvxVnni
+                  : cpu_supports(Isa::kAvx2)  ? Isa::kAvx2
+                                              : Isa::kScalar;
   core::log_debug("CPU kernels: {}", isa_name(isa));
   return isa;
 }
@@ -33,6 +35,8 @@ std::string_view isa_name(Isa isa) {
       return "scalar";
     case Isa::kAvx2:
       return "avx2";
+    case Isa::kAvxVnni:
+      return "avxvnni";
   }
   return "?";
 }
@@ -50,6 +54,12 @@ bool cpu_supports(Isa isa) {
 #else
       return false;
 #endif
+    case Isa::kAvxVnni:
+#if defined(__x86_64__) || defined(__i386__)
+      return cpu_supports(Isa::kAvx2) && __builtin_cpu_supports("avxvnni");
+#else
+      return false;
+#endif
   }
   return false;
 }
@@ -60,14 +70,18 @@ Isa isa_from_env_value(std::string_view value) {
     isa = Isa::kScalar;
   } else if (value == "avx2") {
     isa = Isa::kAvx2;
+  } else if (value == "avxvnni") {
+    isa = Isa::kAvxVnni;
   } else {
     throw Error(ErrorKind::kArgument,
                 "GPTQ_FORCE_ISA='" + std::string(value) +
-                    "' is not a known instruction set (expected scalar or avx2)");
+                    "' is not a known instruction set (expected scalar, avx2 or avxvnni)");
   }
   if (!cpu_supports(isa)) {
     throw Error(ErrorKind::kUnsupported,
-                "GPTQ_FORCE_ISA=" + std::string(value) + " but this CPU lacks AVX2, FMA or F16C");
+                "GPTQ_FORCE_ISA=" + std::string(value) +
+                    (isa == Isa::kAvxVnni ? " but this CPU lacks AVX2, FMA, F16C or AVX-VNNI"
+                                          : " but this CPU lacks AVX2, FMA or F16C"));
   }
   return isa;
 }

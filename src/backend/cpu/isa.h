@@ -1,5 +1,5 @@
 // Instruction-set selection for the CPU kernels. The set is chosen once, on first use, from CPU
-// detection and the environment variable GPTQ_FORCE_ISA (scalar | avx2); every kernel dispatcher
+// detection and the environment variable GPTQ_FORCE_ISA (scalar | avx2 | avxvnni); every kernel dispatcher
 // reads active_isa() per call, so tests may switch paths inside one process.
 #pragma once
 
@@ -10,13 +10,18 @@ namespace gptq::backend {
 enum class Isa {
   kScalar,  // plain C++ reference kernels, any x86-64 (or any CPU at all)
   kAvx2,    // AVX2 + FMA + F16C (Haswell and later, Zen and later)
+  kAvxVnni, // kAvx2 plus AVX-VNNI (Alder Lake, Sapphire Rapids, Zen 5 and later): the AVX2
+            // kernels, except the int16 decode GEMV, which uses vpdpwssd
 };
 
-// "scalar" or "avx2".
+// "scalar", "avx2" or "avxvnni".
 std::string_view isa_name(Isa isa);
 
 // True when this CPU can run the kernels of `isa`.
 bool cpu_supports(Isa isa);
+
+// True for the ISAs that run the AVX2 kernels (kAvx2 and its supersets).
+inline bool uses_avx2(Isa isa) { return isa != Isa::kScalar; }
 
 // Parses a GPTQ_FORCE_ISA value. Throws Error(kArgument) for an unknown value and
 // Error(kUnsupported) for an ISA this CPU lacks; both messages name the variable and the value.

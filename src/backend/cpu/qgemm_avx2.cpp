@@ -18,15 +18,12 @@
 namespace gptq::backend::detail {
 namespace {
 
-// Calls f.template operator()<I>() for I = B .. E-1, unrolled at compile time so that every
-// shift count and mask below is an immediate or a constant.
-template <int B, int E, typename F>
-inline __attribute__((always_inline)) void static_for(F&& f) {
-  if constexpr (B < E) {
-    f.template operator()<B>();
-    static_for<B + 1, E>(f);
-  }
-}
+#include "backend/cpu/qgemm_common_avx2.inc"
+
+// vpmaddwd, then vpaddd into the int32 sums.
+#define GPTQ_I16_DOT(acc, code, x) _mm256_add_epi32((acc), _mm256_madd_epi16((code), (x)))
+#include "backend/cpu/qgemv_i16_avx2.inc"
+#undef GPTQ_I16_DOT
 
 constexpr int codes_per_word(int bits) { return bits == 3 ? 10 : 32 / bits; }
 
@@ -75,15 +72,6 @@ inline __m256i plain_code(__m256i w) {
 }
 
 // ---------------------------------------------------------------------------------------------
-
-inline __m256 load_fp16x8(const uint16_t* p) {
-  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-}
-
-inline __m256 load_u8x8_as_float(const uint8_t* p) {
-  return _mm256_cvtepi32_ps(
-      _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
-}
 
 // =============================================================================================
 // Decode: GEMV over R <= 4 rows.
@@ -177,14 +165,6 @@ inline __attribute__((always_inline)) void gemv_unit(const uint32_t* const (&wu)
   }
 }
 
-// Software prefetch distance per block stream. The L2 streamer follows the NB block streams, but
-// a core that also converts and multiplies every code keeps too few DRAM requests in flight with it
-// alone. Measured on this machine's Sapphire Rapids cores, cold 4-bit decode, 1 / 2 threads:
-// no prefetch 9.2-9.5 / 17.3-17.9 GB/s; 512 bytes ahead into L1 (4 units at 4 bits) 9.7-11.5 /
-// 18.5-21.9 GB/s; 256 bytes, or 1-4 KB into L2 (T1), land in between.
-constexpr int64_t kGemvPrefetchBytes = 512;
-constexpr auto kGemvPrefetchHint = _MM_HINT_T0;
-
 // Blocks [blk0, blk0 + NB) for R rows: y[r, columns of the blocks] = sum over segments.
 template <int BITS, int R, int NB, int S>
 void gemv_tile(const PackedLayer& w, int64_t blk0, const float* xs, const float* sx, float* y) {
@@ -256,154 +236,6 @@ void gemv_rows(const PackedLayer& w, const float* xs, const float* sx, int64_t m
       return gemv<BITS, 3>(w, xs, sx, y);
     default:
       return gemv<BITS, 4>(w, xs, sx, y);
-  }
-}
-
-// =============================================================================================
-// Decode with 16-bit integer activations (2-, 4- and 8-bit weights).
-//
-// The fp32 GEMV above spends three ALU instructions per code and column (vpand, vcvtdq2ps,
-// vfmadd), two of them on ports 0/1 only: 8 cycles per 32-byte load of 4-bit codes, ~14 GB/s per
-// core here when the weights sit in cache, below the ~15 GB/s one core reads from DRAM. Cold, a
-// core then keeps too few reads in flight and reaches 10-11 GB/s.
-//
-// vpmaddwd multiplies 16 pairs of int16 and adds each pair into an int32: for 4-bit codes, one
-// shift + and leaves the codes of two inputs (p and p + 4 of a word) in the two 16-bit halves of
-// every lane, and one vpmaddwd against the matching pair of activations does 16 multiply-adds.
-// Per 32-byte load: 3 shifts + 4 ands + 4 vpmaddwd + 4 vpaddd = 15 instructions (7 on ports 0/1)
-// instead of 24 (16 on ports 0/1).
-//
-// Accuracy: x is rounded per unit of 32 inputs to d * xi with |xi| <= 32767, a relative error of
-// at most 2^-16 of the unit's largest |x| per input (fp16 scales of the weights carry 2^-11). The
-// products and sums are exact integers: a unit's int32 sum is at most 32 * 255 * 32767 < 2^31.
-// The zero point is applied with sx = sum of d * xi, the rounded x, so the result is
-// sum_k s * (q_k - z) * (d * xi_k) up to fp32 rounding.
-// =============================================================================================
-
-// 2^(bits) - 1 in both 16-bit halves of a lane.
-template <int BITS>
-constexpr int32_t pair_mask() {
-  return static_cast<int32_t>(((1u << BITS) - 1u) * 0x00010001u);
-}
-
-template <int R>
-struct GemvI16Shape;
-// Registers: NB words + R * NB int32 sums + R * NB fp32 sums per segment + R * NB outputs, plus
-// one code and one activation pair, within 16 ymm.
-template <>
-struct GemvI16Shape<1> {
-  static constexpr int kNb = 4;
-};
-template <>
-struct GemvI16Shape<2> {
-  static constexpr int kNb = 2;
-};
-template <>
-struct GemvI16Shape<3> {
-  static constexpr int kNb = 1;
-};
-template <>
-struct GemvI16Shape<4> {
-  static constexpr int kNb = 1;
-};
-
-template <int BITS, int R, int NB>
-void gemv_i16_tile(const PackedLayer& w, int64_t blk0, const int32_t* xq, const float* d,
-                   const float* sx, float* y) {
-  constexpr int kP = 16 / BITS;  // pairs per word
-  constexpr int64_t kUnitWords = int64_t{BITS} * kBlockN;
-  const float zero_offset = static_cast<float>(w.zero_offset);
-  const uint32_t* wb[NB];
-  for (int b = 0; b < NB; ++b) wb[b] = w.words + (blk0 + b) * w.n_units * kUnitWords;
-  __m256 yacc[R][NB];
-  for (int r = 0; r < R; ++r)
-    for (int b = 0; b < NB; ++b) yacc[r][b] = _mm256_setzero_ps();
-
-  for (int64_t s = 0; s < w.n_seg; ++s) {
-    const Segment seg = w.segs[s];
-    __m256 facc[R][NB];
-    for (int r = 0; r < R; ++r)
-      for (int b = 0; b < NB; ++b) facc[r][b] = _mm256_setzero_ps();
-    for (int64_t u = seg.unit_begin; u < seg.unit_end; ++u) {
-      if constexpr (kGemvPrefetchBytes > 0) {
-        for (int b = 0; b < NB; ++b) {
-          const char* next = reinterpret_cast<const char*>(wb[b] + u * kUnitWords);
-          for (int64_t off = 0; off < kUnitWords * 4; off += 64) {
-            _mm_prefetch(next + kGemvPrefetchBytes + off, kGemvPrefetchHint);
-          }
-        }
-      }
-      __m256i iacc[R][NB];
-      for (int r = 0; r < R; ++r)
-        for (int b = 0; b < NB; ++b) iacc[r][b] = _mm256_setzero_si256();
-      static_for<0, BITS>([&]<int T>() {
-        for (int b = 0; b < NB; ++b) {
-          const __m256i wv = _mm256_loadu_si256(
-              reinterpret_cast<const __m256i*>(wb[b] + u * kUnitWords + T * kBlockN));
-          static_for<0, kP>([&]<int P>() {
-            const __m256i code =
-                _mm256_and_si256(P == 0 ? wv : _mm256_srli_epi32(wv, BITS * P),
-                                 _mm256_set1_epi32(pair_mask<BITS>()));
-            for (int r = 0; r < R; ++r) {
-              const __m256i xb = _mm256_set1_epi32(
-                  xq[(r * w.n_units + u) * kPairsPerUnit + T * kP + P]);
-              iacc[r][b] = _mm256_add_epi32(iacc[r][b], _mm256_madd_epi16(code, xb));
-              // Integer adds are associative, and GCC regroups this chain into a tree whose
-              // products all wait on the stack (two stores and loads per vpmaddwd, 20% slower).
-              // An empty asm that "modifies" the sum pins the chain in its written order.
-              asm("" : "+x"(iacc[r][b]));
-            }
-          });
-        }
-      });
-      for (int r = 0; r < R; ++r) {
-        const __m256 du = _mm256_broadcast_ss(d + r * w.n_units + u);
-        for (int b = 0; b < NB; ++b)
-          facc[r][b] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(iacc[r][b]), du, facc[r][b]);
-      }
-    }
-    for (int b = 0; b < NB; ++b) {
-      const int64_t meta = ((blk0 + b) * w.n_seg + s) * kBlockN;
-      const __m256 scale = load_fp16x8(w.scales + meta);
-      const __m256 zero =
-          _mm256_add_ps(load_u8x8_as_float(w.zeros + meta), _mm256_set1_ps(zero_offset));
-      for (int r = 0; r < R; ++r) {
-        const __m256 sum_x = _mm256_broadcast_ss(sx + r * w.n_seg + s);
-        yacc[r][b] =
-            _mm256_fmadd_ps(scale, _mm256_fnmadd_ps(zero, sum_x, facc[r][b]), yacc[r][b]);
-      }
-    }
-  }
-  for (int r = 0; r < R; ++r)
-    for (int b = 0; b < NB; ++b) _mm256_storeu_ps(y + r * w.n + (blk0 + b) * kBlockN, yacc[r][b]);
-}
-
-// Blocks per chunk of the dynamic schedule: 64 columns, 64 KB of 4-bit weights at K = 2048
-// (~4 us per core), a multiple of every tile width.
-constexpr int64_t kGemvChunkBlocks = 8;
-
-template <int BITS, int R>
-void gemv_i16(const PackedLayer& w, const int32_t* xq, const float* d, const float* sx, float* y) {
-  constexpr int kNb = GemvI16Shape<R>::kNb;
-  core::parallel_for_dynamic(w.n_blocks, kGemvChunkBlocks, [&](int64_t b0, int64_t b1) {
-    int64_t b = b0;
-    for (; b + kNb <= b1; b += kNb) gemv_i16_tile<BITS, R, kNb>(w, b, xq, d, sx, y);
-    for (; b < b1; ++b) gemv_i16_tile<BITS, R, 1>(w, b, xq, d, sx, y);
-  });
-}
-
-template <int BITS>
-void gemv_i16_rows(const PackedLayer& w, const int32_t* xq, const float* d, const float* sx,
-                   int64_t m, float* y) {
-  switch (m) {
-    case 1:
-      return gemv_i16<BITS, 1>(w, xq, d, sx, y);
-    case 2:
-      return gemv_i16<BITS, 2>(w, xq, d, sx, y);
-    case 3:
-      return gemv_i16<BITS, 3>(w, xq, d, sx, y);
-    default:
-      return gemv_i16<BITS, 4>(w, xq, d, sx, y);
   }
 }
 

@@ -93,5 +93,8 @@ void qgemv_i16_prepare_avx2(const PackedLayer& w, const float* xp, int64_t m, in
                             float* sx);
 void qgemv_i16_avx2(const PackedLayer& w, const int32_t* xq, const float* d, const float* sx,
                     int64_t m, float* y);
+// The same with vpdpwssd (qgemm_avxvnni.cpp); identical results (exact integer sums).
+void qgemv_i16_avxvnni(const PackedLayer& w, const int32_t* xq, const float* d, const float* sx,
+                       int64_t m, float* y);
 
 }  // namespace gptq::backend::detail

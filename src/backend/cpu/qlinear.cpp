@@ -210,14 +210,18 @@ void QLinear::forward(const float* x, int64_t m, float* y) const {
     xp = gathered.data();
   }
 
-  if (isa == Isa::kAvx2 && m <= detail::kGemvMaxRows && bits_ != 3) {
+  if (uses_avx2(isa) && m <= detail::kGemvMaxRows && bits_ != 3) {
     // Decode, 2/4/8 bits: activations rounded to 16-bit integers per unit (qgemm_kernels.h).
     std::vector<int32_t> xq(static_cast<size_t>(m * w.n_units * detail::kPairsPerUnit));
     std::vector<float> d(static_cast<size_t>(m * w.n_units));
     std::vector<float> sx(static_cast<size_t>(m * w.n_seg));
     detail::qgemv_i16_prepare_avx2(w, xp, m, xq.data(), d.data(), sx.data());
-    detail::qgemv_i16_avx2(w, xq.data(), d.data(), sx.data(), m, y);
-  } else if (isa == Isa::kAvx2 && m <= detail::kGemvMaxRows) {
+    if (isa == Isa::kAvxVnni) {
+      detail::qgemv_i16_avxvnni(w, xq.data(), d.data(), sx.data(), m, y);
+    } else {
+      detail::qgemv_i16_avx2(w, xq.data(), d.data(), sx.data(), m, y);
+    }
+  } else if (uses_avx2(isa) && m <= detail::kGemvMaxRows) {
     // Decode, 3 bits (whose codes straddle 16-bit halves): fp32 activations times a
     // per-position power of two (qlayout.h), and the sum of x over each group (summed in double,
     // in order; O(K), negligible next to the O(N K) kernel).
@@ -236,7 +240,7 @@ void QLinear::forward(const float* x, int64_t m, float* y) const {
       }
     }
     detail::qgemv_avx2(w, xs.data(), sx.data(), m, y);
-  } else if (isa == Isa::kAvx2) {
+  } else if (uses_avx2(isa)) {
     detail::qgemm_avx2(w, xp, m, y);
   } else {
     detail::qgemm_scalar(w, xp, m, y);
