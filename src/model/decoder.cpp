@@ -194,9 +194,8 @@ void Decoder::block_forward(const BlockWeights& b, int64_t layer, float* hidden,
       std::vector<float> q(static_cast<size_t>(t * H * hd)), attn(static_cast<size_t>(t * H * hd));
       float* kc = cache.k(cache_layer) + pos0 * KV * hd;  // [T, KV*hd] slots for the new positions
       float* vc = cache.v(cache_layer) + pos0 * KV * hd;
-      b.at(Role::kQ).forward(x.data(), t, q.data());
-      b.at(Role::kK).forward(x.data(), t, kc);
-      b.at(Role::kV).forward(x.data(), t, vc);
+      Linear::forward_shared_input({&b.at(Role::kQ), &b.at(Role::kK), &b.at(Role::kV)}, x.data(), t,
+                                   {q.data(), kc, vc});
       rope(q.data(), t, H, pos0);
       rope(kc, t, KV, pos0);
       attention(q.data(), cache.k(cache_layer), cache.v(cache_layer), t, pos0, attn.data());
@@ -206,8 +205,7 @@ void Decoder::block_forward(const BlockWeights& b, int64_t layer, float* hidden,
       using arch::Role;
       if (report(Role::kGate, x.data(), t)) return;
       std::vector<float> g(static_cast<size_t>(t * F)), u(static_cast<size_t>(t * F));
-      b.at(Role::kGate).forward(x.data(), t, g.data());
-      b.at(Role::kUp).forward(x.data(), t, u.data());
+      Linear::forward_shared_input({&b.at(Role::kGate), &b.at(Role::kUp)}, x.data(), t, {g.data(), u.data()});
       for (int64_t i = 0; i < t * F; ++i) {
         const float a = g[i];
         g[i] = a / (1.0f + std::exp(-a)) * u[i];  // SiLU(gate) * up

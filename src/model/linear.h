@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <string>
 #include <vector>
@@ -35,6 +36,10 @@ class Linear {
   bool empty() const { return n_ == 0; }
   // x [m, k] -> y [m, n]. y must not alias x.
   void forward(const float* x, int64_t m, float* y) const;
+  // ys[i] = layers[i].forward(x) for linears that read the same input (q/k/v, gate/up): when all
+  // are quantized, decode steps run them in one parallel region (backend::QLinear).
+  static void forward_shared_input(std::initializer_list<const Linear*> layers, const float* x, int64_t m,
+                                   std::initializer_list<float*> ys);
   // Bytes of weights one forward reads (for bandwidth figures): 4 per fp32 weight, 2 per 16-bit
   // weight, the packed size for a quantized one, plus the fp32 bias.
   size_t weight_bytes() const;

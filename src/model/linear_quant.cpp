@@ -32,6 +32,24 @@ Linear Linear::quantized(std::shared_ptr<const backend::QLinear> q) {
   return l;
 }
 void Linear::forward_quantized(const float* x, int64_t m, float* y) const { q_->forward(x, m, y); }
+
+void Linear::forward_shared_input(std::initializer_list<const Linear*> layers, const float* x, int64_t m,
+                                  std::initializer_list<float*> ys) {
+  std::vector<const backend::QLinear*> q;
+  for (const Linear* l : layers) {
+    if (!l->q_) break;
+    q.push_back(l->q_.get());
+  }
+  if (q.size() == layers.size() && ys.size() == layers.size()) {
+    backend::QLinear::forward_shared_input(q, x, m, std::span<float* const>(ys.begin(), ys.size()));
+    return;
+  }
+  auto y = ys.begin();
+  for (const Linear* l : layers) {
+    if (y == ys.end()) throw Error(ErrorKind::kArgument, "forward_shared_input: fewer outputs than layers");
+    l->forward(x, m, *y++);
+  }
+}
 size_t Linear::quantized_weight_bytes() const { return q_->weight_bytes(); }
 
 Linear load_quantized_linear(const io::TensorStore& store, const std::string& module, int64_t n, int64_t k,

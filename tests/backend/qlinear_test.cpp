@@ -522,6 +522,61 @@ TEST(QLinear, NonFiniteAndTinyActivations) {
   }
 }
 
+// Layers that share their input (q/k/v, gate/up) run together in forward_shared_input: each
+// output must equal that layer's own forward() bit for bit, on every ISA and row count, including
+// a 3-bit layer (which takes the fp32 decode kernel on its own) and layers with a bias.
+TEST(QLinear, SharedInputEqualsSeparateForwards) {
+  std::vector<Layer> specs_layers;
+  std::vector<QLinear> qs;
+  const int bits_of[] = {4, 4, 3, 8};
+  const int64_t n_of[] = {256, 32, 64, 96};
+  for (int i = 0; i < 4; ++i) {
+    LayerSpec spec;
+    spec.k = 384;
+    spec.n = n_of[i];
+    spec.bits = bits_of[i];
+    spec.group_size = 128;
+    spec.act_order = i == 1;
+    spec.sym = i != 3;
+    spec.bias = i == 3;
+    spec.seed = static_cast<uint32_t>(100 + i);
+    specs_layers.push_back(make_layer(spec));
+    qs.push_back(QLinear::create(specs_layers.back().view(), "layer" + std::to_string(i)));
+  }
+  const std::vector<const QLinear*> layers = {&qs[0], &qs[1], &qs[2], &qs[3]};
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvxVnni}) {
+    if (skip_isa(isa)) continue;
+    IsaScope scope(isa);
+    for (int64_t m : {1, 3, 4, 9}) {
+      const std::vector<float> x = random_x(m, 384, static_cast<uint32_t>(m));
+      std::vector<std::vector<float>> sep(4), shared(4);
+      std::vector<float*> ys;
+      for (int i = 0; i < 4; ++i) {
+        sep[i].resize(static_cast<size_t>(m * n_of[i]));
+        shared[i].resize(sep[i].size(), std::nanf(""));
+        qs[i].forward(x.data(), m, sep[i].data());
+        ys.push_back(shared[i].data());
+      }
+      QLinear::forward_shared_input(layers, x.data(), m, ys);
+      for (int i = 0; i < 4; ++i) {
+        EXPECT_EQ(0, std::memcmp(sep[i].data(), shared[i].data(), sep[i].size() * sizeof(float)))
+            << isa_name(isa) << " m=" << m << " layer " << i;
+      }
+    }
+  }
+  std::vector<float> x(384), y(256);
+  std::vector<float*> one = {y.data()};
+  EXPECT_THROW(QLinear::forward_shared_input(layers, x.data(), 1, one), Error);
+  LayerSpec other;
+  other.k = 96;
+  const Layer lo = make_layer(other);
+  const QLinear qo = QLinear::create(lo.view(), "other");
+  const std::vector<const QLinear*> mixed = {&qs[0], &qo};
+  std::vector<float> y2(32);
+  std::vector<float*> two = {y.data(), y2.data()};
+  EXPECT_THROW(QLinear::forward_shared_input(mixed, x.data(), 1, two), Error);
+}
+
 // Tensors inside an mmap'd file need not be aligned; create() must read them bytewise.
 TEST(QLinear, UnalignedViewPointers) {
   LayerSpec spec;

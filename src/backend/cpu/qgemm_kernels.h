@@ -91,10 +91,15 @@ inline constexpr int kPairsPerUnit = 16;
 // cancels exactly against the codes' sums).
 void qgemv_i16_prepare_avx2(const PackedLayer& w, const float* xp, int64_t m, int32_t* xq, float* d,
                             float* sx);
+// Computes output blocks [b0, b1) of y [m, N] on the calling thread; the caller spreads chunks of
+// kGemvChunkBlocks blocks over the threads (core::parallel_for_dynamic).
 void qgemv_i16_avx2(const PackedLayer& w, const int32_t* xq, const float* d, const float* sx,
-                    int64_t m, float* y);
+                    int64_t m, float* y, int64_t b0, int64_t b1);
 // The same with vpdpwssd (qgemm_avxvnni.cpp); identical results (exact integer sums).
 void qgemv_i16_avxvnni(const PackedLayer& w, const int32_t* xq, const float* d, const float* sx,
-                       int64_t m, float* y);
+                       int64_t m, float* y, int64_t b0, int64_t b1);
+// Blocks per chunk of the decode schedule: 64 columns, 64 KB of 4-bit weights at K = 2048 (~4 us
+// of one core), a multiple of every tile width.
+inline constexpr int64_t kGemvChunkBlocks = 8;
 
 }  // namespace gptq::backend::detail

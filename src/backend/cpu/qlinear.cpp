@@ -185,43 +185,104 @@ detail::PackedLayer QLinear::packed() const {
   return p;
 }
 
-void QLinear::forward(const float* x, int64_t m, float* y) const {
+void QLinear::check_forward(const float* x, int64_t m, const float* y) const {
   if (m < 0)
     throw Error(ErrorKind::kArgument,
                 fmt::format("layer '{}': forward with m = {} rows", name_, m));
-  if (m == 0) return;
   if (words_.empty()) throw Error(ErrorKind::kArgument, "forward() on an empty QLinear");
-  if (x == nullptr || y == nullptr) {
+  if (m > 0 && (x == nullptr || y == nullptr)) {
     throw Error(ErrorKind::kArgument, fmt::format("layer '{}': forward with a null x or y", name_));
   }
-  const detail::PackedLayer w = packed();
-  const Isa isa = active_isa();
+}
 
-  // x in packed input order [m, kp]: gathered for act-order and padded groups, else x itself.
-  std::vector<float> gathered;
-  const float* xp = x;
-  if (!perm_.empty()) {
-    gathered.resize(static_cast<size_t>(m * kp_));
-    for (int64_t r = 0; r < m; ++r) {
-      const float* xr = x + r * k_;
-      float* out = gathered.data() + r * kp_;
-      for (int64_t i = 0; i < kp_; ++i) out[i] = perm_[i] >= 0 ? xr[perm_[i]] : 0.0f;
-    }
-    xp = gathered.data();
+// x in packed input order [m, kp]: gathered for act-order and padded groups, else x itself.
+const float* QLinear::packed_input(const float* x, int64_t m, std::vector<float>& buf) const {
+  if (perm_.empty()) return x;
+  buf.resize(static_cast<size_t>(m * kp_));
+  for (int64_t r = 0; r < m; ++r) {
+    const float* xr = x + r * k_;
+    float* out = buf.data() + r * kp_;
+    for (int64_t i = 0; i < kp_; ++i) out[i] = perm_[i] >= 0 ? xr[perm_[i]] : 0.0f;
   }
+  return buf.data();
+}
 
-  if (uses_avx2(isa) && m <= detail::kGemvMaxRows && bits_ != 3) {
-    // Decode, 2/4/8 bits: activations rounded to 16-bit integers per unit (qgemm_kernels.h).
-    std::vector<int32_t> xq(static_cast<size_t>(m * w.n_units * detail::kPairsPerUnit));
-    std::vector<float> d(static_cast<size_t>(m * w.n_units));
-    std::vector<float> sx(static_cast<size_t>(m * w.n_seg));
-    detail::qgemv_i16_prepare_avx2(w, xp, m, xq.data(), d.data(), sx.data());
-    if (isa == Isa::kAvxVnni) {
-      detail::qgemv_i16_avxvnni(w, xq.data(), d.data(), sx.data(), m, y);
-    } else {
-      detail::qgemv_i16_avx2(w, xq.data(), d.data(), sx.data(), m, y);
+bool QLinear::uses_int16_decode(Isa isa, int64_t m) const {
+  return uses_avx2(isa) && m >= 1 && m <= detail::kGemvMaxRows && bits_ != 3;
+}
+
+void QLinear::add_bias(int64_t m, float* y) const {
+  if (bias_.empty()) return;
+  for (int64_t r = 0; r < m; ++r) {
+    float* yr = y + r * n_;
+    for (int64_t n = 0; n < n_; ++n) yr[n] += bias_[n];
+  }
+}
+
+// One layer's share of an int16 decode call: its rounded activations and its output.
+struct QLinear::Int16Job {
+  detail::PackedLayer w;
+  std::vector<int32_t> xq;  // [m, n_units, 16]
+  std::vector<float> d;     // [m, n_units]
+  std::vector<float> sx;    // [m, n_seg]
+  float* y = nullptr;
+  int64_t chunks = 0;       // of kGemvChunkBlocks blocks
+};
+
+QLinear::Int16Job QLinear::int16_job(const float* x, int64_t m, float* y) const {
+  Int16Job job;
+  job.w = packed();
+  std::vector<float> gathered;
+  const float* xp = packed_input(x, m, gathered);
+  job.xq.resize(static_cast<size_t>(m * job.w.n_units * detail::kPairsPerUnit));
+  job.d.resize(static_cast<size_t>(m * job.w.n_units));
+  job.sx.resize(static_cast<size_t>(m * job.w.n_seg));
+  detail::qgemv_i16_prepare_avx2(job.w, xp, m, job.xq.data(), job.d.data(), job.sx.data());
+  job.y = y;
+  job.chunks = (job.w.n_blocks + detail::kGemvChunkBlocks - 1) / detail::kGemvChunkBlocks;
+  return job;
+}
+
+// All jobs' chunks in one parallel region, taken dynamically: layers that share an input (q/k/v,
+// gate/up) cost one fork and one join instead of one each, and a small layer (k, v) no longer
+// leaves a core idle at its end.
+void QLinear::run_int16_jobs(std::vector<Int16Job>& jobs, int64_t m, Isa isa) {
+  int64_t total = 0;
+  for (const auto& j : jobs) total += j.chunks;
+  const bool vnni = isa == Isa::kAvxVnni;
+  core::parallel_for_dynamic(total, 1, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      size_t i = 0;
+      int64_t local = c;
+      while (local >= jobs[i].chunks) local -= jobs[i++].chunks;
+      Int16Job& j = jobs[i];
+      const int64_t b0 = local * detail::kGemvChunkBlocks;
+      const int64_t b1 = std::min(j.w.n_blocks, b0 + detail::kGemvChunkBlocks);
+      if (vnni) {
+        detail::qgemv_i16_avxvnni(j.w, j.xq.data(), j.d.data(), j.sx.data(), m, j.y, b0, b1);
+      } else {
+        detail::qgemv_i16_avx2(j.w, j.xq.data(), j.d.data(), j.sx.data(), m, j.y, b0, b1);
+      }
     }
-  } else if (uses_avx2(isa) && m <= detail::kGemvMaxRows) {
+  });
+}
+
+void QLinear::forward(const float* x, int64_t m, float* y) const {
+  check_forward(x, m, y);
+  if (m == 0) return;
+  const Isa isa = active_isa();
+  if (uses_int16_decode(isa, m)) {
+    // Decode, 2/4/8 bits: activations rounded to 16-bit integers per unit (qgemm_kernels.h).
+    std::vector<Int16Job> jobs;
+    jobs.push_back(int16_job(x, m, y));
+    run_int16_jobs(jobs, m, isa);
+    add_bias(m, y);
+    return;
+  }
+  const detail::PackedLayer w = packed();
+  std::vector<float> gathered;
+  const float* xp = packed_input(x, m, gathered);
+  if (uses_avx2(isa) && m <= detail::kGemvMaxRows) {
     // Decode, 3 bits (whose codes straddle 16-bit halves): fp32 activations times a
     // per-position power of two (qlayout.h), and the sum of x over each group (summed in double,
     // in order; O(K), negligible next to the O(N K) kernel).
@@ -245,12 +306,37 @@ void QLinear::forward(const float* x, int64_t m, float* y) const {
   } else {
     detail::qgemm_scalar(w, xp, m, y);
   }
+  add_bias(m, y);
+}
 
-  if (!bias_.empty()) {
-    for (int64_t r = 0; r < m; ++r) {
-      float* yr = y + r * n_;
-      for (int64_t n = 0; n < n_; ++n) yr[n] += bias_[n];
+void QLinear::forward_shared_input(std::span<const QLinear* const> layers, const float* x,
+                                   int64_t m, std::span<float* const> ys) {
+  if (layers.size() != ys.size()) {
+    throw Error(ErrorKind::kArgument,
+                fmt::format("forward_shared_input: {} layers but {} outputs", layers.size(),
+                            ys.size()));
+  }
+  for (size_t i = 0; i < layers.size(); ++i) {
+    layers[i]->check_forward(x, m, ys[i]);
+    if (layers[i]->k_ != layers[0]->k_) {
+      throw Error(ErrorKind::kArgument,
+                  fmt::format("forward_shared_input: layer '{}' has K = {}, layer '{}' K = {}",
+                              layers[i]->name_, layers[i]->k_, layers[0]->name_, layers[0]->k_));
     }
+  }
+  if (m == 0) return;
+  const Isa isa = active_isa();
+  std::vector<Int16Job> jobs;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    if (layers[i]->uses_int16_decode(isa, m)) {
+      jobs.push_back(layers[i]->int16_job(x, m, ys[i]));
+    } else {
+      layers[i]->forward(x, m, ys[i]);
+    }
+  }
+  if (!jobs.empty()) run_int16_jobs(jobs, m, isa);
+  for (size_t i = 0; i < layers.size(); ++i) {
+    if (layers[i]->uses_int16_decode(isa, m)) layers[i]->add_bias(m, ys[i]);
   }
 }
 

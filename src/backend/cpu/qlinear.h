@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <new>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -72,6 +73,13 @@ class QLinear {
   // (decode kernel) and m > 4 (prefill kernel).
   void forward(const float* x, int64_t m, float* y) const;
 
+  // ys[i] [m, N_i] = x [m, K] * W_i^T + bias_i for layers that read the same input (q/k/v,
+  // gate/up): the same results as forward() on each, but decode steps run all layers' work in one
+  // parallel region. Throws as forward() does, or Error(kArgument) when the layers' K differ or
+  // the spans' sizes do.
+  static void forward_shared_input(std::span<const QLinear* const> layers, const float* x,
+                                   int64_t m, std::span<float* const> ys);
+
   // Bytes of packed weights, scales and zero points that one forward() reads.
   size_t weight_bytes() const;
 
@@ -87,7 +95,14 @@ class QLinear {
   bool permuted() const { return !perm_.empty(); }
 
  private:
+  struct Int16Job;
   detail::PackedLayer packed() const;
+  void check_forward(const float* x, int64_t m, const float* y) const;
+  const float* packed_input(const float* x, int64_t m, std::vector<float>& buf) const;
+  bool uses_int16_decode(Isa isa, int64_t m) const;
+  void add_bias(int64_t m, float* y) const;
+  Int16Job int16_job(const float* x, int64_t m, float* y) const;
+  static void run_int16_jobs(std::vector<Int16Job>& jobs, int64_t m, Isa isa);
 
   std::string name_;
   int64_t n_ = 0, k_ = 0;
