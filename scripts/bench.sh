@@ -16,5 +16,6 @@ mkdir -p "$work"
 for t in 1 2; do
   $gptq bench -m tests/data/stories260k -p 256 -n 128 -t $t -r 3 --json
   $gptq bench -m "$work/tinyllama-q4g128" -p 512 -n 128 -t $t -r 2 --json
+  $gptq bench -m "$work/tinyllama-q4g128" -p 512 -n 128 -t $t -r 2 --json --lm-head-bits 8
   $gptq bench -m "$work/tinyllama-bf16" -p 512 -n 32 -t $t --json
 done
