@@ -9,6 +9,7 @@
 #include <numbers>
 
 #include "backend/cpu/dense.h"
+#include "core/dot.h"
 #include "core/parallel.h"
 #include "gptq/error.h"
 
@@ -145,17 +146,7 @@ void Decoder::attention(const float* q, const float* k, const float* v, int64_t 
         const float* qi = q + i * qs + h * hd;
         const int64_t valid = pos0 + i + 1;
         for (int64_t j = 0; j < valid; ++j) {
-          const float* kj = k + j * ks + g * hd;
-          // Eight partial sums, which the compiler turns into one vector FMA chain (a single
-          // scalar chain would wait on the FMA latency at every element).
-          float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-          int64_t c = 0;
-          for (; c + 8 <= hd; c += 8) {
-            for (int u = 0; u < 8; ++u) acc[u] += qi[c + u] * kj[c + u];
-          }
-          float dot = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-          for (; c < hd; ++c) dot += qi[c] * kj[c];
-          s[j] = dot * scale;
+          s[j] = core::dot_f32(qi, k + j * ks + g * hd, hd) * scale;
         }
         softmax_row(s.data(), valid);
         float* oi = out + i * qs + h * hd;

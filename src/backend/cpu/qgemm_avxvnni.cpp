@@ -27,14 +27,7 @@ namespace {
 
 void qgemv_i16_avxvnni(const PackedLayer& w, const int32_t* xq, const float* d, const float* sx,
                        int64_t m, float* y, int64_t b0, int64_t b1) {
-  switch (w.bits) {
-    case 2:
-      return gemv_i16_rows<2>(w, xq, d, sx, m, y, b0, b1);
-    case 4:
-      return gemv_i16_rows<4>(w, xq, d, sx, m, y, b0, b1);
-    default:
-      return gemv_i16_rows<8>(w, xq, d, sx, m, y, b0, b1);
-  }
+  gemv_i16_any_bits(w, xq, d, sx, m, y, b0, b1);
 }
 
 }  // namespace gptq::backend::detail
