@@ -33,7 +33,8 @@ Linear Linear::dense16(int64_t n, int64_t k, DType dtype, std::vector<uint16_t> 
   Linear l;
   l.n_ = n;
   l.k_ = k;
-  l.w16_ = std::move(w);
+  l.w16_.assign(w.begin(), w.end());  // into huge pages (backend/cpu/weight_alloc.h)
+  w = {};
   l.w16_dtype_ = dtype;
   l.bias_ = std::move(bias);
   return l;

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/cpu/weight_alloc.h"
 #include "gptq/tensor.h"
 
 namespace gptq::backend {
@@ -59,7 +60,7 @@ class Linear {
     return w_;
   }
   // Dense 16-bit only: [n, k] raw bits of dense16_dtype().
-  const std::vector<uint16_t>& weight16() const { return w16_; }
+  const backend::WeightVector<uint16_t>& weight16() const { return w16_; }
   DType dense16_dtype() const { return w16_dtype_; }
   const std::vector<float>& bias() const { return bias_; }
   const std::shared_ptr<const backend::QLinear>& qlinear() const { return q_; }
@@ -70,7 +71,7 @@ class Linear {
 
   int64_t n_ = 0, k_ = 0;
   std::vector<float> w_;         // [n, k] dense fp32
-  std::vector<uint16_t> w16_;    // [n, k] dense 16-bit, bits of w16_dtype_
+  backend::WeightVector<uint16_t> w16_;  // [n, k] dense 16-bit, bits of w16_dtype_ (huge pages)
   DType w16_dtype_ = DType::kBF16;
   std::vector<float> bias_;      // [n]
   std::shared_ptr<const backend::QLinear> q_;

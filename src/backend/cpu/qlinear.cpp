@@ -1,5 +1,6 @@
 #include "backend/cpu/qlinear.h"
 
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -11,6 +12,8 @@
 #include "gptq/error.h"
 
 namespace gptq::backend {
+
+
 namespace {
 
 using detail::kBlockN;
