@@ -383,7 +383,9 @@ TEST(QLinear, ThreadCountDoesNotChangeResults) {
     for (int bits : {2, 3, 4, 8}) {
       LayerSpec spec;
       spec.k = 512;
-      spec.n = 224;  // 28 blocks: uneven splits over 3 threads, GEMV tiles of 4 and remainders
+      // 76 blocks: uneven splits over 3 threads, decode chunks of 32 blocks and a remainder of
+      // 12, GEMV tiles of 4 and remainders.
+      spec.n = 608;
       spec.bits = bits;
       spec.group_size = 128;
       spec.act_order = true;
