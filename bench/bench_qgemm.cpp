@@ -211,14 +211,11 @@ constexpr int64_t kHeadN = 32000, kHeadK = 2048;  // TinyLlama's vocab x hidden
 // products that underflow to fp32 subnormals take a microcode assist per FMA, which would measure
 // the assists instead of the memory.
 std::vector<uint16_t> random_half(gptq::DType dtype, size_t n, uint32_t seed) {
+  const std::vector<float> f = random_vec(n, seed);
   std::vector<uint16_t> v(n);
-  uint64_t s = 0x9E3779B97F4A7C15ull * (seed + 1);
-  for (auto& x : v) {
-    s ^= s << 13;
-    s ^= s >> 7;
-    s ^= s << 17;
-    const float f = static_cast<float>(static_cast<int32_t>(s >> 32)) * (0.05f / 2147483648.0f);
-    x = dtype == gptq::DType::kBF16 ? gptq::core::fp32_to_bf16(f) : gptq::core::fp32_to_fp16(f);
+  for (size_t i = 0; i < n; ++i) {
+    const float w = f[i] * 0.05f;
+    v[i] = dtype == gptq::DType::kBF16 ? gptq::core::fp32_to_bf16(w) : gptq::core::fp32_to_fp16(w);
   }
   return v;
 }

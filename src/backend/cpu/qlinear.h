@@ -50,8 +50,10 @@ class QLinear {
 
   // y [m, N] = x [m, K] * W^T + bias. x and y are row-major fp32 and must not overlap. y is
   // overwritten. Deterministic: the result does not depend on the thread count
-  // (core::set_num_threads); it may differ in the last bits between ISAs and between m == 1..4
-  // (decode kernel) and m > 4 (prefill kernel).
+  // (core::set_num_threads). The AVX2/AVX-VNNI decode kernel (m == 1..4, 2/4/8 bits) computes
+  // with x rounded to 16-bit integers per 32 inputs (error <= 2^-16 of their largest |x|, see
+  // qgemm_kernels.h), so it differs from the scalar and prefill (m > 4) results by about 1e-5
+  // relative; elsewhere ISAs differ only in the order of fp32 additions.
   void forward(const float* x, int64_t m, float* y) const;
 
   // ys[i] [m, N_i] = x [m, K] * W_i^T + bias_i for layers that read the same input (q/k/v,
