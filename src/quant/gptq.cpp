@@ -43,14 +43,12 @@
 // side by side as SIMD lanes over a packed copy of the block's R~ (in place its rows lie K floats
 // apart, all in one L1 set, and thrash it).
 //
-// Threads and determinism. BLAS is called from the calling thread only, with OpenBLAS's own
-// threads: several versions of OpenBLAS (0.3.21 here included) race when called concurrently
-// from several threads, and we measured it. OpenBLAS splits sgemm over M and N only, never over
-// the inner dimension, so each output sums the same products in the same order for any thread
-// count. The per-row work runs in one OpenMP loop per block over fixed 16-row groups, and each
+// Threads and determinism. Every sgemm goes through core::sgemm_deterministic, which cuts the
+// output rows into panels fixed by the shape and runs each panel single-threaded, so each output
+// sums the same products in the same order for any thread count (OpenBLAS's own threading does
+// not guarantee that; see core/gemm.h). The per-row work runs in one OpenMP loop per block over fixed 16-row groups, and each
 // row's arithmetic does not depend on which thread does it. tests/quant checks 1, 2 and 3 threads
 // bitwise.
-#include <cblas.h>
 #include <fmt/format.h>
 #include <lapacke.h>
 
@@ -59,6 +57,7 @@
 #include <cmath>
 #include <numeric>
 
+#include "core/gemm.h"
 #include "core/log.h"
 #include "core/parallel.h"
 #include "gptq/error.h"
@@ -132,6 +131,7 @@ std::vector<Step> plan(int64_t k, int64_t bs, int64_t g, int64_t sb_width, bool 
         std::copy(src + a + 1, src + len, st.tri.data() + a * len + a + 1);
         st.tri[a * len + a] = 1.0f;
       }
+      core::ScopedSingleThreadedBlas single_threaded;
       LAPACKE_strtri(LAPACK_COL_MAJOR, 'L', 'U', static_cast<lapack_int>(len), st.tri.data(),
                      static_cast<lapack_int>(len));
     }
@@ -155,7 +155,7 @@ struct FeedbackCtx {
   const float* s;            // [N, K] updates received
   float* d;                  // [N, sb_width] W - Q of the superblock
   uint8_t* codes;            // [N, K] original column order
-  const float* scales;       // [G, N]
+  const float* scales;       // [G, N] fp32 scales (unrounded, see detail::GroupParams)
   const int32_t* zeros;      // [G, N]
   const int32_t* gid;        // [K] scales row of each processing column
   const int32_t* perm;       // [K]
@@ -305,6 +305,7 @@ HessianFactor prepare_hessian(const std::vector<double>& h, int64_t k, const Qua
         ar[i] = diag[src] + add;
       }
     });
+    core::ScopedSingleThreadedBlas single_threaded;
     const lapack_int info =
         LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'L', static_cast<lapack_int>(k), a.data(),
                        static_cast<lapack_int>(k));
@@ -393,7 +394,8 @@ QuantResult gptq_quantize(const float* w, int64_t n, int64_t k, const HessianFac
   const detail::Grid grid = detail::make_grid(p.bits, p.sym, p.mse);
   const int64_t g = p.group_size == -1 ? k : p.group_size;
   const int64_t groups = (k + g - 1) / g;
-  const bool static_groups = p.static_groups;
+  const bool per_row = p.group_size == -1;
+  const bool static_groups = p.static_groups && !per_row;
   const int64_t bs = std::min<int64_t>(p.block_size, k);
   const int64_t sb_width =
       std::min(bs * std::max<int64_t>(1, (kSuperblockCols + bs - 1) / bs), (k + bs - 1) / bs * bs);
@@ -413,6 +415,7 @@ QuantResult gptq_quantize(const float* w, int64_t n, int64_t k, const HessianFac
   r.scales.resize(static_cast<size_t>(groups * n));
   r.zeros.resize(static_cast<size_t>(groups * n));
   r.g_idx.resize(static_cast<size_t>(k));
+  std::vector<float> scales32(static_cast<size_t>(groups * n));  // [G, N] unrounded
 
   // Row of scales/zeros used by processing column j: static groups keep the original column's
   // group; otherwise groups are formed in processing order (SPEC §1 g_idx).
@@ -452,15 +455,27 @@ QuantResult gptq_quantize(const float* w, int64_t n, int64_t k, const HessianFac
           const int64_t c0 = grp * g, c1 = std::min(k, c0 + g);
           for (int64_t c = c0; c < c1; ++c) seg[c - c0] = dead[c] ? 0.0f : w[row * k + c];
           const detail::GroupParams gp = detail::find_params(seg.data(), c1 - c0, grid);
-          if (!std::isfinite(gp.scale) && bad_group[row] < 0) bad_group[row] = grp;
-          r.scales[grp * n + row] = gp.scale;
+          scales32[grp * n + row] = gp.scale;
           r.zeros[grp * n + row] = gp.zero;
         }
       }
     });
   }
 
-  const std::vector<Step> steps = plan(k, bs, g, sb_width, static_groups, rs);
+  // Group size -1: one group per row, its parameters from W as given (dead columns not yet
+  // zeroed; the order of columns does not matter), as the reference computes them before the
+  // walk starts.
+  if (per_row) {
+    core::parallel_for(n, [&](int64_t begin, int64_t end) {
+      for (int64_t row = begin; row < end; ++row) {
+        const detail::GroupParams gp = detail::find_params(w + row * k, k, grid);
+        scales32[row] = gp.scale;
+        r.zeros[row] = gp.zero;
+      }
+    });
+  }
+
+  const std::vector<Step> steps = plan(k, bs, g, sb_width, static_groups || per_row, rs);
   int64_t max_len = 0;
   for (const Step& st : steps) max_len = std::max(max_len, st.len);
   // d [N, sb_width]: W - Q (original W) of the current superblock's columns, the left operand of
@@ -472,27 +487,23 @@ QuantResult gptq_quantize(const float* w, int64_t n, int64_t k, const HessianFac
   // S[:, c0 : c0 + cols] += d[:, d0 : d0 + inner] R~[r0 : r0 + inner, c0 : c0 + cols]
   auto update = [&](int64_t d0, int64_t inner, int64_t r0, int64_t c0, int64_t cols) {
     const auto t = Clock::now();
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<blasint>(n),
-                static_cast<blasint>(cols), static_cast<blasint>(inner), 1.0f, d.data() + d0,
-                static_cast<blasint>(sb_width), rs + r0 * k + c0, static_cast<blasint>(k), 1.0f,
-                s.data() + c0, static_cast<blasint>(k));
+    core::sgemm_deterministic(false, false, n, cols, inner, 1.0f, d.data() + d0, sb_width,
+                              rs + r0 * k + c0, k, 1.0f, s.data() + c0, k);
     update_seconds += seconds_since(t);
     update_flops += 2.0 * n * cols * inner;
   };
   const int64_t lane_groups = (n + kLanes - 1) / kLanes;
   const FeedbackCtx ctx{n,     k,           sb_width,       0,          grid.maxq,
                         wp,    s.data(),    d.data(),       r.codes.data(),
-                        r.scales.data(),    r.zeros.data(), gid.data(), perm,
+                        scales32.data(),    r.zeros.data(), gid.data(), perm,
                         rd,    row_loss.data()};
 
   for (const Step& st : steps) {
     const int64_t i1 = st.i1, i2 = st.i2;
     if (st.far) update(0, st.far_cnt, st.far_row0, st.far_col0, k - st.far_col0);
     if (st.convert) {  // gv = S[:, i1:i1+len] tri
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<blasint>(n),
-                  static_cast<blasint>(st.len), static_cast<blasint>(st.len), 1.0f,
-                  s.data() + i1, static_cast<blasint>(k), st.tri.data(),
-                  static_cast<blasint>(st.len), 0.0f, gv.data(), static_cast<blasint>(st.len));
+      core::sgemm_deterministic(false, false, n, st.len, st.len, 1.0f, s.data() + i1, k,
+                                st.tri.data(), st.len, 0.0f, gv.data(), st.len);
     }
     FeedbackCtx c = ctx;
     c.sb_start = st.sb_start;
@@ -525,8 +536,7 @@ QuantResult gptq_quantize(const float* w, int64_t n, int64_t k, const HessianFac
               vals = seg.data();
             }
             const detail::GroupParams gp = detail::find_params(vals, cnt, grid);
-            if (!std::isfinite(gp.scale) && bad_group[row] < 0) bad_group[row] = grp;
-            r.scales[grp * n + row] = gp.scale;
+            scales32[grp * n + row] = gp.scale;
             r.zeros[grp * n + row] = gp.zero;
           }
         }
@@ -536,6 +546,14 @@ QuantResult gptq_quantize(const float* w, int64_t n, int64_t k, const HessianFac
     });
     // The rest of the superblock gets this block's updates now.
     if (i2 < st.sb_end) update(i1 - st.sb_start, i2 - i1, i1, i2, st.sb_end - i2);
+  }
+  // The file's fp16 scales; an overflow is reported for the first row and group it hits.
+  for (int64_t grp = 0; grp < groups; ++grp) {
+    for (int64_t row = 0; row < n; ++row) {
+      const float s16 = detail::scale_to_fp16(scales32[grp * n + row]);
+      if (!std::isfinite(s16) && bad_group[row] < 0) bad_group[row] = grp;
+      r.scales[grp * n + row] = s16;
+    }
   }
   detail::throw_if_scale_overflow(bad_group.data(), n);
 

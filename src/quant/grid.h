@@ -18,8 +18,14 @@ struct Grid {
   bool mse = false;
 };
 
+// The scale is the fp32 value the reference computes, (xmax - xmin) / maxq, unrounded: codes,
+// zero points and GPTQ's error feedback all use it, as the GPTQ paper's code and GPTQModel do.
+// Only the file holds it in fp16 (scale_to_fp16, when the result is stored). Rounding it first
+// moves every weight that sits exactly on a rounding tie (the extreme of a symmetric group is at
+// x / scale = -(2^(b-1) - 0.5) by construction) to the other side, which costs measurable
+// perplexity on real models.
 struct GroupParams {
-  float scale = 1;  // already rounded to fp16 precision
+  float scale = 1;
   int32_t zero = 0;
 };
 
@@ -56,9 +62,8 @@ inline float dequant_value(int32_t code, float scale, int32_t zero) {
 }
 
 // The scale as the file will hold it (fp16), with the two ends that fp16 cannot represent
-// handled: an underflow to 0 becomes the smallest subnormal (2^-24) so that w / scale stays
-// finite; the codes of such a row are all at the zero point anyway. Returns +Inf on overflow
-// (the caller reports it).
+// handled: an underflow to 0 becomes the smallest subnormal (2^-24), so that a reader's
+// w / scale stays finite. Returns +Inf on overflow (the caller reports it).
 inline float scale_to_fp16(float s) {
   const float r = core::fp16_to_fp32(core::fp32_to_fp16(s));
   if (r == 0.0f) return 5.9604645e-08f;  // 2^-24
@@ -107,9 +112,10 @@ inline float pow_2p4(float d) {
   return d < 1e-15f ? 0.0f : p * two_n;
 }
 
-// Scale and zero of one row of one group (SPEC §3 quantizer; with g.mse the shrink search).
-// x holds the group's len values of that row. The scale comes back +Inf when it overflows fp16
-// (|w| beyond ~65504 * maxq / 2); callers report that outside their parallel loops.
+// Scale and zero of one row of one group (SPEC §3 quantizer; with g.mse the shrink search), in
+// the reference's fp32 arithmetic. x holds the group's len values of that row. Callers round the
+// scale to fp16 only when they store it (scale_to_fp16) and report an overflow there, outside
+// their parallel loops.
 GroupParams find_params(const float* x, int64_t len, const Grid& g);
 
 // Error(kNumeric) naming the first NaN/Inf of W [N, K].

@@ -1,10 +1,10 @@
 // H = (2/n) sum x x^T for one linear's calibration inputs.
-#include <cblas.h>
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <cmath>
 
+#include "core/gemm.h"
 #include "gptq/error.h"
 #include "quant/quantizer.h"
 
@@ -24,10 +24,8 @@ void accumulate_chunk(const float* x, int64_t rows, int64_t k, double* sum,
   scratch.resize(static_cast<size_t>(std::min(k, kPanelRows) * k));
   for (int64_t p0 = 0; p0 < k; p0 += kPanelRows) {
     const int64_t pw = std::min(kPanelRows, k - p0), cols = k - p0;
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<blasint>(pw),
-                static_cast<blasint>(cols), static_cast<blasint>(rows), 1.0f, x + p0,
-                static_cast<blasint>(k), x + p0, static_cast<blasint>(k), 0.0f, scratch.data(),
-                static_cast<blasint>(cols));
+    core::sgemm_deterministic(true, false, pw, cols, rows, 1.0f, x + p0, k, x + p0, k, 0.0f,
+                              scratch.data(), cols);
     for (int64_t i = 0; i < pw; ++i) {
       double* dst = sum + (p0 + i) * k + p0;
       const float* src = scratch.data() + i * cols;

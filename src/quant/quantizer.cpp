@@ -15,14 +15,16 @@ namespace gptq::quant {
 namespace detail {
 namespace {
 
+// The reference's arithmetic: fp32 subtraction and division, zero = round(-xmin / scale)
+// half to even with the same fp32 scale.
 GroupParams params_for_range(float xmin, float xmax, const Grid& g) {
   GroupParams r;
-  r.scale = scale_to_fp16((xmax - xmin) / static_cast<float>(g.maxq));
+  r.scale = (xmax - xmin) / static_cast<float>(g.maxq);
   if (g.sym) {
     r.zero = (g.maxq + 1) / 2;
   } else {
-    // zero = round(-xmin / scale) with the fp16 scale. -xmin / scale <= maxq * (1 + 2^-11), so
-    // the clamp never bites for a finite scale; it keeps an Inf scale from producing garbage.
+    // -xmin / scale <= maxq * (1 + 2^-22), so the clamp never bites for a finite scale; it
+    // keeps an Inf scale from producing garbage.
     const float z = std::nearbyint(-xmin / r.scale);
     r.zero = static_cast<int32_t>(std::clamp(z, 0.0f, static_cast<float>(g.maxq)));
   }
@@ -165,12 +167,15 @@ QuantResult rtn_quantize(const float* w, int64_t n, int64_t k, const QuantParams
       for (int64_t grp = 0; grp < groups; ++grp) {
         const int64_t c0 = grp * g, c1 = std::min(k, c0 + g);
         const detail::GroupParams gp = detail::find_params(wr + c0, c1 - c0, grid);
-        if (!std::isfinite(gp.scale) && bad_group[row] < 0) bad_group[row] = grp;
-        r.scales[grp * n + row] = gp.scale;
+        // Codes from the fp32 scale (as the reference rounds them), dequantized values from the
+        // fp16 scale the file holds.
+        const float s16 = detail::scale_to_fp16(gp.scale);
+        if (!std::isfinite(s16) && bad_group[row] < 0) bad_group[row] = grp;
+        r.scales[grp * n + row] = s16;
         r.zeros[grp * n + row] = gp.zero;
         for (int64_t c = c0; c < c1; ++c) {
           const int32_t q = detail::quant_code(wr[c], gp.scale, gp.zero, grid.maxq);
-          const float dq = detail::dequant_value(q, gp.scale, gp.zero);
+          const float dq = detail::dequant_value(q, s16, gp.zero);
           r.codes[row * k + c] = static_cast<uint8_t>(q);
           r.dequant[row * k + c] = dq;
           const double e = static_cast<double>(wr[c]) - dq;

@@ -40,9 +40,11 @@ struct QuantResult {
   int64_t n = 0, k = 0;         // N outputs, K inputs
   int bits = 4;
   int group_size = 128;         // as given (-1 kept)
-  std::vector<uint8_t> codes;   // [N, K] integer codes in [0, 2^b - 1], original column order
-  std::vector<float> scales;    // [G, N], already rounded to fp16 precision (a scale below
-                                // fp16's range is floored at 2^-24; one above it is an error)
+  std::vector<uint8_t> codes;   // [N, K] integer codes in [0, 2^b - 1], original column order,
+                                // rounded with the fp32 scales (the reference's arithmetic)
+  std::vector<float> scales;    // [G, N], the fp32 scales rounded to fp16 as the file holds them
+                                // (a scale below fp16's range is floored at 2^-24; one above it
+                                // is an error)
   std::vector<int32_t> zeros;   // [G, N] true zero points (not the v1 z-1)
   std::vector<int32_t> g_idx;   // [K] group of each input column
   std::vector<float> dequant;   // [N, K] scales[g_idx[k], n] * (codes - zeros[g_idx[k], n])
@@ -127,7 +129,11 @@ HessianFactor prepare_hessian(const std::vector<double>& h, int64_t k, const Qua
 // applied, updates from earlier columns of the same block not yet), which is what the Python
 // tools do (they read the block-start W, not the block's working copy). With g a multiple of
 // block_size the two readings agree. With group_size -1 the single group's parameters come from
-// W after dead columns are zeroed (the Python tools compute them before zeroing).
+// W as given, before dead columns are zeroed, as the Python tools compute them.
+//
+// Arithmetic: group parameters, codes and the error feedback use the fp32 scales, as the GPTQ
+// paper's code and GPTQModel do; the result's scales and dequant are the fp16-rounded scales the
+// checkpoint holds.
 QuantResult gptq_quantize(const float* w, int64_t n, int64_t k, const std::vector<double>& h,
                           const QuantParams& p);
 // The same with a prepared factor (p.desc_act, damp_percent and damp_step must match it).

@@ -4,9 +4,13 @@
 // quantizer written out here. It shares no code with src/quant except the fp16 conversion
 // helpers (core/dtype.h), which test_core checks separately.
 //
+// Arithmetic as the reference (the GPTQ paper's quant.py / gptq.py, and GPTQModel's copy): the
+// scale is never rounded to fp16 for codes, zero points or the error feedback; only the stored
+// scale is fp16. Group size -1 takes its parameters from W before dead inputs are zeroed.
+//
 // Ties. The library works in fp32, this in double, so a value that sits within rounding noise
-// of a decision boundary (w / scale at k + 0.5, an fp16 rounding midpoint of the scale, two MSE
-// candidates with the same error) may go either way. GPTQ feeds each decision forward, so one
+// of a decision boundary (w / scale at k + 0.5, an fp16 rounding midpoint of the stored scale,
+// two MSE candidates with the same error) may go either way. GPTQ feeds each decision forward, so one
 // flipped code would change every later code of that row and hide all further comparisons.
 // The naive solver therefore takes the library's result as a hint: where its own decision
 // differs, it checks that the decision is a near-tie by the tolerances below, counts it, and
@@ -108,15 +112,24 @@ inline std::vector<double> cholesky_upper(const std::vector<double>& a, int64_t 
   return u;
 }
 
+// Group parameters as the naive solver keeps them: the scale in double (the reference's fp32
+// scale, computed here without rounding) drives codes and feedback; stored is what the file
+// holds, fp16(scale), compared with the library's stored scale.
+struct Params {
+  double scale = 1;
+  int32_t zero = 0;
+};
+
 class Solver {
  public:
   Solver(const gptq::quant::QuantParams& p, const gptq::quant::QuantResult& hint, Report& rep)
       : p_(p), hint_(hint), rep_(rep), maxq_((1 << p.bits) - 1) {}
 
-  // Scale and zero of one row of one group, x in double. hint_row/hint_grp locate the library's
-  // choice for the same row and group.
-  void params(const std::vector<double>& x, int64_t hint_row, int64_t hint_grp, float* scale,
-              int32_t* zero) {
+  // Scale and zero of one row of one group, x in double (SPEC §3 quantizer, no fp16 rounding).
+  // hint_row/hint_grp locate the library's choice for the same row and group; *stored gets the
+  // fp16 scale the file will hold.
+  Params params(const std::vector<double>& x, int64_t hint_row, int64_t hint_grp, float* stored,
+                int32_t* zero_out) {
     double xmin = 0, xmax = 0;
     for (double v : x) {
       xmin = std::min(xmin, v);
@@ -134,43 +147,60 @@ class Solver {
     const float h_scale = hint_.scales[hi];
     const int32_t h_zero = hint_.zeros[hi];
     ++rep_.decisions;
+    Params out;
     if (!p_.mse) {
-      *scale = scale_of(xmax - xmin, h_scale, hint_row, hint_grp);
-      *zero = zero_of(xmin, *scale, h_zero, hint_row, hint_grp);
-      return;
-    }
-    double best = INFINITY;
-    for (int i = 0; i < 80; ++i) {
-      const double pr = 1.0 - i / 100.0;
-      const float s = fp16_round((pr * xmax - pr * xmin) / maxq_);
-      const int32_t z = p_.sym ? (maxq_ + 1) / 2 : clamp_zero(std::nearbyint(-pr * xmin / s));
-      const double err = mse_error(x, s, z);
-      if (err < best) {
-        best = err;
-        *scale = s;
-        *zero = z;
+      out.scale = (xmax - xmin) / maxq_;
+      *stored = stored_scale(out.scale, h_scale, hint_row, hint_grp);
+      out.zero = zero_of(xmin, out.scale, h_zero, hint_row, hint_grp);
+    } else {
+      // Candidates p = 1 - i/100; the first with the lowest error wins (strict <).
+      std::vector<Params> cand(80);
+      std::vector<double> err(80);
+      int best = 0;
+      for (int i = 0; i < 80; ++i) {
+        const double pr = 1.0 - i / 100.0;
+        cand[i].scale = (pr * xmax - pr * xmin) / maxq_;
+        cand[i].zero = p_.sym ? (maxq_ + 1) / 2 : clamp_code(std::nearbyint(-pr * xmin / cand[i].scale));
+        err[i] = mse_error(x, cand[i]);
+        if (err[i] < err[best]) best = i;
       }
-    }
-    if (*scale != h_scale || *zero != h_zero) {
-      const double err_hint = mse_error(x, h_scale, h_zero);
-      const double excess = (err_hint - best) / std::max(best, 1e-300);
-      if (excess <= kMseTieTol) {
-        tie(excess);
-        *scale = h_scale;
-        *zero = h_zero;
-      } else {
-        fail("MSE choice", hint_row, hint_grp, excess);
+      out = cand[best];
+      // The library's choice is identified by its stored scale and zero: the candidate with that
+      // zero whose scale is nearest (candidates are >= 1.2% apart, fp16 steps 0.1%, so it is
+      // unique). Its error must be within kMseTieTol of the best.
+      if (fp16_round(out.scale) != h_scale || out.zero != h_zero) {
+        int chosen = -1;
+        double nearest = 1.0 / 1024;  // relative; farther than an fp16 step is no match
+        for (int i = 0; i < 80; ++i) {
+          const double rel = std::fabs(cand[i].scale - h_scale) / h_scale;
+          if (cand[i].zero == h_zero && rel <= nearest) {
+            nearest = rel;
+            chosen = i;
+          }
+        }
+        const double excess =
+            chosen < 0 ? INFINITY : (err[chosen] - err[best]) / std::max(err[best], 1e-300);
+        if (excess <= kMseTieTol) {
+          tie(excess);
+          out = cand[chosen];
+        } else {
+          fail("MSE choice", hint_row, hint_grp, excess);
+        }
       }
+      *stored = stored_scale(out.scale, h_scale, hint_row, hint_grp);
     }
+    *zero_out = out.zero;
+    return out;
   }
 
-  int32_t code(double w, float scale, int32_t zero, int32_t hint_code, int64_t row, int64_t col) {
+  int32_t code(double w, const Params& g, int32_t hint_code, int64_t row, int64_t col) {
     ++rep_.decisions;
-    const double arg = w / scale;
-    const int32_t c = clamp_code(std::nearbyint(arg) + zero);
+    const double arg = w / g.scale;
+    const int32_t c = clamp_code(std::nearbyint(arg) + g.zero);
     if (c == hint_code) return c;
     const double dist = std::fabs(arg - std::floor(arg) - 0.5);
-    const int32_t lo = clamp_code(std::floor(arg) + zero), hi = clamp_code(std::ceil(arg) + zero);
+    const int32_t lo = clamp_code(std::floor(arg) + g.zero),
+                  hi = clamp_code(std::ceil(arg) + g.zero);
     if (dist <= kCodeTieTol && (hint_code == lo || hint_code == hi)) {
       tie(dist);
       return hint_code;
@@ -179,18 +209,16 @@ class Solver {
     return c;
   }
 
-  double dequant(int32_t c, float scale, int32_t zero) const {
-    return static_cast<double>(scale) * (c - zero);
-  }
+  // The reference's dequantization, with the unrounded scale (what its error feedback uses).
+  double dequant(int32_t c, const Params& g) const { return g.scale * (c - g.zero); }
 
  private:
-  float scale_of(double range, float h_scale, int64_t row, int64_t grp) {
-    const double s = range / maxq_;
+  // fp16(scale), or the library's fp16 neighbour when the scale sits on an fp16 midpoint.
+  float stored_scale(double s, float h_scale, int64_t row, int64_t grp) {
     const float s16 = fp16_round(s);
     if (s16 == h_scale) return s16;
     const double mid = (static_cast<double>(s16) + h_scale) / 2;
     const double dist = std::fabs(s - mid) / s;
-    // The library's scale must be the fp16 neighbour on the other side of a midpoint.
     const bool neighbour = std::fabs(static_cast<double>(h_scale) - s16) <= s16 * (1.0 / 1024);
     if (neighbour && dist <= kScaleTieTol) {
       tie(dist);
@@ -200,14 +228,14 @@ class Solver {
     return s16;
   }
 
-  int32_t zero_of(double xmin, float scale, int32_t h_zero, int64_t row, int64_t grp) {
+  int32_t zero_of(double xmin, double scale, int32_t h_zero, int64_t row, int64_t grp) {
     if (p_.sym) return (maxq_ + 1) / 2;
     const double arg = -xmin / scale;
-    const int32_t z = clamp_zero(std::nearbyint(arg));
+    const int32_t z = clamp_code(std::nearbyint(arg));
     if (z == h_zero) return z;
     const double dist = std::fabs(arg - std::floor(arg) - 0.5);
-    if (dist <= kZeroTieTol && (h_zero == clamp_zero(std::floor(arg)) ||
-                                h_zero == clamp_zero(std::ceil(arg)))) {
+    if (dist <= kZeroTieTol && (h_zero == clamp_code(std::floor(arg)) ||
+                                h_zero == clamp_code(std::ceil(arg)))) {
       tie(dist);
       return h_zero;
     }
@@ -215,11 +243,11 @@ class Solver {
     return z;
   }
 
-  double mse_error(const std::vector<double>& x, float s, int32_t z) const {
+  double mse_error(const std::vector<double>& x, const Params& g) const {
     double err = 0;
     for (double v : x) {
-      const int32_t c = clamp_code(std::nearbyint(v / s) + z);
-      err += std::pow(std::fabs(dequant(c, s, z) - v), 2.4);
+      const int32_t c = clamp_code(std::nearbyint(v / g.scale) + g.zero);
+      err += std::pow(std::fabs(dequant(c, g) - v), 2.4);
     }
     return err;
   }
@@ -227,7 +255,6 @@ class Solver {
   int32_t clamp_code(double v) const {
     return static_cast<int32_t>(std::clamp(v, 0.0, static_cast<double>(maxq_)));
   }
-  int32_t clamp_zero(double v) const { return clamp_code(v); }
 
   void tie(double dist) {
     ++rep_.ties;
@@ -256,6 +283,18 @@ inline Result gptq(const std::vector<double>& w_in, int64_t n, int64_t k,
   const int64_t g = p.group_size == -1 ? k : p.group_size;
   const int64_t groups = (k + g - 1) / g;
   std::vector<double> w = w_in, h = h_in;
+  out.scales.assign(static_cast<size_t>(groups * n), 0.0f);
+  out.zeros.assign(static_cast<size_t>(groups * n), 0);
+  std::vector<Params> gp(static_cast<size_t>(groups * n));  // [G, N] unrounded
+
+  // 0. Group size -1: one group per row, from W as given (before dead inputs are zeroed).
+  const bool per_row = p.group_size == -1;
+  if (per_row) {
+    for (int64_t r = 0; r < n; ++r) {
+      std::vector<double> x(w.begin() + r * k, w.begin() + (r + 1) * k);
+      gp[r] = solver.params(x, r, 0, &out.scales[r], &out.zeros[r]);
+    }
+  }
 
   // 1. Dead inputs.
   for (int64_t c = 0; c < k; ++c) {
@@ -264,15 +303,14 @@ inline Result gptq(const std::vector<double>& w_in, int64_t n, int64_t k,
       for (int64_t r = 0; r < n; ++r) w[r * k + c] = 0;
     }
   }
-  out.scales.assign(static_cast<size_t>(groups * n), 0.0f);
-  out.zeros.assign(static_cast<size_t>(groups * n), 0);
   // 2. Static groups from the original W.
-  if (p.static_groups) {
+  const bool static_groups = p.static_groups && !per_row;
+  if (static_groups) {
     for (int64_t grp = 0; grp < groups; ++grp) {
       for (int64_t r = 0; r < n; ++r) {
         std::vector<double> x(w.begin() + r * k + grp * g,
                               w.begin() + r * k + std::min(k, grp * g + g));
-        solver.params(x, r, grp, &out.scales[grp * n + r], &out.zeros[grp * n + r]);
+        gp[grp * n + r] = solver.params(x, r, grp, &out.scales[grp * n + r], &out.zeros[grp * n + r]);
       }
     }
   }
@@ -318,23 +356,22 @@ inline Result gptq(const std::vector<double>& w_in, int64_t n, int64_t k,
   double loss = 0;
   for (int64_t i = 0; i < k; ++i) {
     if (i % p.block_size == 0) snapshot = wp;
-    gid[i] = static_cast<int32_t>((p.static_groups ? perm[i] : i) / g);
-    if (!p.static_groups && i % g == 0) {
+    gid[i] = static_cast<int32_t>((static_groups ? perm[i] : i) / g);
+    if (!static_groups && !per_row && i % g == 0) {
       for (int64_t r = 0; r < n; ++r) {
         std::vector<double> x(snapshot.begin() + r * k + i,
                               snapshot.begin() + r * k + std::min(k, i + g));
-        solver.params(x, r, i / g, &out.scales[(i / g) * n + r], &out.zeros[(i / g) * n + r]);
+        gp[(i / g) * n + r] =
+            solver.params(x, r, i / g, &out.scales[(i / g) * n + r], &out.zeros[(i / g) * n + r]);
       }
     }
     const double d = u[i * k + i];
     for (int64_t r = 0; r < n; ++r) {
-      const float s = out.scales[gid[i] * n + r];
-      const int32_t z = out.zeros[gid[i] * n + r];
+      const Params& pr = gp[gid[i] * n + r];
       const double wv = wp[r * k + i];
-      const int32_t c =
-          solver.code(wv, s, z, hint.codes[r * k + perm[i]], r, perm[i]);
+      const int32_t c = solver.code(wv, pr, hint.codes[r * k + perm[i]], r, perm[i]);
       codes_p[r * k + i] = static_cast<uint8_t>(c);
-      const double q = solver.dequant(c, s, z);
+      const double q = solver.dequant(c, pr);
       const double err = (wv - q) / d;
       loss += (wv - q) * (wv - q) / (d * d);
       for (int64_t j = i; j < k; ++j) wp[r * k + j] -= err * u[i * k + j];

@@ -13,8 +13,6 @@ namespace d = gptq::quant::detail;
 
 namespace {
 
-float f16(float v) { return gptq::core::fp16_to_fp32(gptq::core::fp32_to_fp16(v)); }
-
 TEST(Grid, RoundHalfEvenMatchesNearbyint) {
   std::mt19937 gen(1);
   std::uniform_real_distribution<float> ud(-600.0f, 600.0f);
@@ -51,42 +49,44 @@ TEST(Grid, Pow2p4IsAccurate) {
   EXPECT_EQ(d::pow_2p4(0.0f), 0.0f);
 }
 
+// find_params computes in fp32 exactly as the reference does (no fp16 rounding of the scale).
 TEST(Grid, TextbookParams) {
   const d::Grid sym4 = d::make_grid(4, true, false), asym4 = d::make_grid(4, false, false);
   {  // symmetric: range [-1, 1] from max |w|; zero 2^(b-1)
     const float x[] = {-1.0f, 0.5f, 0.25f};
     const auto p = d::find_params(x, 3, sym4);
-    EXPECT_EQ(p.scale, f16(2.0f / 15));
+    EXPECT_EQ(p.scale, 2.0f / 15);
     EXPECT_EQ(p.zero, 8);
   }
   {  // symmetric with no negative value keeps xmin = 0 (the Python tools' behaviour)
     const float x[] = {0.0f, 1.5f};
     const auto p = d::find_params(x, 2, sym4);
-    EXPECT_EQ(p.scale, f16(1.5f / 15));
+    EXPECT_EQ(p.scale, 1.5f / 15);
     EXPECT_EQ(p.zero, 8);
   }
-  {  // asymmetric: range includes 0, zero = round(-xmin / scale) with the fp16 scale
+  {  // asymmetric: range includes 0, zero = round(-xmin / scale) with the fp32 scale
     const float x[] = {-0.3f, 1.2f};
     const auto p = d::find_params(x, 2, asym4);
-    const float s = f16(1.5f / 15);
+    const float s = (1.2f - -0.3f) / 15;
     EXPECT_EQ(p.scale, s);
     EXPECT_EQ(p.zero, static_cast<int32_t>(std::nearbyint(0.3f / s)));
   }
   {  // all zero -> [-1, 1]
     const float x[] = {0.0f, 0.0f, 0.0f};
-    EXPECT_EQ(d::find_params(x, 3, asym4).scale, f16(2.0f / 15));
-    EXPECT_EQ(d::find_params(x, 3, asym4).zero, 8);  // round(1 / (2/15)) = round(7.5) = 8
+    EXPECT_EQ(d::find_params(x, 3, asym4).scale, 2.0f / 15);
+    // round(1 / (2/15)) in fp32: 1 / 0.13333334f = 7.4999995f rounds to 7, as in PyTorch.
+    EXPECT_EQ(d::find_params(x, 3, asym4).zero, 7);
     EXPECT_EQ(d::find_params(x, 3, sym4).zero, 8);
   }
-  {  // tiny weights: the fp16 scale underflows to 0 and is floored at 2^-24
+  {  // tiny weights: the fp32 scale is used as is; only storage floors it at 2^-24
     const float x[] = {1e-9f, -2e-9f};
     const auto p = d::find_params(x, 2, sym4);
-    EXPECT_EQ(p.scale, std::ldexp(1.0f, -24));
-    EXPECT_EQ(d::quant_code(x[0], p.scale, p.zero, 15), p.zero);
+    EXPECT_EQ(p.scale, 4e-9f / 15);
+    EXPECT_EQ(d::scale_to_fp16(p.scale), std::ldexp(1.0f, -24));
   }
-  {  // huge weights overflow fp16
+  {  // huge weights overflow fp16 when stored
     const float x[] = {1e7f};
-    EXPECT_TRUE(std::isinf(d::find_params(x, 1, asym4).scale));
+    EXPECT_TRUE(std::isinf(d::scale_to_fp16(d::find_params(x, 1, asym4).scale)));
   }
 }
 

@@ -3,6 +3,7 @@
 
 #include <cblas.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <random>
@@ -78,6 +79,40 @@ inline double output_error(const std::vector<float>& w, const std::vector<float>
     }
   }
   return total;
+}
+
+// W [N, K] with every third group of every row on a tie grid: a step s = 2^-7 and values that
+// are multiples of s/2, so x / s hits k + 0.5 exactly; the range is chosen so that fp32 computes
+// the scale as exactly s (sym: xmax = maxq * s / 2; asym: xmax - xmin = maxq * s with -xmin an
+// odd multiple of s/2, a tie for the zero point too).
+inline std::vector<float> tie_weights(int64_t n, int64_t k, int64_t g, int bits, bool sym,
+                               uint32_t seed) {
+  std::vector<float> w = random_weight(n, k, seed);
+  std::mt19937 gen(seed + 1);
+  const int maxq = (1 << bits) - 1;
+  const float half = std::ldexp(1.0f, -8);  // s / 2 with s = 2^-7
+  const int64_t groups = (k + g - 1) / g;
+  for (int64_t r = 0; r < n; ++r) {
+    for (int64_t grp = (r % 3); grp < groups; grp += 3) {
+      const int64_t c0 = grp * g, c1 = std::min(k, c0 + g);
+      if (c1 - c0 < 2) continue;
+      int lo, hi;  // the group spans [lo, hi] half-steps
+      if (sym) {
+        lo = -maxq;
+        hi = maxq;
+      } else {
+        const int a = 2 * static_cast<int>(gen() % static_cast<unsigned>(maxq)) + 1;  // odd
+        lo = -a;
+        hi = 2 * maxq - a;
+      }
+      std::uniform_int_distribution<int> ud(lo, hi);
+      for (int64_t c = c0; c < c1; ++c) w[r * k + c] = static_cast<float>(ud(gen)) * half;
+      // Pin the range ends (sym: the negative extreme, the side the fp16-first rounding lost).
+      w[r * k + c0] = static_cast<float>(lo) * half;
+      if (!sym) w[r * k + c0 + 1] = static_cast<float>(hi) * half;
+    }
+  }
+  return w;
 }
 
 }  // namespace qtest

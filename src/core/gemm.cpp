@@ -1,0 +1,59 @@
+#include "core/gemm.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+
+#include "core/parallel.h"
+
+extern "C" void openblas_set_num_threads(int);
+
+namespace gptq::core {
+namespace {
+
+// Rows of C per panel: large enough that repacking B for each panel costs ~1/kPanelRows of the
+// multiply-adds, small enough that two or more threads share typical row counts (576..8192).
+constexpr int64_t kPanelRows = 64;
+
+void sgemm_panel(bool trans_a, bool trans_b, int64_t r0, int64_t rows, int64_t n, int64_t k,
+                 float alpha, const float* a, int64_t lda, const float* b, int64_t ldb,
+                 float beta, float* c, int64_t ldc) {
+  // Rows r0.. of op(A): rows of A, or columns of A when it is transposed.
+  const float* ap = trans_a ? a + r0 : a + r0 * lda;
+  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+              trans_b ? CblasTrans : CblasNoTrans, static_cast<blasint>(rows),
+              static_cast<blasint>(n), static_cast<blasint>(k), alpha, ap,
+              static_cast<blasint>(lda), b, static_cast<blasint>(ldb), beta, c + r0 * ldc,
+              static_cast<blasint>(ldc));
+}
+
+}  // namespace
+
+void sgemm_deterministic(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                         const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
+                         float* c, int64_t ldc) {
+  if (m <= 0 || n <= 0) return;
+  const int64_t panels = (m + kPanelRows - 1) / kPanelRows;
+  const int nt = num_threads();
+  openblas_set_num_threads(1);
+  if (nt <= 1 || panels <= 1) {
+    for (int64_t p = 0; p < panels; ++p) {
+      const int64_t r0 = p * kPanelRows;
+      sgemm_panel(trans_a, trans_b, r0, std::min(kPanelRows, m - r0), n, k, alpha, a, lda, b,
+                  ldb, beta, c, ldc);
+    }
+  } else {
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
+    for (int64_t p = 0; p < panels; ++p) {
+      const int64_t r0 = p * kPanelRows;
+      sgemm_panel(trans_a, trans_b, r0, std::min(kPanelRows, m - r0), n, k, alpha, a, lda, b,
+                  ldb, beta, c, ldc);
+    }
+  }
+  openblas_set_num_threads(nt);
+}
+
+ScopedSingleThreadedBlas::ScopedSingleThreadedBlas() { openblas_set_num_threads(1); }
+ScopedSingleThreadedBlas::~ScopedSingleThreadedBlas() { openblas_set_num_threads(num_threads()); }
+
+}  // namespace gptq::core

@@ -1,0 +1,35 @@
+// Single-precision GEMM whose results do not depend on the thread count.
+#pragma once
+
+#include <cstdint>
+
+namespace gptq::core {
+
+// C [m, n] = alpha * op(A) op(B) + beta * C, all row-major with leading dimensions lda, ldb,
+// ldc; op(A) is [m, k] (A^T when trans_a), op(B) is [k, n] (B^T when trans_b).
+//
+// Bitwise the same for any thread count. OpenBLAS's own threading is not: with its Haswell and
+// Zen kernels (0.3.21), a 256x256x256 sgemm on 2 threads differs from 1 thread in ~9% of the
+// outputs by an ulp, since the thread split decides which outputs fall into edge tiles that sum
+// in another order. So the rows of C are cut into panels whose size depends on m alone, our
+// OpenMP threads take the panels in turn, and each panel is one single-threaded sgemm (OpenBLAS
+// single-threaded calls from several threads at once are safe; multi-threaded ones are not).
+// Must be called from outside any parallel region, and not from two threads at once: OpenBLAS's
+// thread count is process-wide and is switched to 1 for the duration of the call.
+void sgemm_deterministic(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                         const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
+                         float* c, int64_t ldc);
+
+// Runs OpenBLAS/LAPACK single-threaded while it lives, for LAPACK calls whose results must not
+// depend on the thread count (OpenBLAS's threaded dpotrf does not guarantee it; single-threaded
+// it is as fast as on two threads at K = 4096 here). Same caveats as above: not from two
+// threads at once.
+class ScopedSingleThreadedBlas {
+ public:
+  ScopedSingleThreadedBlas();
+  ~ScopedSingleThreadedBlas();
+  ScopedSingleThreadedBlas(const ScopedSingleThreadedBlas&) = delete;
+  ScopedSingleThreadedBlas& operator=(const ScopedSingleThreadedBlas&) = delete;
+};
+
+}  // namespace gptq::core
