@@ -7,5 +7,6 @@
 #include "gptq/model.h"
 #include "gptq/progress.h"
 #include "gptq/quantize.h"
+#include "gptq/runtime.h"
 #include "gptq/tensor.h"
 #include "gptq/tokenizer.h"

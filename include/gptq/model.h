@@ -48,7 +48,8 @@ class CausalLM {
  public:
   // Loads config.json, tokenizer and weights. Throws gptq::Error naming the file and problem.
   static CausalLM from_pretrained(const std::filesystem::path& dir, const LoadOptions& opts = {});
-  // As above, remembering the settings that quantize() will use.
+  // As above, remembering the settings that quantize() will use (checked first with
+  // validate_quantize_config).
   static CausalLM from_pretrained(const std::filesystem::path& dir, const QuantizeConfig& qcfg,
                                   const LoadOptions& opts = {});
 
@@ -74,8 +75,12 @@ class CausalLM {
                                   const ProgressCallback& progress = {}) const;
 
   // GPTQ on the loaded weights with the settings given to from_pretrained, calibrated on the
-  // examples (token ids, or texts tokenized with BOS). Afterwards logits/generate/perplexity run
-  // the quantized weights (dequantized to fp32).
+  // examples: token ids (each 1..context_length() ids in [0, vocab)), or texts tokenized with BOS,
+  // cut to the context, and dropped when empty. Afterwards logits/generate/perplexity run the
+  // quantized weights (dequantized to fp32). Each example is one sequence: nothing is padded, so
+  // callers strip padding first. If it throws after it has started changing weights (a bad
+  // Hessian, an interrupt: gptq/runtime.h), the model is left unusable: every later call throws
+  // Error(kArgument) saying so, and the model must be loaded again.
   QuantizeReport quantize(const std::vector<std::vector<int32_t>>& examples,
                           const ProgressCallback& progress = {});
   QuantizeReport quantize(const std::vector<std::string>& examples, const ProgressCallback& progress = {});

@@ -19,6 +19,12 @@ struct QuantizeConfig {
   std::string format = "";      // "gptq" (v1) or "gptq_v2"; empty: v1 when sym, v2 otherwise
 };
 
+// Throws Error(kArgument) naming the field when a setting is out of range (bits not 2/3/4/8,
+// group_size not -1 or 16..1024, damp_percent not in (0, 1), an unknown method or format,
+// asymmetric quantization in the v1 format). quantize_model and CausalLM::from_pretrained with
+// a QuantizeConfig call it before any work.
+void validate_quantize_config(const QuantizeConfig& q);
+
 }  // namespace gptq
 
 #include <filesystem>

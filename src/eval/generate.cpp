@@ -5,6 +5,7 @@
 
 #include "eval/sampling.h"
 #include "gptq/error.h"
+#include "gptq/runtime.h"
 #include "model/causal_lm_impl.h"
 
 namespace gptq {
@@ -17,6 +18,7 @@ GenerateResult CausalLM::generate(const std::string& prompt, const GenerateOptio
 GenerateResult CausalLM::generate_ids(const std::vector<int32_t>& prompt_ids, const GenerateOptions& opts,
                                       const TokenCallback& on_text) const {
   using Clock = std::chrono::steady_clock;
+  impl_->check_usable();
   const auto& dec = *impl_->decoder;
   const auto& tok = tokenizer();
   const int64_t V = impl_->cfg.vocab_size;
@@ -49,6 +51,7 @@ GenerateResult CausalLM::generate_ids(const std::vector<int32_t>& prompt_ids, co
   r.prefill_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   t0 = Clock::now();
   for (int64_t i = 0; i < budget && cache.size() < capacity + 1; ++i) {
+    check_interrupt();
     const int32_t next = eval::sample_token(logits.data(), V, opts, rng);
     r.new_ids.push_back(next);
     const bool is_eos = std::find(eos.begin(), eos.end(), next) != eos.end();

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "gptq/error.h"
+#include "gptq/runtime.h"
 #include "model/causal_lm_impl.h"
 
 namespace gptq {
@@ -16,6 +17,7 @@ PerplexityResult CausalLM::perplexity(const std::string& text, const PerplexityO
 PerplexityResult CausalLM::perplexity_ids(const std::vector<int32_t>& stream, const PerplexityOptions& opts,
                                           const ProgressCallback& progress) const {
   const auto t_start = std::chrono::steady_clock::now();
+  impl_->check_usable();
   const auto& dec = *impl_->decoder;
   const auto& tok = tokenizer();
   const int64_t V = impl_->cfg.vocab_size, ctx = opts.ctx;
@@ -50,6 +52,7 @@ PerplexityResult CausalLM::perplexity_ids(const std::vector<int32_t>& stream, co
   auto cache = dec.make_cache(ctx);
   double total = 0;
   for (int64_t w = 0; w < n_windows; ++w) {
+    check_interrupt();
     if (opts.bos_per_window) {
       win[0] = bos;
       std::copy(ids.begin() + w * stride, ids.begin() + (w + 1) * stride, win.begin() + 1);

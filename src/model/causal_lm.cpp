@@ -6,6 +6,7 @@
 #include "arch/arch.h"
 #include "core/parallel.h"
 #include "gptq/error.h"
+#include "gptq/runtime.h"
 #include "model/causal_lm_impl.h"
 #include "model/head_quant.h"
 
@@ -29,6 +30,7 @@ CausalLM CausalLM::from_pretrained(const std::filesystem::path& dir, const Quant
     throw Error(ErrorKind::kArgument,
                 fmt::format("lm_head bits must be 0 (as stored) or 8, got {}", opts.lm_head_bits));
   }
+  validate_quantize_config(qcfg);
   core::set_num_threads(opts.threads);
   auto impl = std::make_unique<Impl>();
   impl->dir = dir;
@@ -59,8 +61,13 @@ CausalLM CausalLM::from_pretrained(const std::filesystem::path& dir, const Quant
     impl->weights.blocks.push_back(model::load_block(*impl->store, impl->cfg, desc, static_cast<int>(l),
                                                      opts.dequantize, model::DenseStorage::kStored));
     if (opts.progress) opts.progress({"load", l + 1, L, fmt::format("layer {}", l)});
+    check_interrupt();
   }
   return CausalLM(std::move(impl));
+}
+
+void CausalLM::Impl::check_usable() const {
+  if (!unusable.empty()) throw Error(ErrorKind::kArgument, unusable);
 }
 
 const Tokenizer& CausalLM::tokenizer() const { return *impl_->tokenizer; }
@@ -68,6 +75,7 @@ const Tokenizer& CausalLM::tokenizer() const { return *impl_->tokenizer; }
 int64_t CausalLM::context_length() const { return impl_->cfg.max_position_embeddings; }
 
 std::vector<float> CausalLM::logits(const std::vector<int32_t>& ids) const {
+  impl_->check_usable();
   const auto& dec = *impl_->decoder;
   const int64_t t = static_cast<int64_t>(ids.size());
   if (t == 0) return {};

@@ -25,6 +25,13 @@ struct CausalLM::Impl {
   std::vector<std::vector<checkpoint::PackedLinear>> packed;
   std::vector<ModuleReport> reports;
   int threads = 0;
+  // Set when quantize() stopped part-way (an error, or an interrupt): some blocks hold quantized
+  // weights and others not, so every later call refuses with this reason instead of running a
+  // half-quantized model.
+  std::string unusable;
+
+  // Throws Error(kArgument) with `unusable` when it is set.
+  void check_usable() const;
 };
 
 }  // namespace gptq

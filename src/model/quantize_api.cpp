@@ -24,6 +24,7 @@ QuantizeReport CausalLM::quantize(const std::vector<std::string>& examples, cons
 QuantizeReport CausalLM::quantize(const std::vector<std::vector<int32_t>>& examples, const ProgressCallback& progress) {
   const auto t0 = std::chrono::steady_clock::now();
   auto& im = *impl_;
+  im.check_usable();
   if (im.cfg.quant) throw Error(ErrorKind::kArgument, im.dir.string() + ": the model is already quantized");
   if (!im.packed.empty()) throw Error(ErrorKind::kArgument, "quantize() was already called on this model");
   if (examples.empty() && im.qcfg.method != "rtn") {
@@ -42,24 +43,39 @@ QuantizeReport CausalLM::quantize(const std::vector<std::vector<int32_t>>& examp
     }
   }
   model::QuantizationPipeline pipe(*im.decoder, im.qcfg, examples);
-  pipe.start([&](int32_t id, float* row) { im.weights.embed.row(id, row); });
   QuantizeReport rep;
   rep.layers = im.cfg.num_hidden_layers;
   rep.calibration_tokens = pipe.tokens();
-  im.packed.resize(static_cast<size_t>(rep.layers));
-  for (int64_t l = 0; l < rep.layers; ++l) {
-    auto res = pipe.quantize_layer(l, im.weights.blocks[l], progress);
-    im.packed[l] = std::move(res.packed);
-    rep.modules.insert(rep.modules.end(), res.reports.begin(), res.reports.end());
-    if (progress) progress({"quantize", l + 1, rep.layers, fmt::format("layer {} done", l)});
+  // Blocks are quantized in place: once the first one has changed, a failure (or an interrupt)
+  // leaves a model that is neither the original nor quantized, so it is marked unusable.
+  try {
+    pipe.start([&](int32_t id, float* row) { im.weights.embed.row(id, row); });
+    im.packed.resize(static_cast<size_t>(rep.layers));
+    for (int64_t l = 0; l < rep.layers; ++l) {
+      auto res = pipe.quantize_layer(l, im.weights.blocks[l], progress);
+      im.packed[l] = std::move(res.packed);
+      rep.modules.insert(rep.modules.end(), res.reports.begin(), res.reports.end());
+      if (progress) progress({"quantize", l + 1, rep.layers, fmt::format("layer {} done", l)});
+    }
+  } catch (const std::exception& e) {
+    im.packed.clear();
+    im.unusable = im.dir.string() + ": quantize() stopped part-way (" + e.what() +
+                  "), so the weights are partly quantized; load the model again";
+    throw;
   }
   im.reports = rep.modules;
   rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return rep;
 }
 
+void validate_quantize_config(const QuantizeConfig& q) {
+  (void)model::to_params(q);
+  (void)model::resolve_format(q);
+}
+
 void CausalLM::save_quantized(const std::filesystem::path& out, bool force, uint64_t max_shard_bytes) const {
   const auto& im = *impl_;
+  im.check_usable();
   if (im.packed.empty()) throw Error(ErrorKind::kArgument, "save_quantized(): call quantize() first");
   checkpoint::WriterOptions wo;
   wo.force = force;

@@ -9,6 +9,7 @@
 #include "core/dtype.h"
 #include "core/log.h"
 #include "gptq/error.h"
+#include "gptq/runtime.h"
 
 namespace gptq::model {
 namespace {
@@ -181,6 +182,7 @@ void QuantizationPipeline::run_block(const BlockWeights& block, const LinearInpu
   const auto& c = dec_.config();
   std::vector<float> scratch;
   for (size_t s = 0; s < samples_.size(); ++s) {
+    check_interrupt();
     const int64_t t = static_cast<int64_t>(samples_[s].size());
     KVCache cache(1, t, c.num_key_value_heads, c.head_dim);
     float* h = hidden_[s].data();
@@ -249,6 +251,7 @@ LayerResult QuantizationPipeline::quantize_layer(int64_t layer, BlockWeights& bl
     }
     std::map<Role, quant::HessianFactor> factors;
     for (Role r : todo) {
+      check_interrupt();
       const auto t0 = std::chrono::steady_clock::now();
       const auto& ld = desc.linear(r);
       Linear& lin = block.at(r);
