@@ -14,6 +14,23 @@ cmake --preset release -DGPTQ_BUILD_TESTS=ON >/dev/null
 cmake --build --preset release -j "$jobs"
 ctest --test-dir build --output-on-failure --no-tests=error -j "$jobs"
 
+# The Python package, as a user installs it: `pip install .` into a venv (Debian's system Python
+# refuses pip installs, PEP 668), then its pytest suite against the installed package and the
+# CLI built above. The venv and the package's build folder (build-python/) persist, so a rerun
+# only rebuilds what changed; delete the folder to start over.
+venv=build-python/venv
+py=/usr/bin/python3
+[ -x "$py" ] || py=python3
+[ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
+"$venv/bin/pip" install -q --disable-pip-version-check -r python/requirements-test.txt
+"$venv/bin/pip" install -q --disable-pip-version-check --no-build-isolation .
+rc=0
+GPTQ_CLI="$PWD/build/bin/gptq" GPTQ_REQUIRE_CLI=1 "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/python || rc=$?
+if [ "$rc" -eq 5 ]; then
+  echo "tests/python: pytest collected no tests" >&2
+fi
+[ "$rc" -eq 0 ] || exit "$rc"
+
 if [ "${1:-}" != "--no-sanitize" ]; then
   cmake --preset asan -DGPTQ_BUILD_TESTS=ON >/dev/null
   cmake --build --preset asan -j "$jobs"

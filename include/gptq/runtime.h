@@ -8,8 +8,9 @@ namespace gptq {
 
 // Sets the number of threads that the library's parallel loops and OpenBLAS use from now on, for
 // the whole process (LoadOptions::threads and QuantizeRunOptions::threads call this too).
-// n <= 0: $GPTQ_NUM_THREADS when set, else every CPU the process may use. Results do not depend
-// on the thread count.
+// n <= 0: $GPTQ_NUM_THREADS when set, else every CPU the process may use. Quantization results
+// do not depend on the thread count; inference logits may differ in float32 rounding (OpenBLAS
+// splits some sums by thread).
 void set_num_threads(int n);
 // The thread count in force (resolving the default on first use).
 int num_threads();

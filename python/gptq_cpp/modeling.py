@@ -95,7 +95,8 @@ class GPTQCausalLM:
     Made by ``AutoGPTQForCausalLM.from_pretrained`` / ``from_quantized`` or ``GPTQModel.load``.
     Every call that works releases the GIL, can be stopped with Ctrl-C (KeyboardInterrupt), and
     takes ``threads=`` for that call alone (default: the model's, given at load; else the
-    process's, ``gptq_cpp.set_num_threads``). Results do not depend on the thread count.
+    process's, ``gptq_cpp.set_num_threads``). Quantization gives the same files at any thread
+    count; logits may differ in float32 rounding.
     """
 
     def __init__(self, core: "_core.CausalLM", path: str, quantize_config: Optional[BaseQuantizeConfig],

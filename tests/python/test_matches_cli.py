@@ -43,7 +43,7 @@ def test_same_files_and_perplexity_as_cli(tmp_path, cli, calib_rows, eval_text, 
     eval_file.write_text(eval_text, encoding="utf-8")
     want = cli_ppl(cli, tmp_path / "cli", eval_file)
     q = gptq_cpp.AutoGPTQForCausalLM.from_quantized(tmp_path / "py")
-    got = q.perplexity(eval_text, ctx=256)
+    got = q.perplexity(eval_text, ctx=256, threads=1)
     assert got.ppl == want["ppl"]  # exactly: the same code path
     assert got.tokens == want["tokens"] and got.windows == want["windows"]
     # And the quantized model differs from the dense one (the comparison is not vacuous).
