@@ -106,7 +106,7 @@ class GPTQCausalLM:
         self.quantize_config = quantize_config
         self._threads = threads
         self._quantized_here = False
-        self.tokenizer = Tokenizer(core.tokenizer, _owner=self)
+        self.tokenizer = Tokenizer(core.tokenizer)
         self.config = SimpleNamespace(**_read_config(path))
 
     # -- facts -------------------------------------------------------------------------------

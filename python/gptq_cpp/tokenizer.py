@@ -24,9 +24,10 @@ class Tokenizer:
 
     padding_side: str = "right"
 
-    def __init__(self, core: "_core.Tokenizer", _owner: Any = None) -> None:
+    def __init__(self, core: "_core.Tokenizer") -> None:
+        # A model's tokenizer keeps its C++ model alive by itself (nanobind's reference_internal),
+        # without a reference cycle that would hold a large model until the cyclic GC runs.
         self._t = core
-        self._owner = _owner  # keeps the model that owns the C++ tokenizer alive
 
     @classmethod
     def from_pretrained(cls, path: "str | os.PathLike[str]", **kwargs: Any) -> "Tokenizer":

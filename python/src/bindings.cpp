@@ -110,7 +110,9 @@ gptq::TokenCallback text_callback(const std::optional<nb::callable>& f, Pending&
 
 using IdArray = nb::ndarray<const int32_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
 
-std::vector<int32_t> to_vector(const IdArray& a) { return std::vector<int32_t>(a.data(), a.data() + a.shape(0)); }
+std::vector<int32_t> to_vector(const IdArray& a) {
+  return std::vector<int32_t>(a.data(), a.data() + a.shape(0));
+}
 
 // A loaded model. Inference calls may run from several Python threads at once (shared lock);
 // quantize() needs the model alone. Locks are taken after the GIL is released, so a thread
@@ -142,20 +144,23 @@ NB_MODULE(_core, m) {
           throw nb::value_error("expected one exception class per gptq::ErrorKind");
         }
         for (size_t i = 0; i < classes.size(); ++i) {
-          if (!PyExceptionClass_Check(classes[i].ptr())) throw nb::type_error("not an exception class");
+          if (!PyExceptionClass_Check(classes[i].ptr()))
+            throw nb::type_error("not an exception class");
           Py_XDECREF(g_error_classes[i]);
           g_error_classes[i] = classes[i].inc_ref().ptr();
         }
       },
       "classes"_a, "Registers the Python class raised for each gptq::ErrorKind, in enum order.");
-  m.attr("error_kinds") = nb::make_tuple("io", "format", "config", "shape", "unsupported", "numeric",
-                                         "argument", "interrupted");
+  m.attr("error_kinds") = nb::make_tuple("io", "format", "config", "shape", "unsupported",
+                                         "numeric", "argument", "interrupted");
 
   m.def("set_num_threads", &gptq::set_num_threads, "n"_a,
-        "Sets the library's thread count for the whole process (n <= 0: $GPTQ_NUM_THREADS, else all CPUs).");
+        "Sets the library's thread count for the whole process (n <= 0: $GPTQ_NUM_THREADS, else "
+        "all CPUs).");
   m.def("num_threads", &gptq::num_threads, "The library's thread count in force.");
 
-  nb::class_<gptq::QuantizeConfig>(m, "QuantizeConfig", "gptq::QuantizeConfig: the settings of one quantization.")
+  nb::class_<gptq::QuantizeConfig>(m, "QuantizeConfig",
+                                   "gptq::QuantizeConfig: the settings of one quantization.")
       .def(nb::init<>())
       .def_rw("bits", &gptq::QuantizeConfig::bits)
       .def_rw("group_size", &gptq::QuantizeConfig::group_size)
@@ -195,8 +200,9 @@ NB_MODULE(_core, m) {
       .def_ro("seconds", &gptq::PerplexityResult::seconds)
       .def("__float__", [](const gptq::PerplexityResult& r) { return r.ppl; })
       .def("__repr__", [](const gptq::PerplexityResult& r) {
-        return "PerplexityResult(ppl=" + std::to_string(r.ppl) + ", tokens=" + std::to_string(r.tokens) +
-               ", windows=" + std::to_string(r.windows) + ")";
+        return "PerplexityResult(ppl=" + std::to_string(r.ppl) +
+               ", tokens=" + std::to_string(r.tokens) + ", windows=" + std::to_string(r.windows) +
+               ")";
       });
   nb::class_<gptq::GenerateResult>(m, "GenerateResult")
       .def_ro("prompt_ids", &gptq::GenerateResult::prompt_ids)
@@ -231,8 +237,10 @@ NB_MODULE(_core, m) {
 
   nb::class_<gptq::Tokenizer>(m, "Tokenizer", "gptq::Tokenizer: tokenizer.json read by gptq.cpp.")
       .def_static(
-          "from_dir", [](const std::filesystem::path& dir) { return gptq::Tokenizer::from_dir(dir); }, "dir"_a,
-          "Reads <dir>/tokenizer.json (and tokenizer_config.json, generation_config.json when present).")
+          "from_dir",
+          [](const std::filesystem::path& dir) { return gptq::Tokenizer::from_dir(dir); }, "dir"_a,
+          "Reads <dir>/tokenizer.json (and tokenizer_config.json, generation_config.json when "
+          "present).")
       .def(
           "encode",
           [](const gptq::Tokenizer& t, const std::string& text, bool add_special) {
@@ -243,13 +251,15 @@ NB_MODULE(_core, m) {
             }
             return ids;
           },
-          "text"_a, "add_special"_a = true, "Token ids of text; BOS first when add_special and the tokenizer adds one.")
+          "text"_a, "add_special"_a = true,
+          "Token ids of text; BOS first when add_special and the tokenizer adds one.")
       .def(
           "decode",
           [](const gptq::Tokenizer& t, const IdArray& ids, bool skip_special) {
             return t.decode(to_vector(ids), skip_special);
           },
-          "ids"_a, "skip_special"_a = true, "UTF-8 text of ids; special tokens skipped when skip_special.")
+          "ids"_a, "skip_special"_a = true,
+          "UTF-8 text of ids; special tokens skipped when skip_special.")
       .def_prop_ro("vocab_size", &gptq::Tokenizer::vocab_size)
       .def_prop_ro("bos_id", &gptq::Tokenizer::bos_id)
       .def_prop_ro("eos_ids", &gptq::Tokenizer::eos_ids)
@@ -257,11 +267,12 @@ NB_MODULE(_core, m) {
       .def("is_special", &gptq::Tokenizer::is_special, "id"_a)
       .def("id_to_piece", &gptq::Tokenizer::id_to_piece, "id"_a);
 
-  nb::class_<Model>(m, "CausalLM", "gptq::CausalLM: a model folder loaded for inference or quantization.")
+  nb::class_<Model>(m, "CausalLM",
+                    "gptq::CausalLM: a model folder loaded for inference or quantization.")
       .def_static(
           "load",
-          [](const std::filesystem::path& dir, const std::optional<gptq::QuantizeConfig>& qcfg, int threads,
-             int lm_head_bits, bool dequantize, std::optional<nb::callable> progress) {
+          [](const std::filesystem::path& dir, const std::optional<gptq::QuantizeConfig>& qcfg,
+             int threads, int lm_head_bits, bool dequantize, std::optional<nb::callable> progress) {
             Pending pending;
             gptq::LoadOptions lo;
             lo.lm_head_bits = lm_head_bits;
@@ -273,8 +284,8 @@ NB_MODULE(_core, m) {
                                     : gptq::CausalLM::from_pretrained(dir, lo));
             });
           },
-          "dir"_a, "quantize_config"_a = nb::none(), "threads"_a = 0, "lm_head_bits"_a = 0, "dequantize"_a = false,
-          "progress"_a = nb::none(), nb::rv_policy::take_ownership,
+          "dir"_a, "quantize_config"_a = nb::none(), "threads"_a = 0, "lm_head_bits"_a = 0,
+          "dequantize"_a = false, "progress"_a = nb::none(), nb::rv_policy::take_ownership,
           "CausalLM::from_pretrained; threads <= 0 keeps the process's thread count.")
       .def_prop_ro(
           "tokenizer", [](Model& self) -> const gptq::Tokenizer& { return self.lm.tokenizer(); },
@@ -290,15 +301,17 @@ NB_MODULE(_core, m) {
               std::shared_lock lock(self.mu);
               return self.lm.logits(v);
             }));
-            nb::capsule owner(out, [](void* p) noexcept { delete static_cast<std::vector<float>*>(p); });
+            nb::capsule owner(out,
+                              [](void* p) noexcept { delete static_cast<std::vector<float>*>(p); });
             const size_t t = v.size(), vocab = t ? out->size() / t : 0;
             return nb::ndarray<nb::numpy, float, nb::ndim<2>>(out->data(), {t, vocab}, owner);
           },
           "ids"_a, "threads"_a = 0, "Logits [len(ids), vocab] (float32); row i predicts token i+1.")
       .def(
           "generate_ids",
-          [](Model& self, const IdArray& ids, int n_predict, float temperature, int top_k, float top_p, uint64_t seed,
-             bool ignore_eos, std::optional<nb::callable> on_text, int threads) {
+          [](Model& self, const IdArray& ids, int n_predict, float temperature, int top_k,
+             float top_p, uint64_t seed, bool ignore_eos, std::optional<nb::callable> on_text,
+             int threads) {
             Pending pending;
             gptq::GenerateOptions go;
             go.n_predict = n_predict;
@@ -314,12 +327,13 @@ NB_MODULE(_core, m) {
               return self.lm.generate_ids(v, go, cb);
             });
           },
-          "ids"_a, "n_predict"_a = 128, "temperature"_a = 0.8f, "top_k"_a = 40, "top_p"_a = 0.95f, "seed"_a = 0,
-          "ignore_eos"_a = false, "on_text"_a = nb::none(), "threads"_a = 0, "CausalLM::generate_ids.")
+          "ids"_a, "n_predict"_a = 128, "temperature"_a = 0.8f, "top_k"_a = 40, "top_p"_a = 0.95f,
+          "seed"_a = 0, "ignore_eos"_a = false, "on_text"_a = nb::none(), "threads"_a = 0,
+          "CausalLM::generate_ids.")
       .def(
           "perplexity",
-          [](Model& self, const std::string& text, int64_t ctx, bool bos_per_window, int64_t max_windows,
-             std::optional<nb::callable> progress, int threads) {
+          [](Model& self, const std::string& text, int64_t ctx, bool bos_per_window,
+             int64_t max_windows, std::optional<nb::callable> progress, int threads) {
             Pending pending;
             gptq::PerplexityOptions po;
             po.ctx = ctx;
@@ -331,8 +345,9 @@ NB_MODULE(_core, m) {
               return self.lm.perplexity(text, po, cb);
             });
           },
-          "text"_a, "ctx"_a = 512, "bos_per_window"_a = false, "max_windows"_a = -1, "progress"_a = nb::none(),
-          "threads"_a = 0, "CausalLM::perplexity (GPTQ-paper convention unless bos_per_window).")
+          "text"_a, "ctx"_a = 512, "bos_per_window"_a = false, "max_windows"_a = -1,
+          "progress"_a = nb::none(), "threads"_a = 0,
+          "CausalLM::perplexity (GPTQ-paper convention unless bos_per_window).")
       .def(
           "perplexity_ids",
           [](Model& self, const IdArray& ids, int64_t ctx, bool bos_per_window, int64_t max_windows,
@@ -349,11 +364,13 @@ NB_MODULE(_core, m) {
               return self.lm.perplexity_ids(v, po, cb);
             });
           },
-          "ids"_a, "ctx"_a = 512, "bos_per_window"_a = false, "max_windows"_a = -1, "progress"_a = nb::none(),
-          "threads"_a = 0, "CausalLM::perplexity_ids: a token stream without BOS.")
+          "ids"_a, "ctx"_a = 512, "bos_per_window"_a = false, "max_windows"_a = -1,
+          "progress"_a = nb::none(), "threads"_a = 0,
+          "CausalLM::perplexity_ids: a token stream without BOS.")
       .def(
           "quantize_ids",
-          [](Model& self, const std::vector<IdArray>& examples, std::optional<nb::callable> progress, int threads) {
+          [](Model& self, const std::vector<IdArray>& examples,
+             std::optional<nb::callable> progress, int threads) {
             Pending pending;
             std::vector<std::vector<int32_t>> ex;
             ex.reserve(examples.size());
@@ -368,8 +385,8 @@ NB_MODULE(_core, m) {
           "CausalLM::quantize on token-id sequences (int32 arrays, one sequence each, no padding).")
       .def(
           "quantize_texts",
-          [](Model& self, const std::vector<std::string>& examples, std::optional<nb::callable> progress,
-             int threads) {
+          [](Model& self, const std::vector<std::string>& examples,
+             std::optional<nb::callable> progress, int threads) {
             Pending pending;
             auto cb = progress_callback(progress, pending);
             return run(threads, pending, [&] {
@@ -393,9 +410,10 @@ NB_MODULE(_core, m) {
 
   m.def(
       "quantize_model",
-      [](const std::filesystem::path& model_dir, const std::filesystem::path& out, const gptq::QuantizeConfig& q,
-         const std::filesystem::path& calib_file, int nsamples, int seqlen, uint64_t seed, int threads, bool force,
-         uint64_t max_shard_bytes, std::optional<nb::callable> progress) {
+      [](const std::filesystem::path& model_dir, const std::filesystem::path& out,
+         const gptq::QuantizeConfig& q, const std::filesystem::path& calib_file, int nsamples,
+         int seqlen, uint64_t seed, int threads, bool force, uint64_t max_shard_bytes,
+         std::optional<nb::callable> progress) {
         Pending pending;
         gptq::CalibrationOptions c;
         c.file = calib_file;
@@ -411,8 +429,9 @@ NB_MODULE(_core, m) {
           return gptq::quantize_model(model_dir, out, q, c, ro);
         });
       },
-      "model_dir"_a, "out"_a, "config"_a, "calib_file"_a = std::filesystem::path(), "nsamples"_a = 128,
-      "seqlen"_a = 2048, "seed"_a = 0, "threads"_a = 0, "force"_a = false, "max_shard_bytes"_a = 4'000'000'000ull,
-      "progress"_a = nb::none(),
-      "gptq::quantize_model: the streaming, resumable path of `gptq quantize` (one layer resident at a time).");
+      "model_dir"_a, "out"_a, "config"_a, "calib_file"_a = std::filesystem::path(),
+      "nsamples"_a = 128, "seqlen"_a = 2048, "seed"_a = 0, "threads"_a = 0, "force"_a = false,
+      "max_shard_bytes"_a = 4'000'000'000ull, "progress"_a = nb::none(),
+      "gptq::quantize_model: the streaming, resumable path of `gptq quantize` (one layer resident "
+      "at a time).");
 }

@@ -30,7 +30,9 @@ ErrorKind kind_of(const std::function<void()>& fn) {
   return ErrorKind::kIo;
 }
 
-std::string eval_text() { return test::read_file(test::data_dir() / "text" / "tinystories-eval.txt").substr(0, 20000); }
+std::string eval_text() {
+  return test::read_file(test::data_dir() / "text" / "tinystories-eval.txt").substr(0, 20000);
+}
 
 std::vector<std::string> calib_texts() {
   const std::string text = test::read_file(test::data_dir() / "text" / "tinystories-calib.txt");
@@ -110,7 +112,8 @@ TEST(InterruptCheck, GeneratePollsEachToken) {
 TEST(InterruptCheck, LoadingStops) {
   StopAt s{2};
   ScopedInterruptCheck g(s.check());
-  EXPECT_EQ(kind_of([] { CausalLM::from_pretrained(test::stories_dir()); }), ErrorKind::kInterrupted);
+  EXPECT_EQ(kind_of([] { CausalLM::from_pretrained(test::stories_dir()); }),
+            ErrorKind::kInterrupted);
 }
 
 TEST(InterruptCheck, InterruptedQuantizeLeavesTheModelUnusable) {
@@ -152,13 +155,15 @@ TEST(InterruptCheck, InterruptedQuantizeModelResumes) {
   {
     StopAt s{60};
     ScopedInterruptCheck g(s.check());
-    EXPECT_EQ(kind_of([&] { quantize_model(test::stories_dir(), resumed, q, c); }), ErrorKind::kInterrupted);
+    EXPECT_EQ(kind_of([&] { quantize_model(test::stories_dir(), resumed, q, c); }),
+              ErrorKind::kInterrupted);
   }
   EXPECT_FALSE(std::filesystem::exists(resumed));
   const auto rep = quantize_model(test::stories_dir(), resumed, q, c);
   EXPECT_GT(rep.layers_resumed, 0);
   EXPECT_LT(rep.layers_resumed, rep.layers);
-  EXPECT_EQ(test::read_file(whole / "model.safetensors"), test::read_file(resumed / "model.safetensors"));
+  EXPECT_EQ(test::read_file(whole / "model.safetensors"),
+            test::read_file(resumed / "model.safetensors"));
 }
 
 TEST(Runtime, ThreadCountIsPublic) {
@@ -179,7 +184,8 @@ TEST(Runtime, QuantizeConfigIsCheckedBeforeLoading) {
     EXPECT_EQ(e.kind(), ErrorKind::kArgument);
     EXPECT_NE(std::string(e.what()).find("bits = 5"), std::string::npos) << e.what();
   }
-  EXPECT_EQ(kind_of([&] { CausalLM::from_pretrained(test::stories_dir(), q); }), ErrorKind::kArgument);
+  EXPECT_EQ(kind_of([&] { CausalLM::from_pretrained(test::stories_dir(), q); }),
+            ErrorKind::kArgument);
   q = {};
   q.group_size = 7;
   EXPECT_EQ(kind_of([&] { validate_quantize_config(q); }), ErrorKind::kArgument);

@@ -135,3 +135,19 @@ def test_stubs_cover_the_extension():
             f.target.id for f in cls.body if isinstance(f, ast.AnnAssign)}
         actual = {n for n in dir(getattr(gptq_cpp._core, cls.name)) if not n.startswith("_")}
         assert actual <= members, (cls.name, actual - members)
+
+
+def test_a_model_is_freed_as_soon_as_it_is_dropped():
+    import gc
+    import weakref
+
+    gc.disable()  # no help from the cyclic collector: plain reference counting must free it
+    try:
+        m = gptq_cpp.AutoGPTQForCausalLM.from_pretrained(STORIES, gptq_cpp.BaseQuantizeConfig())
+        tok = m.tokenizer
+        ref = weakref.ref(m)
+        del m
+        assert ref() is None
+        assert tok.decode(tok.encode("Tom")) == "Tom"  # the tokenizer keeps what it needs alive
+    finally:
+        gc.enable()
