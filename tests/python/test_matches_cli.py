@@ -58,6 +58,8 @@ def test_texts_as_the_cli_reads_text_rows(tmp_path, cli, calib_text):
     model.quantize(texts, progress=False)
     model.save(tmp_path / "py")
     assert (tmp_path / "py" / "model.safetensors").read_bytes() == (tmp_path / "cli" / "model.safetensors").read_bytes()
+    # GPTQModel.load picks from_quantized for a checkpoint.
+    assert gptq_cpp.GPTQModel.load(tmp_path / "py").info().quantized
 
 
 def test_streaming_quantize_model_is_the_cli(tmp_path, cli, calib_rows):
