@@ -14,6 +14,10 @@ struct QuantizeConfig {
   bool sym = true;
   double damp_percent = 0.01;  // raised by 0.01 while the Cholesky factorization fails
   bool mse = false;
+  // Choose damp_percent per linear among 0.001..0.1 by two-fold cross-validation over the
+  // calibration sequences (even / odd): the candidate whose solve on one half leaves the least
+  // output error on the other. Ten extra solves per linear; damp_percent is then ignored.
+  bool damp_search = false;
   bool true_sequential = true;
   std::string method = "gptq";  // "gptq" or "rtn"
   std::string format = "";      // "gptq" (v1) or "gptq_v2"; empty: v1 when sym, v2 otherwise

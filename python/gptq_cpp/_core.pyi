@@ -25,6 +25,7 @@ class QuantizeConfig:
     sym: bool
     damp_percent: float
     mse: bool
+    damp_search: bool
     true_sequential: bool
     method: str
     format: str

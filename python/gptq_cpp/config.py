@@ -30,8 +30,8 @@ class BaseQuantizeConfig:
     AutoGPTQ has "gptq") picks "gptq" for symmetric and "gptq_v2" for asymmetric quantization,
     since v1 cannot store a zero point of 0.
 
-    gptq.cpp's own fields: ``mse`` (search a clipping range per group; slower, slightly better)
-    and ``method`` ("gptq", or "rtn" for the round-to-nearest baseline).
+    gptq.cpp's own fields: ``mse`` (search a clipping range per group; slower, slightly better),
+    ``damp_search`` (damp_percent chosen per linear by cross-validation; slower) and ``method`` ("gptq", or "rtn" for the round-to-nearest baseline).
 
     Settings are checked when the object is made: a bad one raises ArgumentError (a ValueError)
     naming the field.
@@ -49,6 +49,7 @@ class BaseQuantizeConfig:
     model_name_or_path: Optional[str] = None
     model_file_base_name: Optional[str] = None
     mse: bool = False
+    damp_search: bool = False
     method: str = "gptq"
 
     def __post_init__(self) -> None:
@@ -69,6 +70,7 @@ class BaseQuantizeConfig:
         q.sym = bool(self.sym)
         q.true_sequential = bool(self.true_sequential)
         q.mse = self._mse_flag()
+        q.damp_search = bool(self.damp_search)
         q.method = str(self.method)
         q.format = "" if self.checkpoint_format is None else str(self.checkpoint_format).lower()
         _core.validate_quantize_config(q)

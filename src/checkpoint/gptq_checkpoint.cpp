@@ -196,6 +196,7 @@ std::string quantization_config_json(const QuantizationSummary& s) {
   j["meta"] = {{"quantizer", ordered_json::array({std::string("gptq.cpp:") + GPTQ_VERSION})},
                {"damp_auto_increment", s.damp_auto_increment},
                {"mse", s.mse}};
+  if (s.damp_search) j["meta"]["damp_search"] = true;
   return j.dump(2);
 }
 

@@ -50,6 +50,7 @@ struct QuantizationSummary {
   config::QuantizationConfig q;                  // bits, group_size, desc_act, sym, damp, ...
   bool damp_auto_increment = true;
   bool mse = false;
+  bool damp_search = false;   // damp_percent chosen per linear (meta only)
   // Block linears left unquantized, by full module name (e.g. K or N not a multiple of 32).
   std::vector<std::string> unquantized_modules;
   // Suffixes of the block linears ("self_attn.q_proj", ...) in quantization order, grouped as

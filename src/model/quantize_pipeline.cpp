@@ -10,6 +10,7 @@
 #include "core/log.h"
 #include "gptq/error.h"
 #include "gptq/runtime.h"
+#include "quant/damp_search.h"
 
 namespace gptq::model {
 namespace {
@@ -83,6 +84,7 @@ checkpoint::QuantizationSummary make_summary(const QuantizeConfig& q, const conf
   s.q.static_groups = q.static_groups;
   s.q.checkpoint_format = resolve_format(q);
   s.mse = q.mse;
+  s.damp_search = q.damp_search;
   s.num_layers = cfg.num_hidden_layers;
   s.block_prefix = desc.block_prefix;
   for (const auto& g : desc.sequential_groups) {
@@ -183,6 +185,7 @@ void QuantizationPipeline::run_block(const BlockWeights& block, const LinearInpu
   std::vector<float> scratch;
   for (size_t s = 0; s < samples_.size(); ++s) {
     check_interrupt();
+    current_sample_ = s;
     const int64_t t = static_cast<int64_t>(samples_[s].size());
     KVCache cache(1, t, c.num_key_value_heads, c.head_dim);
     float* h = hidden_[s].data();
@@ -235,20 +238,49 @@ LayerResult QuantizationPipeline::quantize_layer(int64_t layer, BlockWeights& bl
       todo.push_back(r);
     }
     if (todo.empty()) continue;
-    std::map<Role, quant::HessianAccumulator> acc;
+    // With the damp search, even and odd calibration sequences go to two accumulators (the
+    // folds of the cross-validation); H for the final solve is their token-weighted mean.
+    const bool search = q_.damp_search && !rtn;
+    std::map<Role, quant::HessianAccumulator> acc, acc_odd;
     std::optional<Role> stop_at;
     for (Role r : todo) {
       const Role slot = input_slot(r);
       if (!acc.count(slot)) acc.emplace(slot, quant::HessianAccumulator(block.at(r).k()));
+      if (search && !acc_odd.count(slot)) acc_odd.emplace(slot, quant::HessianAccumulator(block.at(r).k()));
       if (!stop_at || slot_order(slot) > slot_order(*stop_at)) stop_at = slot;
     }
     if (!rtn) {
       LinearInputHook hook = [&](Role r, const float* x, int64_t t) {
-        auto it = acc.find(r);
-        if (it != acc.end()) it->second.add(x, t);
+        auto& target = search && current_sample_ % 2 == 1 ? acc_odd : acc;
+        auto it = target.find(r);
+        if (it != target.end()) it->second.add(x, t);
       };
       run_block(block, &hook, stop_at, false);
     }
+    // Per slot with the damp search: the two folds' Hessians, and H (their token-weighted mean).
+    struct Folds {
+      std::vector<double> ha, hb, h;
+    };
+    std::map<Role, Folds> folds;
+    auto folds_of = [&](Role slot) -> Folds& {
+      auto it = folds.find(slot);
+      if (it != folds.end()) return it->second;
+      Folds f;
+      const auto& a = acc.at(slot);
+      const auto& b = acc_odd.at(slot);
+      f.ha = a.hessian();
+      f.hb = b.hessian();
+      const double wa = static_cast<double>(a.tokens()), wb = static_cast<double>(b.tokens());
+      if (wb == 0) {  // a single calibration sequence: nothing to hold out
+        f.hb = f.ha;
+      }
+      f.h.resize(f.ha.size());
+      for (size_t i = 0; i < f.h.size(); ++i) f.h[i] = (wa * f.ha[i] + wb * f.hb[i]) / (wa + wb);
+      acc.erase(slot);
+      acc_odd.erase(slot);
+      return folds.emplace(slot, std::move(f)).first->second;
+    };
+    std::map<std::pair<Role, double>, quant::HessianFactor> searched;
     std::map<Role, quant::HessianFactor> factors;
     for (Role r : todo) {
       check_interrupt();
@@ -260,6 +292,16 @@ LayerResult QuantizationPipeline::quantize_layer(int64_t layer, BlockWeights& bl
       quant::QuantResult res;
       if (rtn) {
         res = quant::rtn_quantize(lin.weight().data(), lin.n(), lin.k(), params_);
+      } else if (search) {
+        Folds& fo = folds_of(input_slot(r));
+        const quant::DampChoice choice = quant::choose_damp(lin.weight().data(), lin.n(), lin.k(), fo.ha, fo.hb,
+                                                            params_, quant::default_damp_candidates());
+        quant::QuantParams pc = params_;
+        pc.damp_percent = choice.damp_percent;
+        auto key = std::make_pair(input_slot(r), choice.damp_percent);
+        auto f = searched.find(key);
+        if (f == searched.end()) f = searched.emplace(key, quant::prepare_hessian(fo.h, lin.k(), pc)).first;
+        res = quant::gptq_quantize(lin.weight().data(), lin.n(), lin.k(), f->second, pc);
       } else {
         // Linears that share an input (q/k/v, gate/up) share one factorization of its Hessian.
         auto f = factors.find(input_slot(r));

@@ -58,6 +58,7 @@ class QuantizationPipeline {
   std::string format_;
   std::vector<std::vector<int32_t>> samples_;
   std::vector<std::vector<float>> hidden_;  // per sample [T_s, D]
+  size_t current_sample_ = 0;               // the sample run_block is on (hooks read it)
 };
 
 // Packs a quantization result for disk in the given format ("gptq" or "gptq_v2").

@@ -107,9 +107,12 @@ TEST_P(ReferenceRtn, CodesScalesZerosBitForBit) {
 
 std::string case_name(const testing::TestParamInfo<Case>& info) {
   const Case& c = info.param;
-  return "b" + std::to_string(c.bits) + "_" +
-         (c.group_size == -1 ? std::string("perrow") : "g" + std::to_string(c.group_size)) +
-         (c.sym ? "_sym" : "_asym");
+  // Appended piece by piece: GCC 12's -Wrestrict misfires on "lit" + std::string temporaries.
+  std::string name = "b";
+  name += std::to_string(c.bits);
+  name += c.group_size == -1 ? std::string("_perrow") : std::string("_g") + std::to_string(c.group_size);
+  name += c.sym ? "_sym" : "_asym";
+  return name;
 }
 
 std::vector<Case> all_cases() {

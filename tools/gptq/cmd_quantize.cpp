@@ -68,6 +68,7 @@ Runner add_quantize(CLI::App& app) {
   cmd->add_flag("--asym", a->asym, "asymmetric quantization (stored as gptq_v2)");
   cmd->add_option("--damp", a->q.damp_percent, "damp_percent; raised by 0.01 while Cholesky fails")->capture_default_str();
   cmd->add_flag("--mse", a->q.mse, "search a clipping range per group (slower, slightly better)");
+  cmd->add_flag("--damp-search", a->q.damp_search, "choose damp_percent per linear by cross-validation (10 extra solves each)");
   cmd->add_option("--method", a->q.method, "gptq or rtn (round-to-nearest baseline)")->capture_default_str();
   cmd->add_option("--format", a->q.format, "gptq (v1 zeros) or gptq_v2 (default: gptq when sym, gptq_v2 when asym)");
   cmd->add_flag("--no-true-sequential", a->no_true_seq, "quantize each layer from its unquantized inputs");
