@@ -15,6 +15,10 @@
 
 namespace gptq {
 
+namespace api {
+struct Access;
+}
+
 struct LoadOptions {
   int threads = 0;                  // 0: all cores
   ProgressCallback progress;        // may be empty
@@ -88,28 +92,12 @@ class CausalLM {
   void save_quantized(const std::filesystem::path& out, bool force = false,
                       uint64_t max_shard_bytes = 4'000'000'000ull) const;
 
-  struct Impl;
-  Impl& impl() { return *impl_; }
-  const Impl& impl() const { return *impl_; }
+  struct Impl;  // defined in src/api; not part of the public API
 
  private:
+  friend struct api::Access;
   explicit CausalLM(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
-
-}  // namespace gptq
-
-namespace gptq {
-
-// A random-weight model folder of a real shape, for benchmarks (weights ~ N(0, 0.02), norms 1).
-struct SynthOptions {
-  std::filesystem::path out;
-  std::string shape = "tinyllama-1.1b";  // "tinyllama-1.1b", "llama-350m", "tiny" (tests)
-  std::string dtype = "bf16";            // "bf16", "fp16", "fp32"
-  uint64_t seed = 0;
-  bool force = false;                    // replace an existing folder
-};
-void synthesize_model(const SynthOptions& opts);
-std::vector<std::string> synth_shapes();
 
 }  // namespace gptq

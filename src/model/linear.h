@@ -85,6 +85,9 @@ class TensorStore;
 namespace gptq::config {
 struct QuantizationConfig;
 }
+namespace gptq::checkpoint {
+struct PackedLinear;
+}
 
 namespace gptq::model {
 // Builds a quantized linear from "<module>.qweight/.qzeros/.scales/.g_idx(/.bias)", validated
@@ -92,4 +95,6 @@ namespace gptq::model {
 // quantized kernels; with dequantize it becomes a dense fp32 matrix (the reference path).
 Linear load_quantized_linear(const io::TensorStore& store, const std::string& module, int64_t n, int64_t k,
                              const config::QuantizationConfig& q, bool dequantize = false);
+// Dequantizes a packed linear to fp32 [N, K]: W[n,k] = s[g_idx[k],n] * (q - z[g_idx[k],n]).
+std::vector<float> dequantize_packed(const checkpoint::PackedLinear& p, const std::string& format);
 }  // namespace gptq::model

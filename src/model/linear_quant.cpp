@@ -11,7 +11,7 @@
 #include "core/dtype.h"
 #include "gptq/error.h"
 #include "model/linear.h"
-#include "model/quantize_pipeline.h"
+#include "quant/quantizer.h"
 
 namespace gptq::model {
 namespace {
@@ -51,6 +51,21 @@ void Linear::forward_shared_input(std::initializer_list<const Linear*> layers, c
   }
 }
 size_t Linear::quantized_weight_bytes() const { return q_->weight_bytes(); }
+
+std::vector<float> dequantize_packed(const checkpoint::PackedLinear& p, const std::string& format) {
+  const auto codes = quant::unpack_qweight(p.qweight.data(), p.n, p.k, p.bits);  // [N, K]
+  auto zeros = quant::unpack_qzeros(p.qzeros.data(), p.groups, p.n, p.bits);     // [G, N]
+  if (format == "gptq") zeros = quant::zeros_from_v1(zeros, p.bits);
+  std::vector<float> w(static_cast<size_t>(p.n * p.k));
+  for (int64_t n = 0; n < p.n; ++n) {
+    for (int64_t k = 0; k < p.k; ++k) {
+      const int64_t g = p.g_idx[k];
+      const float s = core::fp16_to_fp32(p.scales[g * p.n + n]);
+      w[n * p.k + k] = s * static_cast<float>(static_cast<int32_t>(codes[n * p.k + k]) - zeros[g * p.n + n]);
+    }
+  }
+  return w;
+}
 
 Linear load_quantized_linear(const io::TensorStore& store, const std::string& module, int64_t n, int64_t k,
                              const config::QuantizationConfig& q, bool dequantize) {

@@ -18,15 +18,16 @@
 #include <string>
 #include <vector>
 
+#include "api/causal_lm_impl.h"
 #include "arch/arch.h"
 #include "common/test_util.h"
 #include "config/model_config.h"
 #include "gptq/gptq.h"
 #include "io/safetensors.h"
-#include "model/causal_lm_impl.h"
 #include "model/decoder.h"
-#include "model/quantize_pipeline.h"
 #include "model/weights.h"
+#include "pipeline/quantize_pipeline.h"
+#include "synth/synth.h"
 
 namespace gptq {
 namespace {
@@ -123,7 +124,7 @@ TEST_P(Dense16Model, SameLogitsAs32BitWeights) {
 
   // CausalLM::from_pretrained keeps 16 bits, and its logits agree with the fp32 reference.
   const auto m = CausalLM::from_pretrained(dir);
-  EXPECT_TRUE(m.impl().weights.lm_head.is_dense16());
+  EXPECT_TRUE(api::impl(m).weights.lm_head.is_dense16());
   std::vector<int32_t> ids = {1, 50, 77, 100, 3};
   const auto got = m.logits(ids);
   auto cache = l32.dec->make_cache(5);
@@ -141,17 +142,17 @@ TEST_P(Dense16Model, InMemoryQuantizeWidensFirst) {
   QuantizeConfig q{.bits = 4, .group_size = 32};
   q.method = "rtn";
   auto m = CausalLM::from_pretrained(dir, q);
-  ASSERT_TRUE(m.impl().weights.blocks[0].linears[0].is_dense16());
+  ASSERT_TRUE(api::impl(m).weights.blocks[0].linears[0].is_dense16());
   m.quantize(std::vector<std::vector<int32_t>>{});
-  for (const auto& lin : m.impl().weights.blocks[0].linears) EXPECT_FALSE(lin.is_dense16());
+  for (const auto& lin : api::impl(m).weights.blocks[0].linears) EXPECT_FALSE(lin.is_dense16());
 
   const auto store = io::TensorStore::open_dir(dir);
   Loaded l32 = load(store, dir, model::DenseStorage::kFp32);
-  model::QuantizationPipeline pipe(*l32.dec, q, {});
+  pipeline::QuantizationPipeline pipe(*l32.dec, q, {});
   pipe.start([&](int32_t id, float* row) { l32.w.embed.row(id, row); });
   for (int64_t layer = 0; layer < l32.cfg.num_hidden_layers; ++layer) {
     const auto res = pipe.quantize_layer(layer, l32.w.blocks[layer]);
-    const auto& got = m.impl().packed[layer];
+    const auto& got = api::impl(m).packed[layer];
     ASSERT_EQ(got.size(), res.packed.size());
     for (size_t i = 0; i < got.size(); ++i) {
       EXPECT_EQ(got[i].qweight, res.packed[i].qweight) << got[i].module;

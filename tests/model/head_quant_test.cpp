@@ -16,7 +16,7 @@
 #include "backend/cpu/qlinear.h"
 #include "common/test_util.h"
 #include "gptq/gptq.h"
-#include "model/head_quant.h"
+#include "pipeline/head_quant.h"
 
 namespace gptq {
 namespace {
@@ -28,7 +28,7 @@ TEST(HeadQuant, EveryWeightWithinHalfAStep) {
   std::vector<float> w(static_cast<size_t>(n * k));
   for (auto& v : w) v = d(rng);
   w[5] = 0.9f;  // an outlier widens its group's range only
-  const auto q = model::round_to_8bit(w.data(), n, k, "lm_head");
+  const auto q = pipeline::round_to_8bit(w.data(), n, k, "lm_head");
   const std::vector<float> deq = q->dequantize();
   int64_t bad = 0;
   double worst = 0;
@@ -50,7 +50,7 @@ TEST(HeadQuant, EveryWeightWithinHalfAStep) {
     }
   }
   EXPECT_EQ(bad, 0) << "worst error " << worst << " steps";
-  EXPECT_THROW(model::round_to_8bit(w.data(), 95, k, "lm_head"), Error);
+  EXPECT_THROW(pipeline::round_to_8bit(w.data(), 95, k, "lm_head"), Error);
 }
 
 TEST(HeadQuant, Stories260kPerplexityWithinHalfAPercent) {

@@ -12,7 +12,7 @@
 #include "common/test_util.h"
 #include "gptq/gptq.h"
 #include "io/safetensors.h"
-#include "model/causal_lm_impl.h"
+#include "api/causal_lm_impl.h"
 
 namespace gptq {
 namespace {
@@ -41,7 +41,7 @@ double stepwise_ppl(const std::filesystem::path& dir, bool dequantize) {
   LoadOptions lo;
   lo.dequantize = dequantize;
   auto m = CausalLM::from_pretrained(dir, lo);
-  const auto& impl = m.impl();
+  const auto& impl = api::impl(m);
   std::vector<int32_t> ids =
       m.tokenizer().encode(test::read_file(test::data_dir() / "text" / "tinystories-eval.txt"));
   ids.resize(192);
@@ -115,11 +115,11 @@ TEST(ForeignCheckpoint, LoadsToTheWeightsItEncodes) {
     const auto rest = name.substr(std::string("model.layers.").size());
     const int layer = std::stoi(rest);
     const std::string suffix = rest.substr(rest.find('.') + 1);
-    const auto& desc = a.impl().decoder->desc();
+    const auto& desc = api::impl(a).decoder->desc();
     for (const auto& ld : desc.linears) {
       if (ld.name != suffix) continue;
-      const auto& la = a.impl().weights.blocks[layer].at(ld.role);
-      const auto& lb = b.impl().weights.blocks[layer].at(ld.role);
+      const auto& la = api::impl(a).weights.blocks[layer].at(ld.role);
+      const auto& lb = api::impl(b).weights.blocks[layer].at(ld.role);
       ASSERT_TRUE(la.is_quantized()) << name;
       const auto wa = la.qlinear()->dequantize();
       const auto& wb = lb.weight();

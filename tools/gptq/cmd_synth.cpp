@@ -2,6 +2,7 @@
 
 #include "commands.h"
 #include "gptq/gptq.h"
+#include "synth/synth.h"
 
 namespace gptq::cli {
 

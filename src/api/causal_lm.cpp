@@ -7,8 +7,8 @@
 #include "core/parallel.h"
 #include "gptq/error.h"
 #include "gptq/runtime.h"
-#include "model/causal_lm_impl.h"
-#include "model/head_quant.h"
+#include "api/causal_lm_impl.h"
+#include "pipeline/head_quant.h"
 
 namespace gptq {
 
@@ -53,7 +53,7 @@ CausalLM CausalLM::from_pretrained(const std::filesystem::path& dir, const Quant
     model::Linear head = impl->weights.head();  // a copy: the embedding stays for lookups
     head.widen_to_fp32();
     impl->weights.lm_head = model::Linear::quantized(
-        model::round_to_8bit(head.weight().data(), head.n(), head.k(), desc.lm_head + " (8-bit copy)"));
+        pipeline::round_to_8bit(head.weight().data(), head.n(), head.k(), desc.lm_head + " (8-bit copy)"));
   }
   const int64_t L = impl->cfg.num_hidden_layers;
   impl->weights.blocks.reserve(L);

@@ -8,7 +8,7 @@
 
 #include "core/parallel.h"
 #include "gptq/error.h"
-#include "model/causal_lm_impl.h"
+#include "api/causal_lm_impl.h"
 
 namespace gptq {
 
@@ -59,7 +59,7 @@ double measure_read_bandwidth(uint64_t bytes) {
 
 BenchResult benchmark(const CausalLM& model, const BenchOptions& opts) {
   using Clock = std::chrono::steady_clock;
-  const auto& impl = model.impl();
+  const auto& impl = api::impl(model);
   const auto& dec = *impl.decoder;
   const int64_t V = impl.cfg.vocab_size;
   if (opts.prompt_tokens < 1 || opts.gen_tokens < 0) throw Error(ErrorKind::kArgument, "bench: -p must be >= 1, -n >= 0");

@@ -1,4 +1,4 @@
-#include "model/quantize_pipeline.h"
+#include "pipeline/quantize_pipeline.h"
 
 #include <fmt/format.h>
 
@@ -12,7 +12,7 @@
 #include "gptq/runtime.h"
 #include "quant/damp_search.h"
 
-namespace gptq::model {
+namespace gptq::pipeline {
 namespace {
 
 using arch::Role;
@@ -114,21 +114,6 @@ checkpoint::PackedLinear pack_result(const std::string& module, const quant::Qua
   return p;
 }
 
-std::vector<float> dequantize_packed(const checkpoint::PackedLinear& p, const std::string& format) {
-  const auto codes = quant::unpack_qweight(p.qweight.data(), p.n, p.k, p.bits);  // [N, K]
-  auto zeros = quant::unpack_qzeros(p.qzeros.data(), p.groups, p.n, p.bits);     // [G, N]
-  if (format == "gptq") zeros = quant::zeros_from_v1(zeros, p.bits);
-  std::vector<float> w(static_cast<size_t>(p.n * p.k));
-  for (int64_t n = 0; n < p.n; ++n) {
-    for (int64_t k = 0; k < p.k; ++k) {
-      const int64_t g = p.g_idx[k];
-      const float s = core::fp16_to_fp32(p.scales[g * p.n + n]);
-      w[n * p.k + k] = s * static_cast<float>(static_cast<int32_t>(codes[n * p.k + k]) - zeros[g * p.n + n]);
-    }
-  }
-  return w;
-}
-
 checkpoint::PackedLinear read_packed(const io::SafetensorsFile& part, const std::string& module, int64_t n, int64_t k,
                                      int bits, int group_size) {
   checkpoint::PackedLinear p;
@@ -159,7 +144,7 @@ checkpoint::PackedLinear read_packed(const io::SafetensorsFile& part, const std:
   return p;
 }
 
-QuantizationPipeline::QuantizationPipeline(const Decoder& decoder, const QuantizeConfig& q,
+QuantizationPipeline::QuantizationPipeline(const model::Decoder& decoder, const QuantizeConfig& q,
                                            std::vector<std::vector<int32_t>> samples)
     : dec_(decoder), q_(q), params_(to_params(q)), format_(resolve_format(q)), samples_(std::move(samples)) {}
 
@@ -179,7 +164,7 @@ void QuantizationPipeline::start(const std::function<void(int32_t, float*)>& emb
   }
 }
 
-void QuantizationPipeline::run_block(const BlockWeights& block, const LinearInputHook* hook,
+void QuantizationPipeline::run_block(const model::BlockWeights& block, const model::LinearInputHook* hook,
                                      std::optional<arch::Role> stop_at, bool update_hidden) {
   const auto& c = dec_.config();
   std::vector<float> scratch;
@@ -187,7 +172,7 @@ void QuantizationPipeline::run_block(const BlockWeights& block, const LinearInpu
     check_interrupt();
     current_sample_ = s;
     const int64_t t = static_cast<int64_t>(samples_[s].size());
-    KVCache cache(1, t, c.num_key_value_heads, c.head_dim);
+    model::KVCache cache(1, t, c.num_key_value_heads, c.head_dim);
     float* h = hidden_[s].data();
     if (!update_hidden) {
       scratch = hidden_[s];
@@ -197,19 +182,19 @@ void QuantizationPipeline::run_block(const BlockWeights& block, const LinearInpu
   }
 }
 
-void QuantizationPipeline::advance(const BlockWeights& block) {
+void QuantizationPipeline::advance(const model::BlockWeights& block) {
   if (q_.method == "rtn") return;
   run_block(block, nullptr, std::nullopt, true);
 }
 
-LayerResult QuantizationPipeline::quantize_layer(int64_t layer, BlockWeights& block, const ProgressCallback& progress) {
+LayerResult QuantizationPipeline::quantize_layer(int64_t layer, model::BlockWeights& block, const ProgressCallback& progress) {
   const auto& desc = dec_.desc();
   const int64_t L = dec_.config().num_hidden_layers;
   const bool rtn = q_.method == "rtn";
   // The solver reads and rewrites fp32 weights, and calibration must see the same fp32 weights
   // whether the block was loaded for quantizing (fp32) or for inference (16-bit, the in-memory
   // API): widen 16-bit linears first (exact).
-  for (Linear& lin : block.linears) lin.widen_to_fp32();
+  for (model::Linear& lin : block.linears) lin.widen_to_fp32();
   std::vector<std::vector<Role>> groups = desc.sequential_groups;
   if (!q_.true_sequential) {
     // All linears see inputs computed by the unquantized layer: one pass collects every Hessian.
@@ -223,7 +208,7 @@ LayerResult QuantizationPipeline::quantize_layer(int64_t layer, BlockWeights& bl
     std::vector<Role> todo;
     for (Role r : group) {
       const auto& ld = desc.linear(r);
-      const Linear& lin = block.at(r);
+      const model::Linear& lin = block.at(r);
       const std::string module = desc.block_module(static_cast<int>(layer), ld.name);
       if (lin.k() % 32 != 0 || lin.n() % 32 != 0) {
         ModuleReport rep;
@@ -250,7 +235,7 @@ LayerResult QuantizationPipeline::quantize_layer(int64_t layer, BlockWeights& bl
       if (!stop_at || slot_order(slot) > slot_order(*stop_at)) stop_at = slot;
     }
     if (!rtn) {
-      LinearInputHook hook = [&](Role r, const float* x, int64_t t) {
+      model::LinearInputHook hook = [&](Role r, const float* x, int64_t t) {
         auto& target = search && current_sample_ % 2 == 1 ? acc_odd : acc;
         auto it = target.find(r);
         if (it != target.end()) it->second.add(x, t);
@@ -286,7 +271,7 @@ LayerResult QuantizationPipeline::quantize_layer(int64_t layer, BlockWeights& bl
       check_interrupt();
       const auto t0 = std::chrono::steady_clock::now();
       const auto& ld = desc.linear(r);
-      Linear& lin = block.at(r);
+      model::Linear& lin = block.at(r);
       const std::string module = desc.block_module(static_cast<int>(layer), ld.name);
       if (progress) progress({"quantize", layer, L, module});
       quant::QuantResult res;
@@ -314,7 +299,7 @@ LayerResult QuantizationPipeline::quantize_layer(int64_t layer, BlockWeights& bl
         res = quant::gptq_quantize(lin.weight().data(), lin.n(), lin.k(), f->second, params_);
       }
       auto packed = pack_result(module, res, format_, lin.bias());
-      lin.mutable_weight() = dequantize_packed(packed, format_);
+      lin.mutable_weight() = model::dequantize_packed(packed, format_);
       ModuleReport rep;
       rep.module = module;
       rep.bits = q_.bits;
@@ -332,4 +317,4 @@ LayerResult QuantizationPipeline::quantize_layer(int64_t layer, BlockWeights& bl
   return out;
 }
 
-}  // namespace gptq::model
+}  // namespace gptq::pipeline

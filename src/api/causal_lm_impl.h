@@ -1,4 +1,5 @@
-// What a CausalLM holds. Internal: shared by src/model (loading, quantization) and src/eval.
+// What a CausalLM holds. Internal to the library: src/api implements CausalLM on it; tests reach it
+// through api::impl().
 #pragma once
 
 #include <filesystem>
@@ -33,5 +34,15 @@ struct CausalLM::Impl {
   // Throws Error(kArgument) with `unusable` when it is set.
   void check_usable() const;
 };
+
+namespace api {
+// The library's own way in to a model's state (not part of the public API).
+struct Access {
+  static CausalLM::Impl& impl(CausalLM& m) { return *m.impl_; }
+  static const CausalLM::Impl& impl(const CausalLM& m) { return *m.impl_; }
+};
+inline CausalLM::Impl& impl(CausalLM& m) { return Access::impl(m); }
+inline const CausalLM::Impl& impl(const CausalLM& m) { return Access::impl(m); }
+}  // namespace api
 
 }  // namespace gptq

@@ -1,4 +1,4 @@
-#include "model/calibration.h"
+#include "pipeline/calibration.h"
 
 #include <fmt/format.h>
 
@@ -10,7 +10,7 @@
 #include "core/log.h"
 #include "gptq/error.h"
 
-namespace gptq::model {
+namespace gptq::pipeline {
 namespace {
 
 std::vector<std::vector<int32_t>> windows_from_text(const std::string& text, const std::string& origin,
@@ -133,4 +133,4 @@ Lily and Ben went to the park. Lily said, "Look at the big tree!" Ben wanted to 
 )";
 }
 
-}  // namespace gptq::model
+}  // namespace gptq::pipeline

@@ -5,7 +5,7 @@
 
 #include "gptq/error.h"
 #include "gptq/runtime.h"
-#include "model/causal_lm_impl.h"
+#include "api/causal_lm_impl.h"
 
 namespace gptq {
 

@@ -12,8 +12,8 @@
 #include "gptq/error.h"
 #include "gptq/quantize.h"
 #include "io/safetensors.h"
-#include "model/calibration.h"
-#include "model/quantize_pipeline.h"
+#include "pipeline/calibration.h"
+#include "pipeline/quantize_pipeline.h"
 
 namespace gptq {
 namespace {
@@ -67,13 +67,13 @@ QuantizeReport quantize_model(const std::filesystem::path& model_dir, const std:
   }
   const arch::ArchDesc desc = arch::describe(cfg);
   const model::Decoder dec(cfg, desc);
-  const std::string format = model::resolve_format(qcfg);
-  (void)model::to_params(qcfg);  // validates bits, group size, damp before any work
+  const std::string format = pipeline::resolve_format(qcfg);
+  (void)pipeline::to_params(qcfg);  // validates bits, group size, damp before any work
   const Tokenizer tok = Tokenizer::from_dir(model_dir);
   const io::TensorStore store = io::TensorStore::open_dir(model_dir);
 
   std::vector<std::vector<int32_t>> samples;
-  if (qcfg.method != "rtn") samples = model::build_calibration(calib, tok, cfg.vocab_size, cfg.max_position_embeddings);
+  if (qcfg.method != "rtn") samples = pipeline::build_calibration(calib, tok, cfg.vocab_size, cfg.max_position_embeddings);
 
   json sig = {{"bits", qcfg.bits}, {"group_size", qcfg.group_size}, {"desc_act", qcfg.desc_act},
               {"static_groups", qcfg.static_groups}, {"sym", qcfg.sym}, {"damp", qcfg.damp_percent},
@@ -92,7 +92,7 @@ QuantizeReport quantize_model(const std::filesystem::path& model_dir, const std:
   wo.run_signature = sig.dump();
   checkpoint::CheckpointWriter writer(model_dir, out, wo);
 
-  model::QuantizationPipeline pipe(dec, qcfg, samples);
+  pipeline::QuantizationPipeline pipe(dec, qcfg, samples);
   const io::TensorInfo& emb = store.get(desc.embed + ".weight");
   const int64_t D = cfg.hidden_size;
   if (emb.shape != Shape{cfg.vocab_size, D}) {
@@ -108,7 +108,7 @@ QuantizeReport quantize_model(const std::filesystem::path& model_dir, const std:
   report.layers = cfg.num_hidden_layers;
   report.calibration_tokens = pipe.tokens();
   report.output = out;
-  checkpoint::QuantizationSummary summary = model::make_summary(qcfg, cfg, desc);
+  checkpoint::QuantizationSummary summary = pipeline::make_summary(qcfg, cfg, desc);
 
   std::vector<io::TensorToWrite> dequant_out;
   std::vector<std::vector<float>> dequant_keep;
@@ -127,7 +127,7 @@ QuantizeReport quantize_model(const std::filesystem::path& model_dir, const std:
         if (r.bits == 0) continue;
         for (const auto& ld : desc.linears) {
           if (desc.block_module(static_cast<int>(layer), ld.name) != r.module) continue;
-          auto p = model::read_packed(part, r.module, r.n, r.k, qcfg.bits, qcfg.group_size);
+          auto p = pipeline::read_packed(part, r.module, r.n, r.k, qcfg.bits, qcfg.group_size);
           block.at(ld.role).mutable_weight() = model::dequantize_packed(p, format);
           packed.push_back(std::move(p));
         }
@@ -136,7 +136,7 @@ QuantizeReport quantize_model(const std::filesystem::path& model_dir, const std:
       ++report.layers_resumed;
       core::log_info("layer {} of {}: resumed from {}", layer + 1, cfg.num_hidden_layers, writer.partial_dir().string());
     } else {
-      model::LayerResult res = pipe.quantize_layer(layer, block, run.progress);
+      pipeline::LayerResult res = pipe.quantize_layer(layer, block, run.progress);
       reps = res.reports;
       json j = json::array();
       for (const auto& r : reps) j.push_back(report_to_json(r));

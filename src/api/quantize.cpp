@@ -6,8 +6,8 @@
 
 #include "core/dtype.h"
 #include "gptq/error.h"
-#include "model/causal_lm_impl.h"
-#include "model/quantize_pipeline.h"
+#include "api/causal_lm_impl.h"
+#include "pipeline/quantize_pipeline.h"
 
 namespace gptq {
 
@@ -42,7 +42,7 @@ QuantizeReport CausalLM::quantize(const std::vector<std::vector<int32_t>>& examp
       }
     }
   }
-  model::QuantizationPipeline pipe(*im.decoder, im.qcfg, examples);
+  pipeline::QuantizationPipeline pipe(*im.decoder, im.qcfg, examples);
   QuantizeReport rep;
   rep.layers = im.cfg.num_hidden_layers;
   rep.calibration_tokens = pipe.tokens();
@@ -69,8 +69,8 @@ QuantizeReport CausalLM::quantize(const std::vector<std::vector<int32_t>>& examp
 }
 
 void validate_quantize_config(const QuantizeConfig& q) {
-  (void)model::to_params(q);
-  (void)model::resolve_format(q);
+  (void)pipeline::to_params(q);
+  (void)pipeline::resolve_format(q);
 }
 
 void CausalLM::save_quantized(const std::filesystem::path& out, bool force, uint64_t max_shard_bytes) const {
@@ -83,7 +83,7 @@ void CausalLM::save_quantized(const std::filesystem::path& out, bool force, uint
   wo.max_shard_bytes = max_shard_bytes;
   wo.run_signature = "in-memory";
   checkpoint::CheckpointWriter writer(im.dir, out, wo);
-  auto summary = model::make_summary(im.qcfg, im.cfg, im.decoder->desc());
+  auto summary = pipeline::make_summary(im.qcfg, im.cfg, im.decoder->desc());
   for (const auto& r : im.reports) {
     if (r.bits == 0) summary.unquantized_modules.push_back(r.module);
   }

@@ -14,7 +14,7 @@
 #include "model/weights.h"
 #include "quant/quantizer.h"
 
-namespace gptq::model {
+namespace gptq::pipeline {
 
 struct LayerResult {
   std::vector<checkpoint::PackedLinear> packed;  // the linears that were quantized
@@ -32,7 +32,7 @@ checkpoint::QuantizationSummary make_summary(const QuantizeConfig& q, const conf
 
 class QuantizationPipeline {
  public:
-  QuantizationPipeline(const Decoder& decoder, const QuantizeConfig& q, std::vector<std::vector<int32_t>> samples);
+  QuantizationPipeline(const model::Decoder& decoder, const QuantizeConfig& q, std::vector<std::vector<int32_t>> samples);
 
   // Sets every sample's hidden state to its embedding. `embed_row(id, out)` writes row id of the
   // embedding matrix (so callers can read rows straight from a mapped file).
@@ -41,18 +41,18 @@ class QuantizationPipeline {
   // Quantizes block `layer` in place (dense weights replaced by their dequantized values) and
   // advances the hidden states through the quantized block. Dense 16-bit linears are widened to
   // fp32 first, so the result does not depend on how the block was loaded.
-  LayerResult quantize_layer(int64_t layer, BlockWeights& block, const ProgressCallback& progress = {});
+  LayerResult quantize_layer(int64_t layer, model::BlockWeights& block, const ProgressCallback& progress = {});
 
   // Advances the hidden states through a block without quantizing it (resumed layers).
-  void advance(const BlockWeights& block);
+  void advance(const model::BlockWeights& block);
 
   int64_t tokens() const;
 
  private:
-  void run_block(const BlockWeights& block, const LinearInputHook* hook, std::optional<arch::Role> stop_at,
+  void run_block(const model::BlockWeights& block, const model::LinearInputHook* hook, std::optional<arch::Role> stop_at,
                  bool update_hidden);
 
-  const Decoder& dec_;
+  const model::Decoder& dec_;
   QuantizeConfig q_;
   quant::QuantParams params_;
   std::string format_;
@@ -64,10 +64,8 @@ class QuantizationPipeline {
 // Packs a quantization result for disk in the given format ("gptq" or "gptq_v2").
 checkpoint::PackedLinear pack_result(const std::string& module, const quant::QuantResult& r, const std::string& format,
                                      const std::vector<float>& bias);
-// Dequantizes a packed linear to fp32 [N, K]: W[n,k] = s[g_idx[k],n] * (q - z[g_idx[k],n]).
-std::vector<float> dequantize_packed(const checkpoint::PackedLinear& p, const std::string& format);
 // Rebuilds a PackedLinear from a layer part file (resume).
 checkpoint::PackedLinear read_packed(const io::SafetensorsFile& part, const std::string& module, int64_t n, int64_t k,
                                      int bits, int group_size);
 
-}  // namespace gptq::model
+}  // namespace gptq::pipeline

@@ -1,4 +1,4 @@
-#include "model/head_quant.h"
+#include "pipeline/head_quant.h"
 
 #include <fmt/format.h>
 
@@ -7,7 +7,7 @@
 #include "gptq/error.h"
 #include "quant/quantizer.h"
 
-namespace gptq::model {
+namespace gptq::pipeline {
 
 std::shared_ptr<const backend::QLinear> round_to_8bit(const float* w, int64_t n, int64_t k, const std::string& name) {
   if (n % 32 != 0 || k % 32 != 0) {
@@ -36,4 +36,4 @@ std::shared_ptr<const backend::QLinear> round_to_8bit(const float* w, int64_t n,
   return std::make_shared<const backend::QLinear>(backend::QLinear::create(v, name));
 }
 
-}  // namespace gptq::model
+}  // namespace gptq::pipeline

@@ -8,15 +8,15 @@
 #include "gptq/error.h"
 #include "gptq/quantize.h"
 #include "io/safetensors.h"
-#include "model/quantize_pipeline.h"
+#include "pipeline/quantize_pipeline.h"
 
 namespace gptq {
 
 SolveLayerReport solve_layer(const std::filesystem::path& weight_file, const std::filesystem::path& hessian_file,
                              const std::filesystem::path& out_file, const QuantizeConfig& qcfg, int threads) {
   core::set_num_threads(threads);
-  const auto params = model::to_params(qcfg);
-  const std::string format = model::resolve_format(qcfg);
+  const auto params = pipeline::to_params(qcfg);
+  const std::string format = pipeline::resolve_format(qcfg);
   const auto wstore = io::TensorStore::open_files({weight_file});
   const auto hstore = io::TensorStore::open_files({hessian_file});
   const io::TensorInfo& wi = wstore.get("weight");
@@ -51,7 +51,7 @@ SolveLayerReport solve_layer(const std::filesystem::path& weight_file, const std
   std::vector<io::TensorToWrite> out;
   checkpoint::PackedLinear packed;
   if (k % 32 == 0 && n % 32 == 0) {
-    packed = model::pack_result("layer", r, format, {});
+    packed = pipeline::pack_result("layer", r, format, {});
     for (auto t : checkpoint::tensors_of(packed)) {
       t.name = t.name.substr(std::string("layer.").size());  // "layer.qweight" -> "qweight"
       out.push_back(t);

@@ -3,10 +3,10 @@
 #include <algorithm>
 #include <chrono>
 
-#include "eval/sampling.h"
+#include "api/sampling.h"
 #include "gptq/error.h"
 #include "gptq/runtime.h"
-#include "model/causal_lm_impl.h"
+#include "api/causal_lm_impl.h"
 
 namespace gptq {
 
@@ -52,7 +52,7 @@ GenerateResult CausalLM::generate_ids(const std::vector<int32_t>& prompt_ids, co
   t0 = Clock::now();
   for (int64_t i = 0; i < budget && cache.size() < capacity + 1; ++i) {
     check_interrupt();
-    const int32_t next = eval::sample_token(logits.data(), V, opts, rng);
+    const int32_t next = api::sample_token(logits.data(), V, opts, rng);
     r.new_ids.push_back(next);
     const bool is_eos = std::find(eos.begin(), eos.end(), next) != eos.end();
     if (is_eos && !opts.ignore_eos) {

@@ -1,11 +1,11 @@
-#include "eval/sampling.h"
+#include "api/sampling.h"
 
 #include <algorithm>
 #include <cmath>
 #include <numeric>
 #include <vector>
 
-namespace gptq::eval {
+namespace gptq::api {
 
 int32_t sample_token(float* logits, int64_t vocab, const GenerateOptions& opts, std::mt19937_64& rng) {
   if (opts.temperature <= 0.0f) {
@@ -41,4 +41,4 @@ int32_t sample_token(float* logits, int64_t vocab, const GenerateOptions& opts, 
   return idx[dist(rng)];
 }
 
-}  // namespace gptq::eval
+}  // namespace gptq::api

@@ -10,7 +10,7 @@
 #include "core/dtype.h"
 #include "core/parallel.h"
 #include "gptq/error.h"
-#include "gptq/model.h"
+#include "synth/synth.h"
 #include "io/safetensors.h"
 
 namespace gptq {

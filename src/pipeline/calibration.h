@@ -7,7 +7,7 @@
 #include "gptq/quantize.h"
 #include "gptq/tokenizer.h"
 
-namespace gptq::model {
+namespace gptq::pipeline {
 
 // Builds the samples described by opts (see CalibrationOptions). Each sample has 1..seqlen
 // tokens, all ids < vocab. Throws Error(kArgument) for a text shorter than one window, an empty
@@ -18,4 +18,4 @@ std::vector<std::vector<int32_t>> build_calibration(const CalibrationOptions& op
 // The built-in calibration text used when no file is given.
 const char* builtin_calibration_text();
 
-}  // namespace gptq::model
+}  // namespace gptq::pipeline
