@@ -36,6 +36,7 @@ struct BenchOptions {
   int64_t gen_tokens = 128;     // tg: decode steps
   int repetitions = 1;
   uint64_t seed = 0;
+  bool measure_bandwidth = true;  // false: read_bandwidth_gb_s and roofline_fraction stay 0
 };
 
 struct BenchResult {

@@ -103,6 +103,7 @@ BenchResult benchmark(const CausalLM& model, const BenchOptions& opts) {
     for (const auto& n : b.norms) bytes += n.size() * sizeof(float);
   }
   r.weight_bytes = bytes;
+  if (!opts.measure_bandwidth) return r;
   r.read_bandwidth_gb_s = measure_read_bandwidth();
   if (r.read_bandwidth_gb_s > 0) r.roofline_fraction = bytes * r.decode_tok_s / 1e9 / r.read_bandwidth_gb_s;
   return r;

@@ -34,23 +34,15 @@ void sgemm_deterministic(bool trans_a, bool trans_b, int64_t m, int64_t n, int64
                          float* c, int64_t ldc) {
   if (m <= 0 || n <= 0) return;
   const int64_t panels = (m + kPanelRows - 1) / kPanelRows;
-  const int nt = num_threads();
-  openblas_set_num_threads(1);
-  if (nt <= 1 || panels <= 1) {
-    for (int64_t p = 0; p < panels; ++p) {
+  const ScopedSingleThreadedBlas single_threaded_blas;
+  // Panels in turn on the pool's threads; each writes its own rows of C.
+  parallel_for_dynamic(panels, 1, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
       const int64_t r0 = p * kPanelRows;
       sgemm_panel(trans_a, trans_b, r0, std::min(kPanelRows, m - r0), n, k, alpha, a, lda, b,
                   ldb, beta, c, ldc);
     }
-  } else {
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
-    for (int64_t p = 0; p < panels; ++p) {
-      const int64_t r0 = p * kPanelRows;
-      sgemm_panel(trans_a, trans_b, r0, std::min(kPanelRows, m - r0), n, k, alpha, a, lda, b,
-                  ldb, beta, c, ldc);
-    }
-  }
-  openblas_set_num_threads(nt);
+  });
 }
 
 ScopedSingleThreadedBlas::ScopedSingleThreadedBlas() { openblas_set_num_threads(1); }

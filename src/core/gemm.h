@@ -12,7 +12,7 @@ namespace gptq::core {
 // Zen kernels (0.3.21), a 256x256x256 sgemm on 2 threads differs from 1 thread in ~9% of the
 // outputs by an ulp, since the thread split decides which outputs fall into edge tiles that sum
 // in another order. So the rows of C are cut into panels whose size depends on m alone, our
-// OpenMP threads take the panels in turn, and each panel is one single-threaded sgemm (OpenBLAS
+// pool threads take the panels in turn, and each panel is one single-threaded sgemm (OpenBLAS
 // single-threaded calls from several threads at once are safe; multi-threaded ones are not).
 // Must be called from outside any parallel region, and not from two threads at once: OpenBLAS's
 // thread count is process-wide and is switched to 1 for the duration of the call.
