@@ -17,6 +17,7 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -187,14 +188,14 @@ void BM_ReadBandwidth(benchmark::State& state) {
   uint64_t sink = 0;
   const double t0 = now_s();
   for (auto _ : state) {
-    std::vector<uint64_t> part(static_cast<size_t>(threads), 0);
+    std::atomic<uint64_t> total{0};
     gptq::core::parallel_for(n, [&](int64_t b, int64_t e) {
       uint64_t sum = 0;
       const uint64_t* p = buf.data();
       for (int64_t i = b; i < e; ++i) sum += p[i];
-      part[static_cast<size_t>(omp_get_thread_num())] = sum;
+      total.fetch_add(sum, std::memory_order_relaxed);
     });
-    for (uint64_t v : part) sink += v;
+    sink += total.load();
     benchmark::DoNotOptimize(sink);
   }
   g_last_elapsed = now_s() - t0;

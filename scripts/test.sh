@@ -6,9 +6,9 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 jobs=$(nproc)
 # Tests run side by side (ctest -j), so each gets one thread: two test processes that each
-# spin two OpenMP/OpenBLAS threads on two cores slow each other down many times over. Tests of
+# run two threads each on two cores slow each other down. Tests of
 # thread-count independence set their thread counts explicitly.
-export GPTQ_NUM_THREADS=1 OMP_WAIT_POLICY=passive
+export GPTQ_NUM_THREADS=1
 
 cmake --preset release -DGPTQ_BUILD_TESTS=ON >/dev/null
 cmake --build --preset release -j "$jobs"

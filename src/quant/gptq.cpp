@@ -46,7 +46,7 @@
 // Threads and determinism. Every sgemm goes through core::sgemm_deterministic, which cuts the
 // output rows into panels fixed by the shape and runs each panel single-threaded, so each output
 // sums the same products in the same order for any thread count (OpenBLAS's own threading does
-// not guarantee that; see core/gemm.h). The per-row work runs in one OpenMP loop per block over fixed 16-row groups, and each
+// not guarantee that; see core/gemm.h). The per-row work runs in one parallel loop per block over fixed 16-row groups, and each
 // row's arithmetic does not depend on which thread does it. tests/quant checks 1, 2 and 3 threads
 // bitwise.
 #include <fmt/format.h>

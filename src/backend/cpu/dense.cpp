@@ -126,9 +126,9 @@ void dense16_gemm(DType dtype, const uint16_t* w, int64_t n, int64_t k, const fl
   for (int64_t p0 = 0; p0 < n; p0 += panel_rows) {
     const int64_t pr = std::min(panel_rows, n - p0);
     // Everything on the calling thread. sgemm must not be called from several threads at once
-    // (OpenBLAS 0.3.21 then gives wrong results), and widening on our OpenMP threads was worse
-    // than widening here: the OpenMP threads keep spinning after their region while OpenBLAS's
-    // threads want the same cores (pp64 fell from 49 to 15 tok/s on two cores).
+    // (OpenBLAS 0.3.21 then gives wrong results), and widening on the library's threads was worse
+    // than widening here when those were OpenMP threads that kept spinning after their region
+    // while OpenBLAS's threads wanted the same cores (pp64 fell from 49 to 15 tok/s on two cores).
     widen16(dtype, w + p0 * k, pr * k, panel.data());
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m), static_cast<int>(pr),
                 static_cast<int>(k), 1.0f, x, static_cast<int>(k), panel.data(),

@@ -1,9 +1,9 @@
 // Dense matrix products for the unquantized linears, embeddings and lm_head.
 //
 // fp32 weights: dense_gemv below. OpenBLAS's sgemv runs on its own pthreads, which then compete
-// for the cores with our OpenMP threads while they spin between parallel regions; a decode step
+// for the cores with the library's pool threads while they spin between parallel loops; a decode step
 // that mixes the two loses more than half its speed on two cores. This one runs on the same
-// OpenMP threads as the quantized kernels.
+// pool threads as the quantized kernels.
 //
 // 16-bit weights (bf16 or fp16, as checkpoints store them): a decode step is bound by the bytes of
 // weights it reads, so keeping W in 16 bits and widening each element in registers halves the
@@ -21,7 +21,7 @@ namespace gptq::backend {
 void dense_gemv(const float* w, int64_t n, int64_t k, const float* x, float* y);
 
 // y[n] = W[n, k] x[k] with W [n, k] row-major in `dtype` (DType::kBF16 or DType::kF16, raw bits),
-// x and y fp32, fp32 accumulation. Runs on our OpenMP threads, split over contiguous rows, so the
+// x and y fp32, fp32 accumulation. Runs on the library's pool threads, split over contiguous rows, so the
 // result does not depend on the thread count. Uses the kernels of active_isa(). Throws
 // Error(kArgument) for another dtype or a negative size. y must not alias x.
 void dense16_gemv(DType dtype, const uint16_t* w, int64_t n, int64_t k, const float* x, float* y);
