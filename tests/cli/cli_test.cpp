@@ -7,6 +7,8 @@
 
 #include <array>
 #include <cstdio>
+#include <filesystem>
+#include <string>
 
 #include "common/test_util.h"
 
@@ -127,6 +129,44 @@ TEST(Cli, LmHeadBits8) {
   ASSERT_EQ(b.status, 0) << b.err;
   EXPECT_LT(nlohmann::json::parse(b.out)["weight_bytes"].get<double>(),
             nlohmann::json::parse(a.out)["weight_bytes"].get<double>());
+}
+
+// Processes whose command line holds `needle` (the busy processes of bench --load are forks of the
+// gptq process, so they carry its command line).
+int processes_with(const std::string& needle) {
+  int n = 0;
+  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = e.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::FILE* f = std::fopen((e.path() / "cmdline").c_str(), "rb");
+    if (!f) continue;
+    std::string cmd(4096, '\0');
+    cmd.resize(std::fread(cmd.data(), 1, cmd.size(), f));
+    std::fclose(f);
+    for (char& c : cmd) c = c == '\0' ? ' ' : c;
+    if (cmd.find(needle) != std::string::npos) ++n;
+  }
+  return n;
+}
+
+TEST(Cli, BenchUnderLoadRunsIdleAndLoadedAtBothThreadCountsAndLeavesNoProcess) {
+  // -r 1 -n 3: a distinctive command line to look for afterwards.
+  const auto r = run("bench -m " + kModel + " -p 4 -n 3 -t 2 --load 1 --json");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["load"], 1);
+  ASSERT_EQ(j["runs"].size(), 4u);
+  const int threads[] = {2, 2, 1, 1}, busy[] = {0, 1, 0, 1};
+  for (size_t i = 0; i < 4; ++i) {
+    const auto& run_i = j["runs"][i];
+    EXPECT_EQ(run_i["threads"], threads[i]) << i;
+    EXPECT_EQ(run_i["busy_processes"], busy[i]) << i;
+    EXPECT_GT(run_i["prefill_tok_s"].get<double>(), 0) << i;
+    EXPECT_GT(run_i["decode_tok_s"].get<double>(), 0) << i;
+  }
+  EXPECT_EQ(processes_with("-p 4 -n 3 -t 2 --load 1"), 0);
+  const auto bad = run("bench -m " + kModel + " --load -1");
+  EXPECT_NE(bad.status, 0);
 }
 
 }  // namespace
