@@ -71,7 +71,8 @@ constexpr int kPauseRounds = 64;  // pause-only rounds before the first clock re
 
 // Spins, then sleeps, until `word` no longer holds `value`. `sleepers` counts the threads asleep
 // on the word so that the thread that changes it issues a wake-up only when one is needed.
-void wait_while_equal(std::atomic<uint32_t>& word, uint32_t value, std::atomic<uint32_t>& sleepers) {
+void wait_while_equal(std::atomic<uint32_t>& word, uint32_t value,
+                      std::atomic<uint32_t>& sleepers) {
   for (int i = 0; i < kPauseRounds; ++i) {
     if (word.load(std::memory_order_acquire) != value) return;
     cpu_relax();
@@ -215,7 +216,8 @@ class Pool {
       threads_.clear();
       stop_.store(false, std::memory_order_seq_cst);
     }
-    for (int i = 0; i < workers; ++i) threads_.push_back(std::make_unique<std::thread>([this] { worker_loop(); }));
+    for (int i = 0; i < workers; ++i)
+      threads_.push_back(std::make_unique<std::thread>([this] { worker_loop(); }));
   }
 
   std::mutex run_mu_;

@@ -2,6 +2,8 @@
 // serial loop at any thread count, exceptions carried to the caller, nested and concurrent calls,
 // and a stalled worker's share taken by the caller (the property that keeps decode going when a
 // core is taken by another process). No test depends on timing.
+#include "core/parallel.h"
+
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -15,8 +17,6 @@
 #include <stdexcept>
 #include <thread>
 #include <vector>
-
-#include "core/parallel.h"
 
 namespace gptq::core {
 namespace {
@@ -44,7 +44,8 @@ TEST_F(ParallelTest, ParallelForCoversEveryIndexOnce) {
         calls.fetch_add(1);
         for (int64_t i = b; i < e; ++i) seen[i].fetch_add(1);
       });
-      for (int64_t i = 0; i < n; ++i) ASSERT_EQ(seen[i].load(), 1) << "nt " << nt << " n " << n << " i " << i;
+      for (int64_t i = 0; i < n; ++i)
+        ASSERT_EQ(seen[i].load(), 1) << "nt " << nt << " n " << n << " i " << i;
       // At most kChunksPerThread ranges per thread, and at least one per thread when n allows.
       EXPECT_LE(calls.load(), std::max<int64_t>(1, nt * detail::kChunksPerThread));
       if (n > 0) {
@@ -67,7 +68,8 @@ TEST_F(ParallelTest, ParallelForDynamicRangesAreGrainAligned) {
           ASSERT_TRUE(e == n || e % grain == 0);
           for (int64_t c = b / grain; c < (e + grain - 1) / grain; ++c) seen[c].fetch_add(1);
         });
-        for (int64_t c = 0; c < chunks; ++c) ASSERT_EQ(seen[c].load(), 1) << nt << " " << n << " " << grain;
+        for (int64_t c = 0; c < chunks; ++c)
+          ASSERT_EQ(seen[c].load(), 1) << nt << " " << n << " " << grain;
       }
     }
   }
@@ -75,7 +77,8 @@ TEST_F(ParallelTest, ParallelForDynamicRangesAreGrainAligned) {
 
 // A float computation whose per-output order of additions is fixed: the parallel result must equal
 // the serial one bit for bit.
-std::vector<float> row_sums(int64_t rows, int64_t cols, const std::vector<float>& a, bool parallel) {
+std::vector<float> row_sums(int64_t rows, int64_t cols, const std::vector<float>& a,
+                            bool parallel) {
   std::vector<float> out(static_cast<size_t>(rows));
   auto body = [&](int64_t b, int64_t e) {
     for (int64_t r = b; r < e; ++r) {
@@ -124,9 +127,10 @@ TEST_F(ParallelTest, ManyCallsInARow) {
 TEST_F(ParallelTest, ExceptionReachesTheCallerAndThePoolStaysUsable) {
   for (int nt : {2, 4}) {
     set_num_threads(nt);
-    EXPECT_THROW(parallel_for(1000, [&](int64_t b, int64_t e) {
-                   if (b <= 500 && 500 < e) throw std::runtime_error("chunk failed");
-                 }),
+    EXPECT_THROW(parallel_for(1000,
+                              [&](int64_t b, int64_t e) {
+                                if (b <= 500 && 500 < e) throw std::runtime_error("chunk failed");
+                              }),
                  std::runtime_error);
     std::atomic<int64_t> sum{0};
     parallel_for(1000, [&](int64_t b, int64_t e) {
