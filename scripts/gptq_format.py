@@ -3,8 +3,8 @@
 
 It shares no code with the C++ library (numpy only, no torch), so that a bug in one is not
 repeated in the other. Its parts: a safetensors reader and writer, unpacking and packing of
-qweight/qzeros for 2, 3, 4 and 8 bits, the v1 ("gptq": z - 1 stored) and v2 ("gptq_v2": z stored)
-zero-point conventions, and dequantization W[n, k] = scales[g_idx[k], n] * (q - z[g_idx[k], n]).
+qweight/qzeros for 2, 3, 4 and 8 bits, the v1 ("gptq": z - 1, as GPTQModel converts whole
+words) and v2 ("gptq_v2": z stored) zero-point conventions, and dequantization W[n, k] = scales[g_idx[k], n] * (q - z[g_idx[k], n]).
 
 Subcommands:
   verify OUT_DIR --reference DEQUANT.safetensors [--atol 0]
@@ -249,25 +249,38 @@ def unpack_qzeros(qzeros, bits):
     return unpack_axis0(np.ascontiguousarray(np.asarray(qzeros).T), bits).T
 
 
-def zeros_to_file(z, fmt, bits):
-    """True zero points -> the fields a file of format `fmt` stores (per field, never words)."""
-    z = np.asarray(z, dtype=np.int64)
-    if fmt == "gptq":
-        if (z == 0).any():
-            raise ValueError("a zero point of 0 cannot be stored in the v1 (gptq) format: use gptq_v2")
-        return z - 1
-    return z
+# v1 ("gptq") zero points, as GPTQModel converts them to and from v2 on load and save: for 2, 4
+# and 8 bits the int32 words differ from the v2 words by the replicated one pattern, added or
+# subtracted as whole 32-bit integers (modulo 2^32, so borrows and carries cross fields: a zero
+# point of 0 is stored as a wrapped 2^b - 1 that borrowed 1 from the next field); for 3 bits,
+# whose fields straddle words, each field differs by 1 modulo 8.
+V1_WORD_PATTERN = {2: 0x55555555, 4: 0x11111111, 8: 0x01010101}
 
 
-def zeros_from_file(stored, fmt):
-    stored = np.asarray(stored, dtype=np.int64)
-    return stored + 1 if fmt == "gptq" else stored
+def _shift_v1_words(qzeros, bits, delta):
+    if bits == 3:
+        fields = unpack_qzeros(qzeros, bits)
+        return pack_qzeros((fields + delta) % 8, bits)
+    w = np.asarray(qzeros).view(np.uint32).astype(np.int64)
+    return ((w + delta * V1_WORD_PATTERN[bits]) % (1 << 32)).astype(np.uint32).view(np.int32)
+
+
+def qzeros_to_file(z, fmt, bits):
+    """True zero points [G, N] -> the qzeros words [G, N*b/32] a file of format `fmt` stores."""
+    words = pack_qzeros(np.asarray(z, dtype=np.int64), bits)
+    return _shift_v1_words(words, bits, -1) if fmt == "gptq" else words
+
+
+def zeros_from_qzeros(qzeros, fmt, bits):
+    """qzeros words [G, N*b/32] of a file of format `fmt` -> true zero points [G, N]."""
+    words = _shift_v1_words(qzeros, bits, +1) if fmt == "gptq" else np.asarray(qzeros)
+    return unpack_qzeros(words, bits)
 
 
 def dequantize(qweight, qzeros, scales_f32, g_idx, bits, fmt):
     """-> W [N, K] float32, W[n, k] = scales[g_idx[k], n] * (q - z[g_idx[k], n])."""
     q = unpack_qweight(qweight, bits)                      # [K, N]
-    z = zeros_from_file(unpack_qzeros(qzeros, bits), fmt)  # [G, N]
+    z = zeros_from_qzeros(qzeros, fmt, bits)  # [G, N]
     g = np.asarray(g_idx, dtype=np.int64)
     w = scales_f32[g, :] * (q - z[g, :]).astype(np.float32)  # [K, N]; exact in fp32
     return np.ascontiguousarray(w.T)
@@ -398,9 +411,8 @@ def cmd_pack(args):
         w = src.f32(name)
         perm = rng.permutation(k) if args.desc_act else np.arange(k)
         codes, scales, zeros, g_idx = quantize_linear(w, bits, gs, sym, perm)
-        stored = zeros_to_file(zeros, fmt, bits)
         out_tensors[module + ".qweight"] = ("I32", pack_qweight(codes, bits))
-        out_tensors[module + ".qzeros"] = ("I32", pack_qzeros(stored, bits))
+        out_tensors[module + ".qzeros"] = ("I32", qzeros_to_file(zeros, fmt, bits))
         out_tensors[module + ".scales"] = ("F16", scales)
         out_tensors[module + ".g_idx"] = ("I32", g_idx)
         if module + ".bias" in src.where:
@@ -565,8 +577,7 @@ def check_linear(folder, module, qc, problems):
             problems.append(f"{names['g_idx']}: act-order groups must hold {gsz} columns each "
                             f"(processing order), found sizes {counts.tolist()}")
     if qc["sym"]:
-        stored = unpack_qzeros(qzeros, bits)
-        z = zeros_from_file(stored, fmt)
+        z = zeros_from_qzeros(qzeros, fmt, bits)
         if not (z == 2**(bits - 1)).all():
             problems.append(f"{names['qzeros']}: symmetric file: expected every zero point "
                             f"{2**(bits - 1)}, found values in [{z.min()}, {z.max()}]")
@@ -761,8 +772,7 @@ def cmd_selftest(_args):
     check(list(w3) == [0x40000000, 0x1, 0x0], "3-bit: a value straddling two words",
           [hex(x) for x in w3])
     for bits, words in V1_SYM_WORDS.items():
-        stored = zeros_to_file(np.full((2, 96), 2**(bits - 1)), "gptq", bits)
-        qz = pack_qzeros(stored, bits).view(np.uint32)
+        qz = qzeros_to_file(np.full((2, 96), 2**(bits - 1)), "gptq", bits).view(np.uint32)
         want = np.tile(np.array(words, dtype=np.uint32), qz.shape[1] // len(words))
         check((qz == want[None, :]).all(), f"{bits}-bit v1 symmetric qzeros words (SPEC §1)",
               [hex(x) for x in qz[0, :4]])
@@ -775,11 +785,18 @@ def cmd_selftest(_args):
         check(np.array_equal(unpack_qzeros(pack_qzeros(z, bits), bits), z),
               f"{bits}-bit qzeros pack/unpack")
         check(pack_qweight(codes, bits).shape == (96 * bits // 32, 64), f"{bits}-bit qweight shape")
-    try:
-        zeros_to_file(np.array([[0, 3]]), "gptq", 4)
-        check(False, "v1 refuses a zero point of 0")
-    except ValueError:
-        check(True, "v1 refuses a zero point of 0")
+    # v1 asymmetric words, by hand: 4-bit zero points 0, 3, 0, ... 0 (field 0 and 2..7 zero) are
+    # the v2 word 0x00000030; minus 0x11111111 modulo 2^32 that is 0xEEEEEF1F: field 0 a wrapped
+    # 15 that borrowed from field 1 (3 - 1 - 1 = 1), field 2 another wrapped 15 whose borrow runs
+    # through fields 3..7 (14 each) and out of the word.
+    zv = np.zeros((1, 32), dtype=np.int64)
+    zv[0, 1] = 3
+    qz = qzeros_to_file(zv, "gptq", 4).view(np.uint32)
+    check(int(qz[0, 0]) == 0xEEEEEF1F, "4-bit v1 word of zero points 0, 3, 0, ...", hex(int(qz[0, 0])))
+    for bits in (2, 3, 4, 8):
+        z = rng.integers(0, 2**bits, size=(3, 64))
+        check(np.array_equal(zeros_from_qzeros(qzeros_to_file(z, "gptq", bits), "gptq", bits), z),
+              f"{bits}-bit v1 asymmetric zero points round trip (zeros of 0 included)")
 
     # pack -> verify round trips.
     with tempfile.TemporaryDirectory(prefix="gptq-format-selftest-") as tmp:
@@ -790,6 +807,7 @@ def cmd_selftest(_args):
             for fmt in ("gptq", "gptq_v2"):
                 cases.append(dict(bits=bits, group_size=32, desc_act=False, asym=False, format=fmt))
             cases.append(dict(bits=bits, group_size=32, desc_act=True, asym=True, format="gptq_v2"))
+            cases.append(dict(bits=bits, group_size=32, desc_act=False, asym=True, format="gptq"))
         cases.append(dict(bits=4, group_size=-1, desc_act=True, asym=False, format="gptq"))
         cases.append(dict(bits=3, group_size=48, desc_act=False, asym=False, format="gptq",
                           max_shard_bytes=20000))

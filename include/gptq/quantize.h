@@ -20,12 +20,12 @@ struct QuantizeConfig {
   bool damp_search = false;
   bool true_sequential = true;
   std::string method = "gptq";  // "gptq" or "rtn"
-  std::string format = "";      // "gptq" (v1) or "gptq_v2"; empty: v1 when sym, v2 otherwise
+  std::string format = "";      // "gptq" (v1) or "gptq_v2"; empty: "gptq"
 };
 
 // Throws Error(kArgument) naming the field when a setting is out of range (bits not 2/3/4/8,
-// group_size not -1 or 16..1024, damp_percent not in (0, 1), an unknown method or format,
-// asymmetric quantization in the v1 format). quantize_model and CausalLM::from_pretrained with
+// group_size not -1 or 16..1024, damp_percent not in (0, 1), an unknown method or format).
+// quantize_model and CausalLM::from_pretrained with
 // a QuantizeConfig call it before any work.
 void validate_quantize_config(const QuantizeConfig& q);
 
@@ -38,15 +38,17 @@ void validate_quantize_config(const QuantizeConfig& q);
 
 namespace gptq {
 
+inline constexpr int kDefaultSeqlen = 2048;
+
 // Where calibration tokens come from.
 struct CalibrationOptions {
   // Plain text: nsamples random windows of seqlen tokens (BOS first when the tokenizer adds
   // one), as the GPTQ paper samples them. JSONL (".jsonl"/".json" file): one sequence per row
-  // from "input_ids" (used as given) or "text" (tokenized, cut to seqlen). Empty: a small
-  // built-in English text.
+  // from "input_ids" (used as given) or "text" (tokenized); rows longer than seqlen are cut to
+  // it, with a warning. Empty: a small built-in English text.
   std::filesystem::path file;
   int nsamples = 128;
-  int seqlen = 2048;
+  int seqlen = 0;  // 0: min(kDefaultSeqlen, the model's max_position_embeddings)
   uint64_t seed = 0;
 };
 

@@ -54,8 +54,9 @@ size_t Linear::quantized_weight_bytes() const { return q_->weight_bytes(); }
 
 std::vector<float> dequantize_packed(const checkpoint::PackedLinear& p, const std::string& format) {
   const auto codes = quant::unpack_qweight(p.qweight.data(), p.n, p.k, p.bits);  // [N, K]
-  auto zeros = quant::unpack_qzeros(p.qzeros.data(), p.groups, p.n, p.bits);     // [G, N]
-  if (format == "gptq") zeros = quant::zeros_from_v1(zeros, p.bits);
+  std::vector<int32_t> words = p.qzeros;
+  if (format == "gptq") quant::qzeros_v1_to_v2(words, p.bits);
+  const auto zeros = quant::unpack_qzeros(words.data(), p.groups, p.n, p.bits);  // [G, N]
   std::vector<float> w(static_cast<size_t>(p.n * p.k));
   for (int64_t n = 0; n < p.n; ++n) {
     for (int64_t k = 0; k < p.k; ++k) {
@@ -81,6 +82,9 @@ Linear load_quantized_linear(const io::TensorStore& store, const std::string& mo
     std::vector<uint16_t> scales;
     copy_tensor(*t.qweight, qweight);
     copy_tensor(*t.qzeros, qzeros);
+    // v1 zeros are read as GPTQModel reads them (whole-word addition, see qzeros_v1_to_v2), so
+    // the kernels only ever see v2 zeros.
+    if (t.zeros_are_v1) quant::qzeros_v1_to_v2(qzeros, t.bits);
     copy_tensor(*t.scales, scales);
     if (t.g_idx) copy_tensor(*t.g_idx, g_idx);
     backend::QuantizedLinearView v;
@@ -92,7 +96,7 @@ Linear load_quantized_linear(const io::TensorStore& store, const std::string& mo
     v.qzeros = qzeros.data();
     v.scales = scales.data();
     v.g_idx = t.g_idx ? g_idx.data() : nullptr;
-    v.zeros_v2 = !t.zeros_are_v1;
+    v.zeros_v2 = true;
     v.bias_fp16 = bias16.empty() ? nullptr : bias16.data();
     auto ql = std::make_shared<const backend::QLinear>(backend::QLinear::create(v, module));
     for (const auto* ti : {t.qweight, t.qzeros, t.scales, t.g_idx}) {

@@ -44,14 +44,9 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 }  // namespace
 
 std::string resolve_format(const QuantizeConfig& q) {
-  std::string f = q.format.empty() ? (q.sym ? "gptq" : "gptq_v2") : q.format;
+  std::string f = q.format.empty() ? "gptq" : q.format;
   if (f != "gptq" && f != "gptq_v2") {
     throw Error(ErrorKind::kArgument, fmt::format("--format {}: expected gptq or gptq_v2", f));
-  }
-  if (f == "gptq" && !q.sym) {
-    throw Error(ErrorKind::kArgument,
-                "asymmetric quantization cannot be stored in the gptq (v1) format: a zero point of 0 would be "
-                "written as -1 and corrupt its neighbours; use --format gptq_v2");
   }
   return f;
 }
@@ -105,8 +100,8 @@ checkpoint::PackedLinear pack_result(const std::string& module, const quant::Qua
   const int64_t g = r.group_size == -1 ? r.k : r.group_size;
   p.groups = (r.k + g - 1) / g;
   p.qweight = quant::pack_qweight(r.codes.data(), r.n, r.k, r.bits);
-  const std::vector<int32_t> stored = format == "gptq" ? quant::zeros_to_v1(r.zeros, r.bits) : r.zeros;
-  p.qzeros = quant::pack_qzeros(stored.data(), p.groups, r.n, r.bits);
+  p.qzeros = quant::pack_qzeros(r.zeros.data(), p.groups, r.n, r.bits);
+  if (format == "gptq") quant::qzeros_v2_to_v1(p.qzeros, r.bits);
   p.scales.resize(r.scales.size());
   for (size_t i = 0; i < r.scales.size(); ++i) p.scales[i] = core::fp32_to_fp16(r.scales[i]);
   p.g_idx = r.g_idx;

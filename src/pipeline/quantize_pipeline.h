@@ -21,8 +21,8 @@ struct LayerResult {
   std::vector<ModuleReport> reports;             // every block linear, quantized or not
 };
 
-// The file format a config asks for: "gptq" or "gptq_v2" (empty: v1 when sym, v2 when asym).
-// Throws Error(kArgument) for asymmetric v1, which cannot store a zero point of 0.
+// The file format a config asks for: "gptq" or "gptq_v2" (empty: "gptq", v1, whose asymmetric
+// zeros are packed as GPTQModel packs them, see quant::qzeros_v2_to_v1).
 std::string resolve_format(const QuantizeConfig& q);
 quant::QuantParams to_params(const QuantizeConfig& q);
 

@@ -546,9 +546,14 @@ TEST(QuantizationConfigJson, ModulesInBlockToQuantizeAndDynamic) {
                                    json::array({"self_attn.o_proj"}),
                                    json::array({"mlp.gate_proj", "mlp.up_proj"})});
     EXPECT_EQ(j.at("modules_in_block_to_quantize"), want);
-    EXPECT_FALSE(j.contains("dynamic"));
+    // And a "-:" rule per module, which GPTQModel and vLLM read.
+    const json dyn = {{"-:model\\.layers\\.0\\.mlp\\.down_proj$", json::object()},
+                      {"-:model\\.layers\\.1\\.mlp\\.down_proj$", json::object()}};
+    EXPECT_EQ(j.at("dynamic"), dyn);
     const auto q = config::parse_quantization_config(j.dump(), "test");
     EXPECT_EQ(q.modules_in_block_to_quantize.size(), 6u);
+    EXPECT_FALSE(q.scheme_for(layer_prefix(1) + "mlp.down_proj").quantized);
+    EXPECT_TRUE(q.scheme_for(layer_prefix(1) + "mlp.up_proj").quantized);
   }
   // Mixed: o_proj everywhere, k_proj in layer 0 only, and a module outside the blocks.
   {
@@ -560,10 +565,14 @@ TEST(QuantizationConfigJson, ModulesInBlockToQuantizeAndDynamic) {
                                    json::array({"mlp.down_proj"})});
     EXPECT_EQ(j.at("modules_in_block_to_quantize"), want);
     const json dyn = {{"-:model\\.layers\\.0\\.self_attn\\.k_proj$", json::object()},
+                      {"-:model\\.layers\\.0\\.self_attn\\.o_proj$", json::object()},
+                      {"-:model\\.layers\\.1\\.self_attn\\.o_proj$", json::object()},
                       {"-:model\\.extra\\.proj$", json::object()}};
     EXPECT_EQ(j.at("dynamic"), dyn);
     const auto q = config::parse_quantization_config(j.dump(), "test");
-    EXPECT_EQ(q.dynamic_exclude.size(), 2u);
+    EXPECT_EQ(q.dynamic.size(), 4u);
+    EXPECT_FALSE(q.scheme_for("model.extra.proj").quantized);
+    EXPECT_TRUE(q.scheme_for(layer_prefix(1) + "self_attn.k_proj").quantized);
   }
   // Everything left out everywhere is not a GPTQ model.
   {
@@ -604,7 +613,12 @@ TEST(QuantizationConfigJson, ValuesAndValidation) {
   const json j = json::parse(quantization_config_json(s));
   EXPECT_EQ(j.at("bits"), 3);
   EXPECT_EQ(j.at("group_size"), -1);
-  EXPECT_EQ(j.at("desc_act"), true);
+  // Act-order with static groups: a trivial g_idx, declared without act-order; meta keeps it.
+  EXPECT_EQ(j.at("desc_act"), false);
+  EXPECT_EQ(j.at("meta").at("desc_act"), true);
+  s.q.static_groups = false;
+  EXPECT_EQ(json::parse(quantization_config_json(s)).at("desc_act"), true);
+  s.q.static_groups = true;
   EXPECT_EQ(j.at("sym"), false);
   EXPECT_DOUBLE_EQ(j.at("damp_percent").get<double>(), 0.05);
   EXPECT_EQ(j.at("static_groups"), true);

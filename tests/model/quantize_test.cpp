@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <fstream>
 
 #include "common/test_util.h"
 #include "gptq/gptq.h"
@@ -166,8 +167,7 @@ TEST(QuantizeBadInput, ClearErrors) {
   q.group_size = 7;
   expect_kind(q, calib(), ErrorKind::kArgument, "group");
   q.group_size = 32;
-  q.sym = false;
-  q.format = "gptq";
+  q.format = "marlin";
   expect_kind(q, calib(), ErrorKind::kArgument, "gptq_v2");
   q = {};
   auto c = calib();
@@ -182,6 +182,28 @@ TEST(QuantizeBadInput, ClearErrors) {
   c = calib();
   c.file = tmp.path() / "missing.txt";
   expect_kind(q, c, ErrorKind::kIo, "missing.txt");
+}
+
+// The default --seqlen is min(2048, context): stories260k's context is 512, so text windows have
+// 512 tokens, and JSONL rows longer than that are cut to it.
+TEST(Quantize, DefaultSeqlenIsTheModelsContext) {
+  test::TempDir tmp;
+  QuantizeConfig q;
+  q.group_size = 32;
+  CalibrationOptions c = calib();
+  c.seqlen = 0;
+  c.nsamples = 3;
+  const auto r = quantize_model(test::stories_dir(), tmp.path() / "text", q, c);
+  EXPECT_EQ(r.calibration_tokens, 3 * 512);
+  {
+    std::ofstream f(tmp.path() / "rows.jsonl");
+    std::string ids;
+    for (int i = 0; i < 700; ++i) ids += (i ? "," : "") + std::to_string(1 + i % 400);
+    f << "{\"input_ids\": [" << ids << "]}\n{\"input_ids\": [5, 6, 7]}\n";
+  }
+  c.file = tmp.path() / "rows.jsonl";
+  const auto rj = quantize_model(test::stories_dir(), tmp.path() / "jsonl", q, c);
+  EXPECT_EQ(rj.calibration_tokens, 512 + 3);
 }
 
 }  // namespace
