@@ -139,5 +139,50 @@ TEST(ForeignCheckpoint, LoadsToTheWeightsItEncodes) {
   EXPECT_TRUE(info.desc_act);
 }
 
+// --desc-act --static-groups: the g_idx is trivial, so the folder says desc_act false (meta keeps
+// the setting); the independent checker and our loader read exactly the weights quantized.
+TEST(StaticGroups, DeclaredWithoutActOrderAndReadExactly) {
+  test::TempDir tmp;
+  QuantizeConfig q;
+  q.group_size = 32;
+  q.desc_act = true;
+  q.static_groups = true;
+  q.sym = false;
+  CalibrationOptions c;
+  c.file = test::data_dir() / "text" / "tinystories-calib.txt";
+  c.nsamples = 8;
+  c.seqlen = 128;
+  QuantizeRunOptions ro;
+  ro.dequantized_out = tmp.path() / "deq.safetensors";
+  quantize_model(test::stories_dir(), tmp.path() / "q", q, c, ro);
+  const auto cfg = test::read_json(tmp.path() / "q" / "config.json").at("quantization_config");
+  EXPECT_EQ(cfg.at("desc_act"), false);
+  EXPECT_EQ(cfg.at("static_groups"), true);
+  EXPECT_EQ(cfg.at("meta").at("desc_act"), true);
+  EXPECT_EQ(cfg.at("checkpoint_format"), "gptq");
+  const std::string py = GPTQ_PYTHON3;
+  if (!py.empty()) {
+    const std::string cmd = py + " " + GPTQ_FORMAT_PY + " verify " + (tmp.path() / "q").string() + " --reference " +
+                            ro.dequantized_out.string() + " >/dev/null";
+    EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  }
+  const auto ref = io::TensorStore::open_files({ro.dequantized_out});
+  LoadOptions deq;
+  deq.dequantize = true;
+  const auto m = CausalLM::from_pretrained(tmp.path() / "q", deq);
+  const auto& desc = m.impl().decoder->desc();
+  int checked = 0;
+  for (const auto& name : ref.names()) {
+    const auto rest = name.substr(std::string("model.layers.").size());
+    const int layer = std::stoi(rest);
+    for (const auto& ld : desc.linears) {
+      if (rest.substr(rest.find('.') + 1) != ld.name) continue;
+      EXPECT_EQ(m.impl().weights.blocks[layer].at(ld.role).weight(), ref.read_f32(name)) << name;
+      ++checked;
+    }
+  }
+  EXPECT_GT(checked, 0);
+}
+
 }  // namespace
 }  // namespace gptq
