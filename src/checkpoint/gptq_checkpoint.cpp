@@ -177,7 +177,10 @@ std::string quantization_config_json(const QuantizationSummary& s) {
   // a complete rule each, ahead of the others so that it wins.
   for (const auto& [module, r] : s.module_overrides) dynamic["+:" + exact_module_regex(module)] = rule_settings(r);
   for (const config::DynamicRule& r : q.dynamic) {
-    if (dynamic.contains(r.key)) bad(fmt::format("dynamic rule \"{}\" is given twice", r.key));
+    if (dynamic.contains(r.key)) {
+      if (r.exclude) continue;  // the same "-:" rule as one written for an unquantized module
+      bad(fmt::format("dynamic rule \"{}\" is given twice", r.key));
+    }
     dynamic[r.key] = r.exclude ? ordered_json::object() : rule_settings(r);
   }
 
@@ -237,10 +240,11 @@ QuantizedLinearTensors find_quantized_linear(const io::TensorStore& store, const
                 fmt::format("{}: {}: expected positive N and K, found N = {}, K = {}", where,
                             module, n, k));
   }
-  if (n % 32 != 0 || k % 32 != 0) {
+  // N need not be a multiple of 32: GPTQModel packs such qzeros rows into ceil(N*b/32) words.
+  if (k % 32 != 0 || (n % 32 != 0 && q.bits == 3)) {
     throw Error(ErrorKind::kShape,
-                fmt::format("{}: {}: packed GPTQ weights need K (inputs) and N (outputs) to be "
-                            "multiples of 32, found K = {}, N = {}",
+                fmt::format("{}: {}: packed GPTQ weights need K (inputs) to be a multiple of 32 (and N too "
+                            "at 3 bits), found K = {}, N = {}",
                             where, module, k, n));
   }
   if (q.group_size != -1 && q.group_size <= 0) {
@@ -291,7 +295,7 @@ QuantizedLinearTensors find_quantized_linear(const io::TensorStore& store, const
   }
   check(r.qweight, {DType::kI32}, {k * b / 32, n}, hint);
   r.qzeros = find(".qzeros", true);
-  check(r.qzeros, {DType::kI32}, {r.groups, n * b / 32});
+  check(r.qzeros, {DType::kI32}, {r.groups, (n * b + 31) / 32});
   r.scales = find(".scales", true);
   check(r.scales, {DType::kF16}, {r.groups, n});
   r.g_idx = find(".g_idx", false);

@@ -126,8 +126,9 @@ std::string exact_module_regex(const std::string& name);
 // Finds the raw tensors of a quantized linear in a store and checks dtypes and shapes against
 // the config before anything is allocated: qweight I32 [K*b/32, N], qzeros I32 [G, N*b/32],
 // scales F16 [G, N], g_idx I32 [K] (optional, every value in [0, G)), bias F16/F32/BF16 [N]
-// (optional). Throws Error(kUnsupported) for bits not in {2,3,4,8}; Error(kShape) for K or N
-// not a multiple of 32, a missing tensor, a wrong dtype or shape, or a g_idx value out of range,
+// (optional). qzeros has ceil(N*b/32) words per row when N is not a multiple of 32 (as GPTQModel
+// packs it; not at 3 bits). Throws Error(kUnsupported) for bits not in {2,3,4,8}; Error(kShape)
+// for K not a multiple of 32 (or N at 3 bits), a missing tensor, a wrong dtype or shape, or a g_idx value out of range,
 // naming the file, the tensor, what was expected and what was found; Error(kConfig) for a bad
 // group size. The tensors are not converted: v1 files store z - 1 per field (zeros_are_v1), and
 // adding the 1 back is the reader's business.

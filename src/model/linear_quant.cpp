@@ -3,6 +3,7 @@
 // evaluation, dequantized to a dense fp32 matrix.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
@@ -56,7 +57,13 @@ std::vector<float> dequantize_packed(const checkpoint::PackedLinear& p, const st
   const auto codes = quant::unpack_qweight(p.qweight.data(), p.n, p.k, p.bits);  // [N, K]
   std::vector<int32_t> words = p.qzeros;
   if (format == "gptq") quant::qzeros_v1_to_v2(words, p.bits);
-  const auto zeros = quant::unpack_qzeros(words.data(), p.groups, p.n, p.bits);  // [G, N]
+  // qzeros rows padded to whole packs of 32 columns when N is not a multiple of 32.
+  const int64_t np = (p.n + 31) / 32 * 32;
+  const auto padded = quant::unpack_qzeros(words.data(), p.groups, np, p.bits);  // [G, np]
+  std::vector<int32_t> zeros(static_cast<size_t>(p.groups * p.n));
+  for (int64_t g = 0; g < p.groups; ++g) {
+    std::copy(padded.begin() + g * np, padded.begin() + g * np + p.n, zeros.begin() + g * p.n);
+  }
   std::vector<float> w(static_cast<size_t>(p.n * p.k));
   for (int64_t n = 0; n < p.n; ++n) {
     for (int64_t k = 0; k < p.k; ++k) {
@@ -71,6 +78,8 @@ std::vector<float> dequantize_packed(const checkpoint::PackedLinear& p, const st
 Linear load_quantized_linear(const io::TensorStore& store, const std::string& module, int64_t n, int64_t k,
                              const config::QuantizationConfig& q, bool dequantize) {
   const auto t = checkpoint::find_quantized_linear(store, module, n, k, q);
+  // N not a multiple of 32: the kernels need whole packs, so such a linear runs dense.
+  if (n % 32 != 0) dequantize = true;
   if (!dequantize) {
     // The kernels read the checkpoint's tensors once, straight from the mapping, and keep their
     // own repacked copy; the source pages are then dropped from the resident set.
@@ -112,6 +121,16 @@ Linear load_quantized_linear(const io::TensorStore& store, const std::string& mo
   p.groups = t.groups;
   copy_tensor(*t.qweight, p.qweight);
   copy_tensor(*t.qzeros, p.qzeros);
+  if (n % 32 != 0) {
+    // Rows of ceil(N*b/32) words, padded here to whole packs (carries only run upward, so the
+    // padding never changes a real field); dequantize_packed keeps the first N columns.
+    const int64_t have = (n * t.bits + 31) / 32, want = (n + 31) / 32 * t.bits;
+    std::vector<int32_t> padded(static_cast<size_t>(t.groups * want), 0);
+    for (int64_t g = 0; g < t.groups; ++g) {
+      std::memcpy(&padded[g * want], &p.qzeros[g * have], static_cast<size_t>(have) * 4);
+    }
+    p.qzeros = std::move(padded);
+  }
   copy_tensor(*t.scales, p.scales);
   if (t.g_idx) {
     copy_tensor(*t.g_idx, p.g_idx);

@@ -125,6 +125,56 @@ TEST(ModelConfig, RopeErrors) {
   expect(R"("rope_theta": -1)", ErrorKind::kConfig, "positive");
 }
 
+// GPTQModel's "dynamic" rules: file order, first match wins (re.match from the start), "-:"
+// excludes, "+:" or no prefix overrides.
+TEST(QuantizationConfig, DynamicRules) {
+  const auto q = parse_quantization_config(R"({"bits": 4, "group_size": 128, "sym": true, "dynamic": {
+      "-:model\\.layers\\.0\\.mlp\\.down_proj$": {},
+      "+:.*\\.mlp\\.down_proj": {"bits": 8, "group_size": 64},
+      ".*\\.mlp\\.": {"bits": 2, "sym": false, "desc_act": true},
+      "+:.*\\.mlp\\.up_proj": {"bits": 3}}})", "q.json");
+  ASSERT_EQ(q.dynamic.size(), 4u);
+  EXPECT_EQ(q.dynamic[0].key, "-:model\\.layers\\.0\\.mlp\\.down_proj$");  // file order kept
+  EXPECT_FALSE(q.scheme_for("model.layers.0.mlp.down_proj").quantized);
+  const auto d1 = q.scheme_for("model.layers.1.mlp.down_proj");
+  EXPECT_TRUE(d1.quantized);
+  EXPECT_EQ(d1.bits, 8);
+  EXPECT_EQ(d1.group_size, 64);
+  EXPECT_TRUE(d1.sym);
+  EXPECT_EQ(d1.rule, 1);
+  const auto up = q.scheme_for("model.layers.1.mlp.up_proj");  // rule 2 comes first
+  EXPECT_EQ(up.bits, 2);
+  EXPECT_EQ(up.group_size, 128);
+  EXPECT_FALSE(up.sym);
+  EXPECT_TRUE(up.desc_act);
+  const auto qp = q.scheme_for("model.layers.1.self_attn.q_proj");
+  EXPECT_EQ(qp.rule, -1);
+  EXPECT_EQ(qp.bits, 4);
+  // Matched from the start only: ".*\\.mlp\\." needs nothing before, "mlp" alone would not match.
+  const auto q2 = parse_quantization_config(R"({"bits": 4, "dynamic": {"mlp": {"bits": 8}}})", "q.json");
+  EXPECT_EQ(q2.scheme_for("model.layers.0.mlp.up_proj").bits, 4);
+  EXPECT_EQ(q2.for_module("mlp.x").bits, 8);
+}
+
+TEST(QuantizationConfig, DynamicRuleErrors) {
+  auto expect = [](const std::string& dyn, ErrorKind kind, const char* needle) {
+    try {
+      parse_quantization_config(R"({"bits": 4, "dynamic": )" + dyn + "}", "dir/quantize_config.json");
+      ADD_FAILURE() << "accepted " << dyn;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), kind) << e.what();
+      EXPECT_NE(std::string(e.what()).find("dir/quantize_config.json"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  expect(R"({"+:model.(layers": {"bits": 8}})", ErrorKind::kConfig, "not a valid regular expression");
+  expect(R"({"+:.*mlp": {"bits": 5}})", ErrorKind::kUnsupported, "bits = 5");
+  expect(R"({"+:.*mlp": {"group_size": 0}})", ErrorKind::kConfig, "group_size");
+  expect(R"({"+:.*mlp": {"sym": 1}})", ErrorKind::kConfig, "sym");
+  expect(R"({"+:.*mlp": 8})", ErrorKind::kConfig, "object");
+  expect(R"([1])", ErrorKind::kConfig, "dynamic");
+}
+
 TEST(ModelConfig, ErrorsNameTheFileAndKey) {
   auto expect = [](const char* json, ErrorKind kind, const char* needle) {
     try {

@@ -52,6 +52,7 @@ uint64_t parse_size(const std::string& s) {
 Runner add_quantize(CLI::App& app) {
   struct Args {
     std::string model, out, shard = "4GB", dequant;
+    std::vector<std::string> dynamic;
     QuantizeConfig q;
     CalibrationOptions c;
     bool asym = false, no_true_seq = false, json = false, force = false;
@@ -71,6 +72,9 @@ Runner add_quantize(CLI::App& app) {
   cmd->add_flag("--damp-search", a->q.damp_search, "choose damp_percent per linear by cross-validation (10 extra solves each)");
   cmd->add_option("--method", a->q.method, "gptq or rtn (round-to-nearest baseline)")->capture_default_str();
   cmd->add_option("--format", a->q.format, "gptq (v1 zeros, the default) or gptq_v2");
+  cmd->add_option("--dynamic", a->dynamic,
+                  "per-module override, repeatable, first match wins: FILE.json (GPTQModel's \"dynamic\" object), "
+                  "'REGEX=bits:8,group_size:64' or '-:REGEX' (leave unquantized)");
   cmd->add_flag("--no-true-sequential", a->no_true_seq, "quantize each layer from its unquantized inputs");
   cmd->add_option("--calib", a->c.file, "calibration text, or JSONL with \"text\" or \"input_ids\" rows");
   cmd->add_option("--nsamples", a->c.nsamples, "calibration windows")->capture_default_str();
@@ -84,6 +88,14 @@ Runner add_quantize(CLI::App& app) {
   return [a]() {
     a->q.sym = !a->asym;
     a->q.true_sequential = !a->no_true_seq;
+    for (const std::string& d : a->dynamic) {
+      // A file when it names one (a regex with '=' settings never ends in .json).
+      if (d.size() > 5 && d.compare(d.size() - 5, 5, ".json") == 0 && d.find('=') == std::string::npos) {
+        for (auto& r : read_dynamic_file(d)) a->q.dynamic.push_back(std::move(r));
+      } else {
+        a->q.dynamic.push_back(parse_dynamic_arg(d));
+      }
+    }
     QuantizeRunOptions run;
     run.threads = a->threads;
     run.force = a->force;
@@ -96,7 +108,7 @@ Runner add_quantize(CLI::App& app) {
     if (a->json) {
       nlohmann::json mods = nlohmann::json::array();
       for (const auto& m : r.modules) {
-        mods.push_back({{"module", m.module}, {"bits", m.bits}, {"n", m.n}, {"k", m.k}, {"loss", m.loss},
+        mods.push_back({{"module", m.module}, {"bits", m.bits}, {"group_size", m.group_size}, {"n", m.n}, {"k", m.k}, {"loss", m.loss},
                         {"damp", m.damp}, {"seconds", m.seconds}, {"note", m.note}});
       }
       nlohmann::json j = {{"output", r.output.string()},  {"layers", r.layers},
