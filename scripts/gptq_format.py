@@ -3,8 +3,8 @@
 
 It shares no code with the C++ library (numpy only, no torch), so that a bug in one is not
 repeated in the other. Its parts: a safetensors reader and writer, unpacking and packing of
-qweight/qzeros for 2, 3, 4 and 8 bits, the v1 ("gptq": z - 1 stored) and v2 ("gptq_v2": z stored)
-zero-point conventions, and dequantization W[n, k] = scales[g_idx[k], n] * (q - z[g_idx[k], n]).
+qweight/qzeros for 2, 3, 4 and 8 bits, the v1 ("gptq": z - 1, as GPTQModel converts whole
+words) and v2 ("gptq_v2": z stored) zero-point conventions, and dequantization W[n, k] = scales[g_idx[k], n] * (q - z[g_idx[k], n]).
 
 Subcommands:
   verify OUT_DIR --reference DEQUANT.safetensors [--atol 0]
@@ -249,25 +249,49 @@ def unpack_qzeros(qzeros, bits):
     return unpack_axis0(np.ascontiguousarray(np.asarray(qzeros).T), bits).T
 
 
-def zeros_to_file(z, fmt, bits):
-    """True zero points -> the fields a file of format `fmt` stores (per field, never words)."""
+# v1 ("gptq") zero points, as GPTQModel converts them to and from v2 on load and save: for 2, 4
+# and 8 bits the int32 words differ from the v2 words by the replicated one pattern, added or
+# subtracted as whole 32-bit integers (modulo 2^32, so borrows and carries cross fields: a zero
+# point of 0 is stored as a wrapped 2^b - 1 that borrowed 1 from the next field); for 3 bits,
+# whose fields straddle words, each field differs by 1 modulo 8.
+V1_WORD_PATTERN = {2: 0x55555555, 4: 0x11111111, 8: 0x01010101}
+
+
+def _shift_v1_words(qzeros, bits, delta):
+    if bits == 3:
+        fields = unpack_qzeros(qzeros, bits)
+        return pack_qzeros((fields + delta) % 8, bits)
+    w = np.asarray(qzeros).view(np.uint32).astype(np.int64)
+    return ((w + delta * V1_WORD_PATTERN[bits]) % (1 << 32)).astype(np.uint32).view(np.int32)
+
+
+def qzeros_to_file(z, fmt, bits):
+    """True zero points [G, N] -> the qzeros words [G, ceil(N*b/32)] a file of format `fmt`
+    stores. N need not be a multiple of 32 (2/4/8 bits): GPTQModel then keeps ceil(N*b/32) words
+    per row, the last one padded with zero points of 0 (before the v1 shift)."""
     z = np.asarray(z, dtype=np.int64)
-    if fmt == "gptq":
-        if (z == 0).any():
-            raise ValueError("a zero point of 0 cannot be stored in the v1 (gptq) format: use gptq_v2")
-        return z - 1
-    return z
+    g, n = z.shape
+    pad = (-n) % 32
+    words = pack_qzeros(np.concatenate([z, np.zeros((g, pad), dtype=np.int64)], axis=1), bits)
+    words = _shift_v1_words(words, bits, -1) if fmt == "gptq" else words
+    return np.ascontiguousarray(words[:, :-(-n * bits // 32)])
 
 
-def zeros_from_file(stored, fmt):
-    stored = np.asarray(stored, dtype=np.int64)
-    return stored + 1 if fmt == "gptq" else stored
+def zeros_from_qzeros(qzeros, fmt, bits, n=None):
+    """qzeros words [G, ceil(N*b/32)] of a file of format `fmt` -> true zero points [G, N]."""
+    words = np.asarray(qzeros)
+    n = words.shape[1] * 32 // bits if n is None else n
+    whole = -(-n // 32) * bits
+    if words.shape[1] < whole:  # pad to whole packs; carries only run upward, into the padding
+        words = np.concatenate([words, np.zeros((words.shape[0], whole - words.shape[1]), dtype=words.dtype)], axis=1)
+    words = _shift_v1_words(words, bits, +1) if fmt == "gptq" else words
+    return unpack_qzeros(words, bits)[:, :n]
 
 
 def dequantize(qweight, qzeros, scales_f32, g_idx, bits, fmt):
     """-> W [N, K] float32, W[n, k] = scales[g_idx[k], n] * (q - z[g_idx[k], n])."""
     q = unpack_qweight(qweight, bits)                      # [K, N]
-    z = zeros_from_file(unpack_qzeros(qzeros, bits), fmt)  # [G, N]
+    z = zeros_from_qzeros(qzeros, fmt, bits, q.shape[1])  # [G, N]
     g = np.asarray(g_idx, dtype=np.int64)
     w = scales_f32[g, :] * (q - z[g, :]).astype(np.float32)  # [K, N]; exact in fp32
     return np.ascontiguousarray(w.T)
@@ -381,6 +405,8 @@ def cmd_pack(args):
         shutil.rmtree(args.out)
     os.makedirs(args.out)
     bits, gs, sym, fmt = args.bits, args.group_size, not args.asym, args.format
+    rules = json.loads(args.dynamic) if getattr(args, "dynamic", None) else {}
+    base_qc = {"bits": bits, "group_size": gs, "desc_act": bool(args.desc_act), "sym": sym, "dynamic": rules}
     rng = np.random.default_rng(0)
     tied = bool(config.get("tie_word_embeddings", False))
 
@@ -392,15 +418,17 @@ def cmd_pack(args):
             continue
         module = m.group(1)
         n, k = src.shape(name)
-        if n % 32 or k % 32:
+        sch = module_scheme(module, base_qc)
+        odd_n = n % 32 and getattr(args, "odd_n", False) and (sch or {}).get("bits") != 3
+        if (n % 32 and not odd_n) or k % 32 or sch is None:
             unquantized.append(module)
             continue
         w = src.f32(name)
-        perm = rng.permutation(k) if args.desc_act else np.arange(k)
-        codes, scales, zeros, g_idx = quantize_linear(w, bits, gs, sym, perm)
-        stored = zeros_to_file(zeros, fmt, bits)
-        out_tensors[module + ".qweight"] = ("I32", pack_qweight(codes, bits))
-        out_tensors[module + ".qzeros"] = ("I32", pack_qzeros(stored, bits))
+        perm = rng.permutation(k) if sch["desc_act"] else np.arange(k)
+        mb = sch["bits"]
+        codes, scales, zeros, g_idx = quantize_linear(w, mb, sch["group_size"], sch["sym"], perm)
+        out_tensors[module + ".qweight"] = ("I32", pack_qweight(codes, mb))
+        out_tensors[module + ".qzeros"] = ("I32", qzeros_to_file(zeros, fmt, mb))
         out_tensors[module + ".scales"] = ("F16", scales)
         out_tensors[module + ".g_idx"] = ("I32", g_idx)
         if module + ".bias" in src.where:
@@ -437,9 +465,12 @@ def cmd_pack(args):
         if everywhere:
             qc["modules_in_block_to_quantize"] = [suffixes]
         dynamic = {"-:" + re.escape(m) + "$": {} for m in unquantized
-                   if BLOCK_LINEAR.match(m + ".weight").group(3) not in everywhere}
+                   if BLOCK_LINEAR.match(m + ".weight").group(3) not in everywhere
+                   and module_scheme(m, base_qc) is not None}
         if dynamic:
             qc["dynamic"] = dynamic
+    if rules:
+        qc["dynamic"] = dict(qc.get("dynamic", {}), **rules)
     config["quantization_config"] = qc
     with open(os.path.join(args.out, "config.json"), "w") as f:
         json.dump(config, f, indent=2)
@@ -499,11 +530,25 @@ def check_qconfig(qc, where, problems):
                 problems.append(f"{where}: meta.{key}: expected true/false, found {meta.get(key)!r}")
 
 
+def module_scheme(module, qc):
+    """GPTQModel's "dynamic" rules: the first key (in file order) whose regex re.match-es the
+    module decides; "-:" means unquantized (None), "+:" or no prefix overrides the base bits,
+    group_size, desc_act and sym. -> dict of those four, or None."""
+    base = {k: qc[k] for k in ("bits", "group_size", "desc_act", "sym")}
+    for key, over in (qc.get("dynamic") or {}).items():
+        negative = key.startswith("-:")
+        pattern = key[2:] if key.startswith(("-:", "+:")) else key
+        if re.match(pattern, module):
+            if negative:
+                return None
+            return {k: over.get(k, v) for k, v in base.items()}
+    return base
+
+
 def excluded(module, qc):
     """Whether the config declares `module` (a block linear) as left unquantized."""
-    for key in (qc.get("dynamic") or {}):
-        if key.startswith("-:") and re.match(key[2:], module):
-            return True
+    if module_scheme(module, qc) is None:
+        return True
     mods = qc.get("modules_in_block_to_quantize")
     if mods:
         flat = [s for e in mods for s in (e if isinstance(e, list) else [e])]
@@ -515,6 +560,7 @@ def excluded(module, qc):
 
 def check_linear(folder, module, qc, problems):
     """Checks one quantized linear's tensors; returns (qweight, qzeros, scales, g_idx) or None."""
+    qc = dict(qc, **(module_scheme(module, qc) or {}))
     bits, fmt = qc["bits"], qc["checkpoint_format"]
     names = {leaf: module + "." + leaf for leaf in ("qweight", "qzeros", "scales", "g_idx", "bias")}
     for leaf in ("qweight", "qzeros", "scales", "g_idx"):
@@ -530,7 +576,7 @@ def check_linear(folder, module, qc, problems):
     k, n = qws[0] * 32 // bits, qws[1]
     gsz = k if qc["group_size"] == -1 else qc["group_size"]
     groups = -(-k // gsz)
-    expect = {"qweight": ("I32", (k * bits // 32, n)), "qzeros": ("I32", (groups, n * bits // 32)),
+    expect = {"qweight": ("I32", (k * bits // 32, n)), "qzeros": ("I32", (groups, -(-n * bits // 32))),
               "scales": ("F16", (groups, n)), "g_idx": ("I32", (k,))}
     ok = True
     for leaf, (dt, shape) in expect.items():
@@ -542,8 +588,8 @@ def check_linear(folder, module, qc, problems):
         got = (folder.dtype(names["bias"]), folder.shape(names["bias"]))
         if got != ("F16", (n,)):
             problems.append(f"{names['bias']}: expected F16 [{n}], found {got[0]} {list(got[1])}")
-    if n % 32 or k % 32:
-        problems.append(f"{module}: K = {k} and N = {n} must be multiples of 32")
+    if k % 32 or (n % 32 and bits == 3):
+        problems.append(f"{module}: K = {k} (and N = {n} at 3 bits) must be multiples of 32")
         ok = False
     if not ok:
         return None
@@ -565,15 +611,14 @@ def check_linear(folder, module, qc, problems):
             problems.append(f"{names['g_idx']}: act-order groups must hold {gsz} columns each "
                             f"(processing order), found sizes {counts.tolist()}")
     if qc["sym"]:
-        stored = unpack_qzeros(qzeros, bits)
-        z = zeros_from_file(stored, fmt)
+        z = zeros_from_qzeros(qzeros, fmt, bits, n)
         if not (z == 2**(bits - 1)).all():
             problems.append(f"{names['qzeros']}: symmetric file: expected every zero point "
                             f"{2**(bits - 1)}, found values in [{z.min()}, {z.max()}]")
         if fmt == "gptq":
             words = V1_SYM_WORDS[bits]
             want = np.tile(np.array(words, dtype=np.uint32), qzeros.shape[1] // len(words))
-            if not (qzeros.view(np.uint32) == want[None, :]).all():
+            if n % 32 == 0 and not (qzeros.view(np.uint32) == want[None, :]).all():
                 problems.append(f"{names['qzeros']}: symmetric v1 file: expected the words "
                                 f"{[hex(w) for w in words]} (SPEC §1)")
     return qweight, qzeros, scales, g_idx
@@ -653,7 +698,8 @@ def cmd_verify(args):
                 problems.append(f"{module}: in the reference but not quantized in the folder")
             continue
         qweight, qzeros, scales, g_idx = checked[module]
-        got = dequantize(qweight, qzeros, scales, g_idx, qc["bits"], qc["checkpoint_format"])
+        got = dequantize(qweight, qzeros, scales, g_idx, (module_scheme(module, qc) or qc)["bits"],
+                         qc["checkpoint_format"])
         if got.shape != want.shape:
             problems.append(f"{module}: dequantized shape {list(got.shape)}, reference {list(want.shape)}")
             continue
@@ -761,8 +807,7 @@ def cmd_selftest(_args):
     check(list(w3) == [0x40000000, 0x1, 0x0], "3-bit: a value straddling two words",
           [hex(x) for x in w3])
     for bits, words in V1_SYM_WORDS.items():
-        stored = zeros_to_file(np.full((2, 96), 2**(bits - 1)), "gptq", bits)
-        qz = pack_qzeros(stored, bits).view(np.uint32)
+        qz = qzeros_to_file(np.full((2, 96), 2**(bits - 1)), "gptq", bits).view(np.uint32)
         want = np.tile(np.array(words, dtype=np.uint32), qz.shape[1] // len(words))
         check((qz == want[None, :]).all(), f"{bits}-bit v1 symmetric qzeros words (SPEC §1)",
               [hex(x) for x in qz[0, :4]])
@@ -775,11 +820,18 @@ def cmd_selftest(_args):
         check(np.array_equal(unpack_qzeros(pack_qzeros(z, bits), bits), z),
               f"{bits}-bit qzeros pack/unpack")
         check(pack_qweight(codes, bits).shape == (96 * bits // 32, 64), f"{bits}-bit qweight shape")
-    try:
-        zeros_to_file(np.array([[0, 3]]), "gptq", 4)
-        check(False, "v1 refuses a zero point of 0")
-    except ValueError:
-        check(True, "v1 refuses a zero point of 0")
+    # v1 asymmetric words, by hand: 4-bit zero points 0, 3, 0, ... 0 (field 0 and 2..7 zero) are
+    # the v2 word 0x00000030; minus 0x11111111 modulo 2^32 that is 0xEEEEEF1F: field 0 a wrapped
+    # 15 that borrowed from field 1 (3 - 1 - 1 = 1), field 2 another wrapped 15 whose borrow runs
+    # through fields 3..7 (14 each) and out of the word.
+    zv = np.zeros((1, 32), dtype=np.int64)
+    zv[0, 1] = 3
+    qz = qzeros_to_file(zv, "gptq", 4).view(np.uint32)
+    check(int(qz[0, 0]) == 0xEEEEEF1F, "4-bit v1 word of zero points 0, 3, 0, ...", hex(int(qz[0, 0])))
+    for bits in (2, 3, 4, 8):
+        z = rng.integers(0, 2**bits, size=(3, 64))
+        check(np.array_equal(zeros_from_qzeros(qzeros_to_file(z, "gptq", bits), "gptq", bits), z),
+              f"{bits}-bit v1 asymmetric zero points round trip (zeros of 0 included)")
 
     # pack -> verify round trips.
     with tempfile.TemporaryDirectory(prefix="gptq-format-selftest-") as tmp:
@@ -790,7 +842,15 @@ def cmd_selftest(_args):
             for fmt in ("gptq", "gptq_v2"):
                 cases.append(dict(bits=bits, group_size=32, desc_act=False, asym=False, format=fmt))
             cases.append(dict(bits=bits, group_size=32, desc_act=True, asym=True, format="gptq_v2"))
+            cases.append(dict(bits=bits, group_size=32, desc_act=False, asym=True, format="gptq"))
         cases.append(dict(bits=4, group_size=-1, desc_act=True, asym=False, format="gptq"))
+        # N not a multiple of 32 (the MLP's 172 of stories-like shapes), v1 asymmetric.
+        cases.append(dict(bits=4, group_size=32, desc_act=False, asym=True, format="gptq", odd_n=True))
+        # Mixed precision: GPTQModel-style rules, first match wins.
+        cases.append(dict(bits=4, group_size=32, desc_act=False, asym=True, format="gptq",
+                          dynamic=json.dumps({"-:.*layers\\.0\\.self_attn\\.q_proj$": {},
+                                              "+:.*self_attn\\.[qo]_proj": {"bits": 8, "group_size": 64},
+                                              ".*mlp\\.": {"bits": 2, "sym": True}})))
         cases.append(dict(bits=3, group_size=48, desc_act=False, asym=False, format="gptq",
                           max_shard_bytes=20000))
         for i, c in enumerate(cases):
@@ -811,7 +871,9 @@ def cmd_selftest(_args):
             m = "model.layers.0.mlp.up_proj"
             w = srcf.f32(m + ".weight")
             rel = float(np.sqrt(np.mean((ref.array(m) - w) ** 2) / np.mean(w**2)))
-            limit = {2: 0.6, 3: 0.3, 4: 0.15, 8: 0.01}[c["bits"]]
+            sch = module_scheme(m, {"bits": c["bits"], "group_size": c["group_size"], "desc_act": c["desc_act"],
+                                    "sym": not c["asym"], "dynamic": json.loads(c.get("dynamic") or "{}")})
+            limit = {2: 0.6, 3: 0.3, 4: 0.15, 8: 0.01}[sch["bits"]]
             check(rel < limit, f"RTN error at {c['bits']} bits: relative RMS {rel:.4f} < {limit}")
 
         # Linears whose N or K is not a multiple of 32 stay as they were, declared.
@@ -915,6 +977,10 @@ def main(argv=None):
     p.add_argument("--desc-act", action="store_true")
     p.add_argument("--asym", action="store_true")
     p.add_argument("--format", choices=("gptq", "gptq_v2"), default="gptq")
+    p.add_argument("--odd-n", action="store_true",
+                   help="also quantize linears whose N is not a multiple of 32 (GPTQModel's ceil(N*b/32) qzeros)")
+    p.add_argument("--dynamic", default=None,
+                   help='JSON object of GPTQModel "dynamic" rules, e.g. {"+:.*o_proj": {"bits": 8}}')
     p.add_argument("--max-shard-bytes", type=int, default=None)
     p.add_argument("--reference", default=None, help="default: OUT/reference.safetensors")
     p.add_argument("--force", action="store_true")

@@ -2,9 +2,32 @@
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
+#include <optional>
 #include <string>
+#include <vector>
 
 namespace gptq {
+
+// A per-module override, as GPTQModel's "dynamic" rules define them. `rule` is "-:REGEX"
+// (matching modules stay unquantized) or "+:REGEX" / "REGEX" (matching modules are quantized
+// with the fields set here instead of the base settings). REGEX (ECMAScript syntax) is matched
+// from the start of the full module name, as Python's re.match; the first matching rule wins.
+// The rules are written to the checkpoint's "dynamic" key as given.
+struct DynamicOverride {
+  std::string rule;
+  std::optional<int> bits, group_size;
+  std::optional<bool> desc_act, sym;
+};
+
+// One --dynamic argument: "REGEX=bits:8,group_size:64,sym:false,desc_act:true" (a "+:" rule
+// unless REGEX starts with "-:"), or "-:REGEX" alone. Error(kArgument) naming the argument for a
+// bad field, value or regex, or bits not 2/3/4/8.
+DynamicOverride parse_dynamic_arg(const std::string& arg);
+// A JSON file holding the "dynamic" object as quantization_config writes it ({"+:REGEX":
+// {"bits": 8}, "-:REGEX": {}}), or an object with a "dynamic" key. Rules keep the file's order.
+// Error(kArgument) naming the file for bad JSON, a bad rule or an unknown field.
+std::vector<DynamicOverride> read_dynamic_file(const std::filesystem::path& file);
 
 struct QuantizeConfig {
   int bits = 4;                // 2, 3, 4 or 8
@@ -20,12 +43,14 @@ struct QuantizeConfig {
   bool damp_search = false;
   bool true_sequential = true;
   std::string method = "gptq";  // "gptq" or "rtn"
-  std::string format = "";      // "gptq" (v1) or "gptq_v2"; empty: v1 when sym, v2 otherwise
+  std::string format = "";      // "gptq" (v1) or "gptq_v2"; empty: "gptq"
+  std::vector<DynamicOverride> dynamic = {};  // per-module overrides, first match wins
 };
 
 // Throws Error(kArgument) naming the field when a setting is out of range (bits not 2/3/4/8,
-// group_size not -1 or 16..1024, damp_percent not in (0, 1), an unknown method or format,
-// asymmetric quantization in the v1 format). quantize_model and CausalLM::from_pretrained with
+// group_size not -1 or 16..1024, damp_percent not in (0, 1), an unknown method or format, a
+// dynamic rule that is not a valid regex or whose settings are out of range).
+// quantize_model and CausalLM::from_pretrained with
 // a QuantizeConfig call it before any work.
 void validate_quantize_config(const QuantizeConfig& q);
 
@@ -38,26 +63,29 @@ void validate_quantize_config(const QuantizeConfig& q);
 
 namespace gptq {
 
+inline constexpr int kDefaultSeqlen = 2048;
+
 // Where calibration tokens come from.
 struct CalibrationOptions {
   // Plain text: nsamples random windows of seqlen tokens (BOS first when the tokenizer adds
   // one), as the GPTQ paper samples them. JSONL (".jsonl"/".json" file): one sequence per row
-  // from "input_ids" (used as given) or "text" (tokenized, cut to seqlen). Empty: a small
-  // built-in English text.
+  // from "input_ids" (used as given) or "text" (tokenized); rows longer than seqlen are cut to
+  // it, with a warning. Empty: a small built-in English text.
   std::filesystem::path file;
   int nsamples = 128;
-  int seqlen = 2048;
+  int seqlen = 0;  // 0: min(kDefaultSeqlen, the model's max_position_embeddings)
   uint64_t seed = 0;
 };
 
 struct ModuleReport {
   std::string module;       // "model.layers.0.self_attn.q_proj"
   int bits = 0;             // 0 when left unquantized
+  int group_size = 0;       // as written for this module (-1: one group per row)
   int64_t n = 0, k = 0;
   double loss = 0;          // GPTQ's error sum ||(w - q) / d||^2 / 2 over columns
   double damp = 0;          // damp_percent that made the Cholesky factorization succeed
   double seconds = 0;
-  std::string note;         // why it was left unquantized, or "resumed"
+  std::string note;         // why it was left unquantized, a clamped group, or "resumed"
 };
 
 struct QuantizeReport {

@@ -216,7 +216,7 @@ def quantize_model(
     config: QuantizeConfig,
     calib_file: str | os.PathLike[str] = ...,
     nsamples: int = 128,
-    seqlen: int = 2048,
+    seqlen: int = 0,
     seed: int = 0,
     threads: int = 0,
     force: bool = False,

@@ -26,9 +26,8 @@ class BaseQuantizeConfig:
     ``quant_method`` (only "gptq"), ``checkpoint_format``, ``model_name_or_path`` and
     ``model_file_base_name`` (kept for compatibility; the files are always named ``model*``).
 
-    ``checkpoint_format`` is "gptq" (v1 zero points) or "gptq_v2"; None (the default here, where
-    AutoGPTQ has "gptq") picks "gptq" for symmetric and "gptq_v2" for asymmetric quantization,
-    since v1 cannot store a zero point of 0.
+    ``checkpoint_format`` is "gptq" (v1 zero points; asymmetric ones packed as GPTQModel packs
+    them, so that loaders that ignore the key read them right) or "gptq_v2"; None means "gptq".
 
     gptq.cpp's own fields: ``mse`` (search a clipping range per group; slower, slightly better),
     ``damp_search`` (damp_percent chosen per linear by cross-validation; slower) and ``method`` ("gptq", or "rtn" for the round-to-nearest baseline).
@@ -91,7 +90,7 @@ class BaseQuantizeConfig:
             "sym": q.sym,
             "true_sequential": q.true_sequential,
             "quant_method": "gptq",
-            "checkpoint_format": q.format or ("gptq" if q.sym else "gptq_v2"),
+            "checkpoint_format": q.format or "gptq",
             "model_name_or_path": self.model_name_or_path,
             "model_file_base_name": self.model_file_base_name,
         }

@@ -419,7 +419,7 @@ class GPTQModel:
 
 
 def quantize_model(model_dir: PathLike, out: PathLike, quantize_config: BaseQuantizeConfig, *,
-                   calib_file: Optional[PathLike] = None, nsamples: int = 128, seqlen: int = 2048, seed: int = 0,
+                   calib_file: Optional[PathLike] = None, nsamples: int = 128, seqlen: int = 0, seed: int = 0,
                    threads: Optional[int] = None, force: bool = False, max_shard_size: Union[int, str] = "4GB",
                    progress: _progress.ProgressArg = None) -> "_core.QuantizeReport":
     """The streaming path of ``gptq quantize`` (same arguments, same files): one decoder layer in

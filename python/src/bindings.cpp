@@ -431,7 +431,7 @@ NB_MODULE(_core, m) {
         });
       },
       "model_dir"_a, "out"_a, "config"_a, "calib_file"_a = std::filesystem::path(),
-      "nsamples"_a = 128, "seqlen"_a = 2048, "seed"_a = 0, "threads"_a = 0, "force"_a = false,
+      "nsamples"_a = 128, "seqlen"_a = 0, "seed"_a = 0, "threads"_a = 0, "force"_a = false,
       "max_shard_bytes"_a = 4'000'000'000ull, "progress"_a = nb::none(),
       "gptq::quantize_model: the streaming, resumable path of `gptq quantize` (one layer resident "
       "at a time).");

@@ -84,9 +84,8 @@ void CausalLM::save_quantized(const std::filesystem::path& out, bool force, uint
   wo.run_signature = "in-memory";
   checkpoint::CheckpointWriter writer(im.dir, out, wo);
   auto summary = pipeline::make_summary(im.qcfg, im.cfg, im.decoder->desc());
-  for (const auto& r : im.reports) {
-    if (r.bits == 0) summary.unquantized_modules.push_back(r.module);
-  }
+  const config::QuantizationConfig base = pipeline::base_config(im.qcfg);
+  for (const auto& r : im.reports) pipeline::add_to_summary(r, base, summary);
   for (size_t l = 0; l < im.packed.size(); ++l) {
     std::vector<io::TensorToWrite> tensors;
     for (const auto& p : im.packed[l]) {

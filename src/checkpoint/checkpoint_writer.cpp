@@ -356,10 +356,13 @@ void CheckpointWriter::finalize(const io::TensorStore& source, const config::Mod
     const io::TensorInfo* w = source.find(m + ".weight");
     const io::TensorInfo* qw = chosen.at(m + ".qweight");
     if (w != nullptr && w->shape.size() == 2) {
-      const Shape expect = {w->shape[1] * s.q.bits / 32, w->shape[0]};
+      // The module's own bits: its override, else the first matching dynamic rule, else q.bits.
+      const auto ov = s.module_overrides.find(m);
+      const int bits = ov != s.module_overrides.end() && ov->second.bits ? *ov->second.bits : s.q.scheme_for(m).bits;
+      const Shape expect = {w->shape[1] * bits / 32, w->shape[0]};
       if (qw->shape != expect) {
         bad(fmt::format("tensor \"{}\": expected {} for the source weight {} at {} bits, found {}",
-                        qw->name, shape_str(expect), shape_str(w->shape), s.q.bits,
+                        qw->name, shape_str(expect), shape_str(w->shape), bits,
                         shape_str(qw->shape)));
       }
     }

@@ -117,6 +117,19 @@ std::string exact_module_regex(const std::string& name) {
   return out;
 }
 
+namespace {
+
+ordered_json rule_settings(const config::DynamicRule& r) {
+  ordered_json v = ordered_json::object();
+  if (r.bits) v["bits"] = *r.bits;
+  if (r.group_size) v["group_size"] = *r.group_size;
+  if (r.desc_act) v["desc_act"] = *r.desc_act;
+  if (r.sym) v["sym"] = *r.sym;
+  return v;
+}
+
+}  // namespace
+
 std::string quantization_config_json(const QuantizationSummary& s) {
   const config::QuantizationConfig& q = s.q;
   auto bad = [](const std::string& what) {
@@ -148,25 +161,37 @@ std::string quantization_config_json(const QuantizationSummary& s) {
     }
   }
 
+  // Every unquantized module gets its own "-:" rule (GPTQModel and vLLM read those; transformers
+  // reads modules_in_block_to_quantize, written below when a suffix is left out everywhere).
   std::set<std::string> excluded_everywhere;
   ordered_json dynamic = ordered_json::object();
   for (const auto& [suffix, layers] : unq_layers) {
-    if (s.num_layers > 0 && static_cast<int64_t>(layers.size()) == s.num_layers) {
-      excluded_everywhere.insert(suffix);
-      continue;
-    }
+    if (s.num_layers > 0 && static_cast<int64_t>(layers.size()) == s.num_layers) excluded_everywhere.insert(suffix);
     for (int64_t layer : layers) {
-      dynamic["-:" + exact_module_regex(prefix.first + std::to_string(layer) + prefix.second +
-                                        suffix)] = ordered_json::object();
+      dynamic["-:" + exact_module_regex(prefix.first + std::to_string(layer) + prefix.second + suffix)] =
+          ordered_json::object();
     }
   }
   for (const std::string& m : unmatched) dynamic["-:" + exact_module_regex(m)] = ordered_json::object();
+  // Modules whose settings differ from what the rules below give them (a group clamped to K):
+  // a complete rule each, ahead of the others so that it wins.
+  for (const auto& [module, r] : s.module_overrides) dynamic["+:" + exact_module_regex(module)] = rule_settings(r);
+  for (const config::DynamicRule& r : q.dynamic) {
+    if (dynamic.contains(r.key)) {
+      if (r.exclude) continue;  // the same "-:" rule as one written for an unquantized module
+      bad(fmt::format("dynamic rule \"{}\" is given twice", r.key));
+    }
+    dynamic[r.key] = r.exclude ? ordered_json::object() : rule_settings(r);
+  }
 
   ordered_json j = ordered_json::object();
   j["quant_method"] = "gptq";
   j["bits"] = q.bits;
   j["group_size"] = q.group_size;
-  j["desc_act"] = q.desc_act;
+  // Act-order with static groups leaves g_idx trivial (groups contiguous in column order): the
+  // file is declared without act-order, which loaders that refuse act-order accept, and the
+  // setting used is kept in meta.
+  j["desc_act"] = q.desc_act && !q.static_groups;
   j["sym"] = q.sym;
   j["damp_percent"] = q.damp_percent;
   j["true_sequential"] = q.true_sequential;
@@ -195,6 +220,7 @@ std::string quantization_config_json(const QuantizationSummary& s) {
   if (!dynamic.empty()) j["dynamic"] = std::move(dynamic);
   j["meta"] = {{"quantizer", ordered_json::array({std::string("gptq.cpp:") + GPTQ_VERSION})},
                {"damp_auto_increment", s.damp_auto_increment},
+               {"desc_act", q.desc_act},
                {"mse", s.mse}};
   if (s.damp_search) j["meta"]["damp_search"] = true;
   return j.dump(2);
@@ -214,10 +240,11 @@ QuantizedLinearTensors find_quantized_linear(const io::TensorStore& store, const
                 fmt::format("{}: {}: expected positive N and K, found N = {}, K = {}", where,
                             module, n, k));
   }
-  if (n % 32 != 0 || k % 32 != 0) {
+  // N need not be a multiple of 32: GPTQModel packs such qzeros rows into ceil(N*b/32) words.
+  if (k % 32 != 0 || (n % 32 != 0 && q.bits == 3)) {
     throw Error(ErrorKind::kShape,
-                fmt::format("{}: {}: packed GPTQ weights need K (inputs) and N (outputs) to be "
-                            "multiples of 32, found K = {}, N = {}",
+                fmt::format("{}: {}: packed GPTQ weights need K (inputs) to be a multiple of 32 (and N too "
+                            "at 3 bits), found K = {}, N = {}",
                             where, module, k, n));
   }
   if (q.group_size != -1 && q.group_size <= 0) {
@@ -268,7 +295,7 @@ QuantizedLinearTensors find_quantized_linear(const io::TensorStore& store, const
   }
   check(r.qweight, {DType::kI32}, {k * b / 32, n}, hint);
   r.qzeros = find(".qzeros", true);
-  check(r.qzeros, {DType::kI32}, {r.groups, n * b / 32});
+  check(r.qzeros, {DType::kI32}, {r.groups, (n * b + 31) / 32});
   r.scales = find(".scales", true);
   check(r.scales, {DType::kF16}, {r.groups, n});
   r.g_idx = find(".g_idx", false);

@@ -53,6 +53,9 @@ struct QuantizationSummary {
   bool damp_search = false;   // damp_percent chosen per linear (meta only)
   // Block linears left unquantized, by full module name (e.g. K or N not a multiple of 32).
   std::vector<std::string> unquantized_modules;
+  // Modules quantized with other settings than q and its dynamic rules give them (a group larger
+  // than K clamped to one group per row): module -> its complete settings.
+  std::map<std::string, config::DynamicRule> module_overrides;
   // Suffixes of the block linears ("self_attn.q_proj", ...) in quantization order, grouped as
   // the true-sequential groups, used for modules_in_block_to_quantize.
   std::vector<std::vector<std::string>> block_linear_groups;
@@ -108,9 +111,10 @@ class CheckpointWriter {
 };
 
 // The "quantization_config" object (JSON text) for config.json; quantize_config.json holds the
-// same keys. A block-linear suffix left unquantized in every layer is left out of
-// "modules_in_block_to_quantize" (written only then); one left unquantized in some layers only
-// gets a "dynamic" rule "-:<escaped module name>$" per module. Error(kArgument) for bits not in
+// same keys. Every unquantized block linear gets a "dynamic" rule "-:<escaped module name>$";
+// a suffix left unquantized in every layer is also left out of "modules_in_block_to_quantize"
+// (written only then). Then come a "+:" rule per module_overrides entry and q.dynamic's rules.
+// desc_act with static_groups is written as desc_act false (meta.desc_act keeps the setting). Error(kArgument) for bits not in
 // {2,3,4,8}, an unknown checkpoint_format, a bad group size, a block_prefix without "{layer}",
 // or a summary that leaves every block linear unquantized.
 std::string quantization_config_json(const QuantizationSummary& s);
@@ -122,8 +126,9 @@ std::string exact_module_regex(const std::string& name);
 // Finds the raw tensors of a quantized linear in a store and checks dtypes and shapes against
 // the config before anything is allocated: qweight I32 [K*b/32, N], qzeros I32 [G, N*b/32],
 // scales F16 [G, N], g_idx I32 [K] (optional, every value in [0, G)), bias F16/F32/BF16 [N]
-// (optional). Throws Error(kUnsupported) for bits not in {2,3,4,8}; Error(kShape) for K or N
-// not a multiple of 32, a missing tensor, a wrong dtype or shape, or a g_idx value out of range,
+// (optional). qzeros has ceil(N*b/32) words per row when N is not a multiple of 32 (as GPTQModel
+// packs it; not at 3 bits). Throws Error(kUnsupported) for bits not in {2,3,4,8}; Error(kShape)
+// for K not a multiple of 32 (or N at 3 bits), a missing tensor, a wrong dtype or shape, or a g_idx value out of range,
 // naming the file, the tensor, what was expected and what was found; Error(kConfig) for a bad
 // group size. The tensors are not converted: v1 files store z - 1 per field (zeros_are_v1), and
 // adding the 1 back is the reader's business.

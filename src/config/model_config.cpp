@@ -7,12 +7,14 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "core/log.h"
 #include "gptq/error.h"
 
 namespace gptq::config {
 namespace {
 
-using nlohmann::json;
+// Ordered: "dynamic" rules apply in file order.
+using json = nlohmann::ordered_json;
 
 [[noreturn]] void fail(std::string_view origin, const std::string& msg) {
   throw Error(ErrorKind::kConfig, fmt::format("{}: {}", origin, msg));
@@ -120,18 +122,178 @@ QuantizationConfig parse_quant(const json& q, std::string_view origin) {
       }
     }
   }
-  if (auto it = q.find("dynamic"); it != q.end() && it->is_object()) {
-    for (auto& [k, v] : it->items()) {
-      if (k.rfind("-:", 0) == 0) c.dynamic_exclude.push_back(k.substr(2));
-      (void)v;
-    }
+  if (auto it = q.find("dynamic"); it != q.end() && !it->is_null()) {
+    if (!it->is_object()) fail(origin, "dynamic: expected an object of \"[+-]:REGEX\": {settings} rules");
+    for (auto& [k, v] : it->items()) c.dynamic.push_back(parse_dynamic_rule(k, v.dump(), origin));
+  }
+  if (auto it = q.find("meta"); it != q.end() && it->is_object()) {
+    if (auto d = it->find("desc_act"); d != it->end() && d->is_boolean()) c.meta_desc_act = d->get<bool>();
   }
   return c;
+}
+
+
+// One RoPE description: transformers v5's "rope_parameters" or v4's "rope_scaling". Fields that
+// change the maths are required unless transformers itself defines their default.
+RopeScaling parse_rope_object(const json& rs, const char* key, int64_t default_original_max, std::string_view origin) {
+  if (!rs.is_object()) fail(origin, fmt::format("{}: expected an object or null", key));
+  const std::string where = fmt::format("{} ({})", origin, key);
+  std::string type = "default";
+  if (rs.contains("rope_type") && !rs["rope_type"].is_null()) {
+    type = get_str(rs, "rope_type", where);
+  } else if (rs.contains("type") && !rs["type"].is_null()) {
+    type = get_str(rs, "type", where);
+  }
+  RopeScaling r;
+  if (type == "default") {
+    r.type = RopeScaling::Type::kNone;
+  } else if (type == "linear") {
+    r.type = RopeScaling::Type::kLinear;
+    r.factor = get_num(rs, "factor", where);
+  } else if (type == "llama3") {
+    r.type = RopeScaling::Type::kLlama3;
+    r.factor = get_num(rs, "factor", where);
+    r.low_freq_factor = get_num(rs, "low_freq_factor", where);
+    r.high_freq_factor = get_num(rs, "high_freq_factor", where);
+    // As transformers: absent here, the top-level key or else max_position_embeddings.
+    r.original_max_position_embeddings = get_int(rs, "original_max_position_embeddings", where, default_original_max);
+    if (r.original_max_position_embeddings <= 0 || r.low_freq_factor <= 0 || r.high_freq_factor <= r.low_freq_factor) {
+      fail(where, "llama3 RoPE needs original_max_position_embeddings > 0 and 0 < low_freq_factor < high_freq_factor");
+    }
+  } else {
+    throw Error(ErrorKind::kUnsupported,
+                fmt::format("{}: rope_type \"{}\" is not supported (supported: \"default\", \"linear\", \"llama3\")",
+                            where, type));
+  }
+  if (!(r.factor > 0)) fail(where, "factor must be positive");
+  return r;
+}
+
+bool same_rope(const RopeScaling& a, const RopeScaling& b) {
+  return a.type == b.type && a.factor == b.factor && a.low_freq_factor == b.low_freq_factor &&
+         a.high_freq_factor == b.high_freq_factor &&
+         a.original_max_position_embeddings == b.original_max_position_embeddings;
+}
+
+// rope_theta and the scaling, from either spelling. Both may be present (a v5 config carrying
+// the old keys too); then they must agree. With no theta anywhere, transformers' class default
+// (10000 for llama, mistral and qwen2) is used and a warning says so.
+void parse_rope(const json& j, ModelConfig& c, std::string_view origin) {
+  std::optional<double> theta;
+  if (j.contains("rope_theta") && !j["rope_theta"].is_null()) theta = get_num(j, "rope_theta", origin);
+  const int64_t omp = get_int(j, "original_max_position_embeddings", origin, c.max_position_embeddings);
+  std::optional<RopeScaling> scaling;
+  if (auto it = j.find("rope_scaling"); it != j.end() && !it->is_null()) {
+    scaling = parse_rope_object(*it, "rope_scaling", omp, origin);
+  }
+  if (auto it = j.find("rope_parameters"); it != j.end() && !it->is_null()) {
+    if (!it->is_object()) fail(origin, "rope_parameters: expected an object or null");
+    for (const auto& [k, v] : it->items()) {
+      if (v.is_object()) {
+        throw Error(ErrorKind::kUnsupported,
+                    fmt::format("{}: rope_parameters per layer type (\"{}\") is not supported", origin, k));
+      }
+    }
+    RopeScaling p = parse_rope_object(*it, "rope_parameters", omp, origin);
+    if (scaling && !same_rope(*scaling, p)) {
+      fail(origin, "rope_parameters and rope_scaling disagree; remove one of them");
+    }
+    scaling = p;
+    if (it->contains("rope_theta") && !(*it)["rope_theta"].is_null()) {
+      const double t = get_num(*it, "rope_theta", std::string(origin) + " (rope_parameters)");
+      if (theta && *theta != t) {
+        fail(origin, fmt::format("rope_parameters.rope_theta = {} disagrees with rope_theta = {}", t, *theta));
+      }
+      theta = t;
+    }
+  }
+  if (!theta) {
+    core::log_warn("{}: no rope_theta (nor rope_parameters.rope_theta); using {}'s default of 10000", origin,
+                   c.model_type);
+    theta = 10000.0;
+  }
+  if (!(*theta > 0)) fail(origin, fmt::format("rope_theta = {}: must be positive", *theta));
+  c.rope_theta = *theta;
+  if (scaling) c.rope_scaling = *scaling;
 }
 
 }  // namespace
 
 std::vector<std::string> supported_model_types() { return {"llama", "mistral", "qwen2"}; }
+
+DynamicRule parse_dynamic_rule(const std::string& key, const std::string& value_json, std::string_view origin) {
+  DynamicRule r;
+  r.key = key;
+  r.exclude = key.rfind("-:", 0) == 0;
+  r.pattern = (r.exclude || key.rfind("+:", 0) == 0) ? key.substr(2) : key;
+  const std::string where = fmt::format("{}: dynamic rule \"{}\"", origin, key);
+  try {
+    r.re = std::make_shared<const std::regex>(r.pattern, std::regex::ECMAScript);
+  } catch (const std::regex_error& e) {
+    throw Error(ErrorKind::kConfig, fmt::format("{}: not a valid regular expression ({})", where, e.what()));
+  }
+  const json v = json::parse(value_json, nullptr, false);
+  if (v.is_discarded() || !v.is_object()) fail(where, "expected an object of settings (may be empty)");
+  if (auto b = v.find("bits"); b != v.end()) {
+    if (!b->is_number_integer()) fail(where, fmt::format("bits: expected an integer, found {}", b->dump()));
+    const int bits = b->get<int>();
+    if (bits != 2 && bits != 3 && bits != 4 && bits != 8) {
+      throw Error(ErrorKind::kUnsupported,
+                  fmt::format("{}: bits = {} is not supported (expected 2, 3, 4 or 8)", where, bits));
+    }
+    r.bits = bits;
+  }
+  if (auto g = v.find("group_size"); g != v.end()) {
+    if (!g->is_number_integer() || (g->get<int64_t>() != -1 && (g->get<int64_t>() < 1 || g->get<int64_t>() > (1 << 20)))) {
+      fail(where, fmt::format("group_size: expected -1 or a positive size, found {}", g->dump()));
+    }
+    r.group_size = g->get<int>();
+  }
+  for (auto [name, dst] : {std::pair{"desc_act", &r.desc_act}, {"sym", &r.sym}}) {
+    if (auto b = v.find(name); b != v.end()) {
+      if (!b->is_boolean()) fail(where, fmt::format("{}: expected true or false, found {}", name, b->dump()));
+      *dst = b->get<bool>();
+    }
+  }
+  return r;
+}
+
+bool DynamicRule::matches(const std::string& module) const {
+  return re && std::regex_search(module, *re, std::regex_constants::match_continuous);
+}
+
+ModuleScheme QuantizationConfig::scheme_for(const std::string& module) const {
+  ModuleScheme m;
+  m.bits = bits;
+  m.group_size = group_size;
+  m.desc_act = desc_act;
+  m.sym = sym;
+  for (size_t i = 0; i < dynamic.size(); ++i) {
+    const DynamicRule& r = dynamic[i];
+    if (!r.matches(module)) continue;
+    m.rule = static_cast<int>(i);
+    if (r.exclude) {
+      m.quantized = false;
+      return m;
+    }
+    m.bits = r.bits.value_or(bits);
+    m.group_size = r.group_size.value_or(group_size);
+    m.desc_act = r.desc_act.value_or(desc_act);
+    m.sym = r.sym.value_or(sym);
+    return m;
+  }
+  return m;
+}
+
+QuantizationConfig QuantizationConfig::for_module(const std::string& module) const {
+  const ModuleScheme m = scheme_for(module);
+  QuantizationConfig c = *this;
+  c.bits = m.bits;
+  c.group_size = m.group_size;
+  c.desc_act = m.desc_act;
+  c.sym = m.sym;
+  return c;
+}
 
 QuantizationConfig parse_quantization_config(std::string_view json_text, std::string_view origin) {
   return parse_quant(parse_json(json_text, origin), origin);
@@ -189,7 +351,6 @@ ModelConfig parse_model_config(std::string_view json_text, std::string_view orig
   }
   if (c.head_dim % 2 != 0) fail(origin, fmt::format("head_dim = {} must be even for RoPE", c.head_dim));
   c.rms_norm_eps = get_num(j, "rms_norm_eps", origin, 1e-6);
-  c.rope_theta = get_num(j, "rope_theta", origin, 10000.0);
   c.tie_word_embeddings = get_bool(j, "tie_word_embeddings", origin, false);
   c.torch_dtype = get_str(j, "torch_dtype", origin, std::string("float32"));
   if (c.torch_dtype.empty()) c.torch_dtype = "float32";
@@ -210,29 +371,7 @@ ModelConfig parse_model_config(std::string_view json_text, std::string_view orig
       }
     }
   }
-  if (auto it = j.find("rope_scaling"); it != j.end() && !it->is_null()) {
-    if (!it->is_object()) fail(origin, "rope_scaling: expected an object or null");
-    const json& rs = *it;
-    std::string type = rs.contains("rope_type") ? get_str(rs, "rope_type", origin) : get_str(rs, "type", origin);
-    if (type == "linear") {
-      c.rope_scaling.type = RopeScaling::Type::kLinear;
-      c.rope_scaling.factor = get_num(rs, "factor", origin);
-    } else if (type == "llama3") {
-      c.rope_scaling.type = RopeScaling::Type::kLlama3;
-      c.rope_scaling.factor = get_num(rs, "factor", origin);
-      c.rope_scaling.low_freq_factor = get_num(rs, "low_freq_factor", origin, 1.0);
-      c.rope_scaling.high_freq_factor = get_num(rs, "high_freq_factor", origin, 4.0);
-      c.rope_scaling.original_max_position_embeddings =
-          get_int(rs, "original_max_position_embeddings", origin, 8192);
-    } else if (type == "default") {
-      c.rope_scaling.type = RopeScaling::Type::kNone;
-    } else {
-      throw Error(ErrorKind::kUnsupported,
-                  fmt::format("{}: rope_scaling type \"{}\" is not supported (expected \"linear\" or \"llama3\")",
-                              origin, type));
-    }
-    if (c.rope_scaling.factor <= 0) fail(origin, "rope_scaling.factor must be positive");
-  }
+  parse_rope(j, c, origin);
   if (auto it = j.find("quantization_config"); it != j.end() && !it->is_null()) {
     if (!it->is_object()) fail(origin, "quantization_config: expected an object");
     c.quant = parse_quant(*it, std::string(origin) + " (quantization_config)");

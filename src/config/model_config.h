@@ -3,7 +3,9 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <optional>
+#include <regex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -17,8 +19,37 @@ struct RopeScaling {
   // llama3 only:
   double low_freq_factor = 1.0;
   double high_freq_factor = 4.0;
-  int64_t original_max_position_embeddings = 8192;
+  int64_t original_max_position_embeddings = 8192;  // transformers: defaults to max_position_embeddings
 };
+
+// One entry of quantization_config's "dynamic" object, as GPTQModel defines them: the key is
+// "-:REGEX" (matching modules stay unquantized) or "+:REGEX" / "REGEX" (matching modules use the
+// listed settings instead of the base ones). REGEX is matched from the start of the full module
+// name (Python's re.match); the first matching rule, in file order, wins.
+struct DynamicRule {
+  std::string key;       // as written, prefix included
+  std::string pattern;   // the regex alone
+  bool exclude = false;  // "-:"
+  std::optional<int> bits, group_size;
+  std::optional<bool> desc_act, sym;
+  std::shared_ptr<const std::regex> re;  // compiled pattern (ECMAScript syntax)
+  bool matches(const std::string& module) const;  // from the start, as re.match
+};
+
+// The settings of one module after the dynamic rules.
+struct ModuleScheme {
+  bool quantized = true;
+  int bits = 4;
+  int group_size = 128;
+  bool desc_act = false;
+  bool sym = true;
+  int rule = -1;  // index of the dynamic rule that matched, -1 for none
+};
+
+// Parses one rule from its key and value (an object). Error(kConfig) naming `origin` for a key
+// that is not a valid regex or a value that is not an object; Error(kUnsupported) for bits not
+// 2/3/4/8; Error(kConfig) for a group_size not -1 or positive, or non-boolean desc_act/sym.
+DynamicRule parse_dynamic_rule(const std::string& key, const std::string& value_json, std::string_view origin);
 
 // quantization_config as GPTQ tools write it (SPEC §2).
 struct QuantizationConfig {
@@ -34,8 +65,17 @@ struct QuantizationConfig {
   // Block linears named here are quantized; empty means all. Entries are lists of module
   // suffixes like "self_attn.q_proj" (transformers' layout: a list of lists).
   std::vector<std::string> modules_in_block_to_quantize;
-  // Module names (regex or suffix) that the "dynamic" key excludes with "-:" rules.
-  std::vector<std::string> dynamic_exclude;
+  // The "dynamic" rules, in file order.
+  std::vector<DynamicRule> dynamic;
+  // meta.desc_act as we write it: the act-order used when quantizing (with static groups the
+  // file declares desc_act false, its g_idx being trivial).
+  std::optional<bool> meta_desc_act;
+
+  // The scheme of `module` (a full name such as "model.layers.0.mlp.down_proj"): the first
+  // matching dynamic rule's settings over the base ones, or not quantized for a "-:" rule.
+  ModuleScheme scheme_for(const std::string& module) const;
+  // This config with the module's scheme as its base settings (for code that takes one config).
+  QuantizationConfig for_module(const std::string& module) const;
 };
 
 struct ModelConfig {
@@ -66,7 +106,9 @@ struct ModelConfig {
 
 // Parses config.json text. Missing required keys, wrong JSON types, non-positive sizes,
 // heads that do not divide, an unknown model_type (the message lists the supported ones) or an
-// unsupported rope_scaling type: Error(kConfig) naming `origin` and the key.
+// unsupported rope_type: Error(kConfig/kUnsupported) naming `origin` and the key. RoPE comes from
+// "rope_theta"/"rope_scaling" (transformers 4) or "rope_parameters" (transformers 5); both
+// spellings may be present and must then agree. No theta at all: 10000, with a warning.
 ModelConfig parse_model_config(std::string_view json_text, std::string_view origin);
 // Reads <dir>/config.json; takes quantization settings from its "quantization_config" or, if
 // absent, from <dir>/quantize_config.json.

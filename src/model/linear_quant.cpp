@@ -3,6 +3,7 @@
 // evaluation, dequantized to a dense fp32 matrix.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
@@ -54,8 +55,15 @@ size_t Linear::quantized_weight_bytes() const { return q_->weight_bytes(); }
 
 std::vector<float> dequantize_packed(const checkpoint::PackedLinear& p, const std::string& format) {
   const auto codes = quant::unpack_qweight(p.qweight.data(), p.n, p.k, p.bits);  // [N, K]
-  auto zeros = quant::unpack_qzeros(p.qzeros.data(), p.groups, p.n, p.bits);     // [G, N]
-  if (format == "gptq") zeros = quant::zeros_from_v1(zeros, p.bits);
+  std::vector<int32_t> words = p.qzeros;
+  if (format == "gptq") quant::qzeros_v1_to_v2(words, p.bits);
+  // qzeros rows padded to whole packs of 32 columns when N is not a multiple of 32.
+  const int64_t np = (p.n + 31) / 32 * 32;
+  const auto padded = quant::unpack_qzeros(words.data(), p.groups, np, p.bits);  // [G, np]
+  std::vector<int32_t> zeros(static_cast<size_t>(p.groups * p.n));
+  for (int64_t g = 0; g < p.groups; ++g) {
+    std::copy(padded.begin() + g * np, padded.begin() + g * np + p.n, zeros.begin() + g * p.n);
+  }
   std::vector<float> w(static_cast<size_t>(p.n * p.k));
   for (int64_t n = 0; n < p.n; ++n) {
     for (int64_t k = 0; k < p.k; ++k) {
@@ -70,6 +78,8 @@ std::vector<float> dequantize_packed(const checkpoint::PackedLinear& p, const st
 Linear load_quantized_linear(const io::TensorStore& store, const std::string& module, int64_t n, int64_t k,
                              const config::QuantizationConfig& q, bool dequantize) {
   const auto t = checkpoint::find_quantized_linear(store, module, n, k, q);
+  // N not a multiple of 32: the kernels need whole packs, so such a linear runs dense.
+  if (n % 32 != 0) dequantize = true;
   if (!dequantize) {
     // The kernels read the checkpoint's tensors once, straight from the mapping, and keep their
     // own repacked copy; the source pages are then dropped from the resident set.
@@ -81,6 +91,9 @@ Linear load_quantized_linear(const io::TensorStore& store, const std::string& mo
     std::vector<uint16_t> scales;
     copy_tensor(*t.qweight, qweight);
     copy_tensor(*t.qzeros, qzeros);
+    // v1 zeros are read as GPTQModel reads them (whole-word addition, see qzeros_v1_to_v2), so
+    // the kernels only ever see v2 zeros.
+    if (t.zeros_are_v1) quant::qzeros_v1_to_v2(qzeros, t.bits);
     copy_tensor(*t.scales, scales);
     if (t.g_idx) copy_tensor(*t.g_idx, g_idx);
     backend::QuantizedLinearView v;
@@ -92,7 +105,7 @@ Linear load_quantized_linear(const io::TensorStore& store, const std::string& mo
     v.qzeros = qzeros.data();
     v.scales = scales.data();
     v.g_idx = t.g_idx ? g_idx.data() : nullptr;
-    v.zeros_v2 = !t.zeros_are_v1;
+    v.zeros_v2 = true;
     v.bias_fp16 = bias16.empty() ? nullptr : bias16.data();
     auto ql = std::make_shared<const backend::QLinear>(backend::QLinear::create(v, module));
     for (const auto* ti : {t.qweight, t.qzeros, t.scales, t.g_idx}) {
@@ -108,6 +121,16 @@ Linear load_quantized_linear(const io::TensorStore& store, const std::string& mo
   p.groups = t.groups;
   copy_tensor(*t.qweight, p.qweight);
   copy_tensor(*t.qzeros, p.qzeros);
+  if (n % 32 != 0) {
+    // Rows of ceil(N*b/32) words, padded here to whole packs (carries only run upward, so the
+    // padding never changes a real field); dequantize_packed keeps the first N columns.
+    const int64_t have = (n * t.bits + 31) / 32, want = (n + 31) / 32 * t.bits;
+    std::vector<int32_t> padded(static_cast<size_t>(t.groups * want), 0);
+    for (int64_t g = 0; g < t.groups; ++g) {
+      std::memcpy(&padded[g * want], &p.qzeros[g * have], static_cast<size_t>(have) * 4);
+    }
+    p.qzeros = std::move(padded);
+  }
   copy_tensor(*t.scales, p.scales);
   if (t.g_idx) {
     copy_tensor(*t.g_idx, p.g_idx);

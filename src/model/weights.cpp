@@ -56,7 +56,14 @@ BlockWeights load_block(const io::TensorStore& store, const config::ModelConfig&
     const auto [n, k] = linear_shape(cfg, ld.role);
     const std::string module = desc.block_module(layer, ld.name);
     if (cfg.quant && store.find(module + ".qweight")) {
-      b.at(ld.role) = load_quantized_linear(store, module, n, k, *cfg.quant, dequantize_quantized);
+      // Each linear with its own scheme: the first matching "dynamic" rule over the base config.
+      const config::ModuleScheme sc = cfg.quant->scheme_for(module);
+      if (!sc.quantized) {
+        throw Error(ErrorKind::kConfig,
+                    fmt::format("{}: {} has quantized tensors but the dynamic rule \"{}\" says it is not quantized",
+                                store.dir().string(), module, cfg.quant->dynamic[sc.rule].key));
+      }
+      b.at(ld.role) = load_quantized_linear(store, module, n, k, cfg.quant->for_module(module), dequantize_quantized);
       continue;
     }
     if (!store.find(module + ".weight") && store.find(module + ".qweight")) {

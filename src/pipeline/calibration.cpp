@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -41,8 +42,11 @@ std::vector<std::vector<int32_t>> windows_from_text(const std::string& text, con
 
 }  // namespace
 
-std::vector<std::vector<int32_t>> build_calibration(const CalibrationOptions& o, const Tokenizer& tok,
+std::vector<std::vector<int32_t>> build_calibration(const CalibrationOptions& opts, const Tokenizer& tok,
                                                     int64_t vocab, int64_t max_positions) {
+  CalibrationOptions o = opts;
+  const bool default_seqlen = o.seqlen == 0;
+  if (default_seqlen) o.seqlen = static_cast<int>(std::min<int64_t>(kDefaultSeqlen, max_positions));
   if (o.nsamples < 1) throw Error(ErrorKind::kArgument, fmt::format("--nsamples {}: must be at least 1", o.nsamples));
   if (o.seqlen < 2) throw Error(ErrorKind::kArgument, fmt::format("--seqlen {}: must be at least 2", o.seqlen));
   // The activations of every calibration token are kept in fp32 for a whole layer; past ~2^27
@@ -67,7 +71,7 @@ std::vector<std::vector<int32_t>> build_calibration(const CalibrationOptions& o,
     const auto ext = o.file.extension().string();
     if (ext == ".jsonl" || ext == ".json") {
       std::string line;
-      int64_t lineno = 0;
+      int64_t lineno = 0, rows_cut = 0, longest = 0;
       while (std::getline(f, line) && static_cast<int>(out.size()) < o.nsamples) {
         ++lineno;
         if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
@@ -92,10 +96,21 @@ std::vector<std::vector<int32_t>> build_calibration(const CalibrationOptions& o,
           throw Error(ErrorKind::kArgument, fmt::format("{}: expected a \"text\" string or an \"input_ids\" list", where));
         }
         if (ids.empty()) continue;
-        if (static_cast<int64_t>(ids.size()) > o.seqlen) ids.resize(static_cast<size_t>(o.seqlen));
+        if (static_cast<int64_t>(ids.size()) > o.seqlen) {
+          ++rows_cut;
+          longest = std::max<int64_t>(longest, static_cast<int64_t>(ids.size()));
+          ids.resize(static_cast<size_t>(o.seqlen));
+        }
         out.push_back(std::move(ids));
       }
       if (out.empty()) throw Error(ErrorKind::kArgument, fmt::format("{}: no calibration rows", o.file.string()));
+      if (rows_cut > 0) {
+        core::log_warn("{}: {} row(s) longer than {} tokens (the longest has {}) were cut to {}{}", o.file.string(),
+                       rows_cut, o.seqlen, longest, o.seqlen,
+                       default_seqlen ? fmt::format(" (the default --seqlen: min({}, context {}))", kDefaultSeqlen,
+                                                    max_positions)
+                                      : std::string());
+      }
     } else {
       std::ostringstream ss;
       ss << f.rdbuf();

@@ -21,7 +21,7 @@ namespace {
 using nlohmann::json;
 
 json report_to_json(const ModuleReport& r) {
-  return {{"module", r.module}, {"bits", r.bits}, {"n", r.n}, {"k", r.k}, {"loss", r.loss},
+  return {{"module", r.module}, {"bits", r.bits}, {"group_size", r.group_size}, {"n", r.n}, {"k", r.k}, {"loss", r.loss},
           {"damp", r.damp}, {"seconds", r.seconds}, {"note", r.note}};
 }
 
@@ -29,6 +29,7 @@ ModuleReport report_from_json(const json& j) {
   ModuleReport r;
   r.module = j.at("module").get<std::string>();
   r.bits = j.at("bits").get<int>();
+  r.group_size = j.at("group_size").get<int>();
   r.n = j.at("n").get<int64_t>();
   r.k = j.at("k").get<int64_t>();
   r.loss = j.at("loss").get<double>();
@@ -84,6 +85,12 @@ QuantizeReport quantize_model(const std::filesystem::path& model_dir, const std:
     files.push_back({{"name", f->path().filename().string()}, {"bytes", std::filesystem::file_size(f->path())}});
   }
   sig["files"] = files;
+  json dyn = json::array();
+  for (const auto& d : qcfg.dynamic) {
+    dyn.push_back({d.rule, d.bits.value_or(0), d.group_size.value_or(0), d.desc_act ? int(*d.desc_act) : -1,
+                   d.sym ? int(*d.sym) : -1});
+  }
+  sig["dynamic"] = dyn;
 
   checkpoint::WriterOptions wo;
   wo.force = run.force;
@@ -109,6 +116,7 @@ QuantizeReport quantize_model(const std::filesystem::path& model_dir, const std:
   report.calibration_tokens = pipe.tokens();
   report.output = out;
   checkpoint::QuantizationSummary summary = pipeline::make_summary(qcfg, cfg, desc);
+  const config::QuantizationConfig base = pipeline::base_config(qcfg);
 
   std::vector<io::TensorToWrite> dequant_out;
   std::vector<std::vector<float>> dequant_keep;
@@ -127,7 +135,7 @@ QuantizeReport quantize_model(const std::filesystem::path& model_dir, const std:
         if (r.bits == 0) continue;
         for (const auto& ld : desc.linears) {
           if (desc.block_module(static_cast<int>(layer), ld.name) != r.module) continue;
-          auto p = pipeline::read_packed(part, r.module, r.n, r.k, qcfg.bits, qcfg.group_size);
+          auto p = pipeline::read_packed(part, r.module, r.n, r.k, r.bits, r.group_size);
           block.at(ld.role).mutable_weight() = model::dequantize_packed(p, format);
           packed.push_back(std::move(p));
         }
@@ -151,7 +159,7 @@ QuantizeReport quantize_model(const std::filesystem::path& model_dir, const std:
       packed = std::move(res.packed);
     }
     for (auto& r : reps) {
-      if (r.bits == 0) summary.unquantized_modules.push_back(r.module);
+      pipeline::add_to_summary(r, base, summary);
       report.modules.push_back(r);
     }
     if (!run.dequantized_out.empty()) {

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstring>
 #include <map>
+#include <tuple>
 
 #include "core/dtype.h"
 #include "core/log.h"
@@ -44,14 +45,9 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 }  // namespace
 
 std::string resolve_format(const QuantizeConfig& q) {
-  std::string f = q.format.empty() ? (q.sym ? "gptq" : "gptq_v2") : q.format;
+  std::string f = q.format.empty() ? "gptq" : q.format;
   if (f != "gptq" && f != "gptq_v2") {
     throw Error(ErrorKind::kArgument, fmt::format("--format {}: expected gptq or gptq_v2", f));
-  }
-  if (f == "gptq" && !q.sym) {
-    throw Error(ErrorKind::kArgument,
-                "asymmetric quantization cannot be stored in the gptq (v1) format: a zero point of 0 would be "
-                "written as -1 and corrupt its neighbours; use --format gptq_v2");
   }
   return f;
 }
@@ -69,7 +65,37 @@ quant::QuantParams to_params(const QuantizeConfig& q) {
     throw Error(ErrorKind::kArgument, fmt::format("--method {}: expected gptq or rtn", q.method));
   }
   quant::validate(p);
+  const config::QuantizationConfig base = base_config(q);
+  for (size_t i = 0; i < base.dynamic.size(); ++i) {
+    const config::DynamicRule& r = base.dynamic[i];
+    if (r.exclude) continue;
+    config::ModuleScheme sc;
+    sc.bits = r.bits.value_or(q.bits);
+    sc.group_size = r.group_size.value_or(q.group_size);
+    sc.desc_act = r.desc_act.value_or(q.desc_act);
+    sc.sym = r.sym.value_or(q.sym);
+    try {
+      quant::validate(params_for(p, sc));
+    } catch (const Error& e) {
+      throw Error(ErrorKind::kArgument, fmt::format("dynamic rule \"{}\": {}", r.key, e.what()));
+    }
+  }
   return p;
+}
+
+void add_to_summary(const ModuleReport& r, const config::QuantizationConfig& base, checkpoint::QuantizationSummary& s) {
+  if (r.bits == 0) {
+    s.unquantized_modules.push_back(r.module);
+    return;
+  }
+  const config::ModuleScheme sc = base.scheme_for(r.module);
+  if (r.bits == sc.bits && r.group_size == sc.group_size) return;
+  config::DynamicRule o;
+  o.bits = r.bits;
+  o.group_size = r.group_size;
+  o.desc_act = sc.desc_act;
+  o.sym = sc.sym;
+  s.module_overrides[r.module] = o;
 }
 
 checkpoint::QuantizationSummary make_summary(const QuantizeConfig& q, const config::ModelConfig& cfg,
@@ -83,6 +109,7 @@ checkpoint::QuantizationSummary make_summary(const QuantizeConfig& q, const conf
   s.q.true_sequential = q.true_sequential;
   s.q.static_groups = q.static_groups;
   s.q.checkpoint_format = resolve_format(q);
+  s.q.dynamic = base_config(q).dynamic;
   s.mse = q.mse;
   s.damp_search = q.damp_search;
   s.num_layers = cfg.num_hidden_layers;
@@ -105,8 +132,8 @@ checkpoint::PackedLinear pack_result(const std::string& module, const quant::Qua
   const int64_t g = r.group_size == -1 ? r.k : r.group_size;
   p.groups = (r.k + g - 1) / g;
   p.qweight = quant::pack_qweight(r.codes.data(), r.n, r.k, r.bits);
-  const std::vector<int32_t> stored = format == "gptq" ? quant::zeros_to_v1(r.zeros, r.bits) : r.zeros;
-  p.qzeros = quant::pack_qzeros(stored.data(), p.groups, r.n, r.bits);
+  p.qzeros = quant::pack_qzeros(r.zeros.data(), p.groups, r.n, r.bits);
+  if (format == "gptq") quant::qzeros_v2_to_v1(p.qzeros, r.bits);
   p.scales.resize(r.scales.size());
   for (size_t i = 0; i < r.scales.size(); ++i) p.scales[i] = core::fp32_to_fp16(r.scales[i]);
   p.g_idx = r.g_idx;
@@ -146,7 +173,7 @@ checkpoint::PackedLinear read_packed(const io::SafetensorsFile& part, const std:
 
 QuantizationPipeline::QuantizationPipeline(const model::Decoder& decoder, const QuantizeConfig& q,
                                            std::vector<std::vector<int32_t>> samples)
-    : dec_(decoder), q_(q), params_(to_params(q)), format_(resolve_format(q)), samples_(std::move(samples)) {}
+    : dec_(decoder), q_(q), params_(to_params(q)), base_(base_config(q)), format_(resolve_format(q)), samples_(std::move(samples)) {}
 
 int64_t QuantizationPipeline::tokens() const {
   int64_t n = 0;
@@ -204,22 +231,40 @@ LayerResult QuantizationPipeline::quantize_layer(int64_t layer, model::BlockWeig
   }
   LayerResult out;
   for (const auto& group : groups) {
-    // Which linears of the group can be stored quantized (SPEC §1: K and N multiples of 32).
+    // Which linears of the group are quantized, each with its own settings: the first
+    // matching dynamic rule over the base ones. A group larger than K becomes one group per row
+    // (the quantizer makes a single group then anyway, and loaders refuse g > K). SPEC §1: K and
+    // N multiples of 32.
     std::vector<Role> todo;
+    std::map<Role, quant::QuantParams> params;
+    std::map<Role, std::string> notes;
     for (Role r : group) {
       const auto& ld = desc.linear(r);
       const model::Linear& lin = block.at(r);
       const std::string module = desc.block_module(static_cast<int>(layer), ld.name);
-      if (lin.k() % 32 != 0 || lin.n() % 32 != 0) {
+      const config::ModuleScheme sc = base_.scheme_for(module);
+      std::string why;
+      if (!sc.quantized) {
+        why = fmt::format("left unquantized by the dynamic rule \"{}\"", base_.dynamic[sc.rule].key);
+      } else if (lin.k() % 32 != 0 || lin.n() % 32 != 0) {
+        why = fmt::format("left unquantized: {} = {} is not a multiple of 32", lin.k() % 32 ? "K" : "N",
+                          lin.k() % 32 ? lin.k() : lin.n());
+      }
+      if (!why.empty()) {
         ModuleReport rep;
         rep.module = module;
         rep.n = lin.n();
         rep.k = lin.k();
-        rep.note = fmt::format("left unquantized: {} = {} is not a multiple of 32", lin.k() % 32 ? "K" : "N",
-                               lin.k() % 32 ? lin.k() : lin.n());
+        rep.note = why;
         out.reports.push_back(rep);
         continue;
       }
+      quant::QuantParams p = params_for(params_, sc);
+      if (p.group_size != -1 && p.group_size > lin.k()) {
+        notes[r] = fmt::format("group_size {} > K = {}: one group per row (group_size -1)", p.group_size, lin.k());
+        p.group_size = -1;
+      }
+      params[r] = p;
       todo.push_back(r);
     }
     if (todo.empty()) continue;
@@ -227,9 +272,11 @@ LayerResult QuantizationPipeline::quantize_layer(int64_t layer, model::BlockWeig
     // folds of the cross-validation); H for the final solve is their token-weighted mean.
     const bool search = q_.damp_search && !rtn;
     std::map<Role, quant::HessianAccumulator> acc, acc_odd;
+    std::map<Role, int> users;  // linears of each input slot still to quantize
     std::optional<Role> stop_at;
     for (Role r : todo) {
       const Role slot = input_slot(r);
+      ++users[slot];
       if (!acc.count(slot)) acc.emplace(slot, quant::HessianAccumulator(block.at(r).k()));
       if (search && !acc_odd.count(slot)) acc_odd.emplace(slot, quant::HessianAccumulator(block.at(r).k()));
       if (!stop_at || slot_order(slot) > slot_order(*stop_at)) stop_at = slot;
@@ -265,50 +312,62 @@ LayerResult QuantizationPipeline::quantize_layer(int64_t layer, model::BlockWeig
       acc_odd.erase(slot);
       return folds.emplace(slot, std::move(f)).first->second;
     };
-    std::map<std::pair<Role, double>, quant::HessianFactor> searched;
-    std::map<Role, quant::HessianFactor> factors;
+    // Keyed by act-order too: linears sharing an input may differ in it (dynamic rules).
+    std::map<std::tuple<Role, double, bool>, quant::HessianFactor> searched;
+    std::map<std::pair<Role, bool>, quant::HessianFactor> factors;
+    std::map<Role, std::vector<double>> hessians;
     for (Role r : todo) {
       check_interrupt();
       const auto t0 = std::chrono::steady_clock::now();
       const auto& ld = desc.linear(r);
       model::Linear& lin = block.at(r);
       const std::string module = desc.block_module(static_cast<int>(layer), ld.name);
+      const quant::QuantParams& pm = params.at(r);
+      const Role slot = input_slot(r);
       if (progress) progress({"quantize", layer, L, module});
       quant::QuantResult res;
       if (rtn) {
-        res = quant::rtn_quantize(lin.weight().data(), lin.n(), lin.k(), params_);
+        res = quant::rtn_quantize(lin.weight().data(), lin.n(), lin.k(), pm);
       } else if (search) {
         Folds& fo = folds_of(input_slot(r));
         const quant::DampChoice choice = quant::choose_damp(lin.weight().data(), lin.n(), lin.k(), fo.ha, fo.hb,
-                                                            params_, quant::default_damp_candidates());
-        quant::QuantParams pc = params_;
+                                                            pm, quant::default_damp_candidates());
+        quant::QuantParams pc = pm;
         pc.damp_percent = choice.damp_percent;
-        auto key = std::make_pair(input_slot(r), choice.damp_percent);
+        auto key = std::make_tuple(slot, choice.damp_percent, pm.desc_act);
         auto f = searched.find(key);
         if (f == searched.end()) f = searched.emplace(key, quant::prepare_hessian(fo.h, lin.k(), pc)).first;
         res = quant::gptq_quantize(lin.weight().data(), lin.n(), lin.k(), f->second, pc);
       } else {
-        // Linears that share an input (q/k/v, gate/up) share one factorization of its Hessian.
-        auto f = factors.find(input_slot(r));
-        if (f == factors.end()) {
-          // The accumulator is dropped as soon as H is out: at K = 5632 each copy is 250 MB.
-          std::vector<double> h = acc.at(input_slot(r)).hessian();
-          acc.erase(input_slot(r));
-          f = factors.emplace(input_slot(r), quant::prepare_hessian(h, lin.k(), params_)).first;
+        // Linears that share an input (q/k/v, gate/up) share one factorization of its Hessian
+        // per act-order setting. The accumulator is dropped as soon as H is out, and H after its
+        // last user: at K = 5632 each copy is 250 MB.
+        if (!hessians.count(slot)) {
+          hessians.emplace(slot, acc.at(slot).hessian());
+          acc.erase(slot);
         }
-        res = quant::gptq_quantize(lin.weight().data(), lin.n(), lin.k(), f->second, params_);
+        auto f = factors.find({slot, pm.desc_act});
+        if (f == factors.end()) {
+          f = factors.emplace(std::pair{slot, pm.desc_act}, quant::prepare_hessian(hessians.at(slot), lin.k(), pm)).first;
+        }
+        res = quant::gptq_quantize(lin.weight().data(), lin.n(), lin.k(), f->second, pm);
       }
+      if (--users[slot] == 0) hessians.erase(slot);
       auto packed = pack_result(module, res, format_, lin.bias());
       lin.mutable_weight() = model::dequantize_packed(packed, format_);
       ModuleReport rep;
       rep.module = module;
-      rep.bits = q_.bits;
+      rep.bits = pm.bits;
+      rep.group_size = pm.group_size;
       rep.n = lin.n();
       rep.k = lin.k();
       rep.loss = res.loss;
       rep.damp = res.damp_used;
       rep.seconds = seconds_since(t0);
-      if (res.dead_columns > 0) rep.note = fmt::format("{} dead input columns", res.dead_columns);
+      if (notes.count(r)) rep.note = notes[r];
+      if (res.dead_columns > 0) {
+        rep.note += fmt::format("{}{} dead input columns", rep.note.empty() ? "" : "; ", res.dead_columns);
+      }
       out.reports.push_back(rep);
       out.packed.push_back(std::move(packed));
     }

@@ -21,10 +21,19 @@ struct LayerResult {
   std::vector<ModuleReport> reports;             // every block linear, quantized or not
 };
 
-// The file format a config asks for: "gptq" or "gptq_v2" (empty: v1 when sym, v2 when asym).
-// Throws Error(kArgument) for asymmetric v1, which cannot store a zero point of 0.
+// The file format a config asks for: "gptq" or "gptq_v2" (empty: "gptq", v1, whose asymmetric
+// zeros are packed as GPTQModel packs them, see quant::qzeros_v2_to_v1).
 std::string resolve_format(const QuantizeConfig& q);
+// The base settings as quant params; also checks every dynamic rule (regex, and the settings it
+// gives through quant::validate). Error(kArgument) naming the field or rule.
 quant::QuantParams to_params(const QuantizeConfig& q);
+// q's base settings and dynamic rules in the checkpoint config's terms (scheme_for per module).
+config::QuantizationConfig base_config(const QuantizeConfig& q);
+// `base` with a module's bits, group size, act-order and symmetry.
+quant::QuantParams params_for(const quant::QuantParams& base, const config::ModuleScheme& s);
+// Records a finished module in the summary: unquantized, or quantized with other settings than
+// the rules give it (a clamped group), which then gets a rule of its own.
+void add_to_summary(const ModuleReport& r, const config::QuantizationConfig& base, checkpoint::QuantizationSummary& s);
 
 // What the checkpoint's config files say about a run (format resolved, groups from the arch).
 checkpoint::QuantizationSummary make_summary(const QuantizeConfig& q, const config::ModelConfig& cfg,
@@ -55,6 +64,7 @@ class QuantizationPipeline {
   const model::Decoder& dec_;
   QuantizeConfig q_;
   quant::QuantParams params_;
+  config::QuantizationConfig base_;
   std::string format_;
   std::vector<std::vector<int32_t>> samples_;
   std::vector<std::vector<float>> hidden_;  // per sample [T_s, D]

@@ -182,43 +182,35 @@ std::vector<int32_t> unpack_qzeros(const int32_t* qzeros, int64_t g, int64_t n, 
   return zeros;
 }
 
-std::vector<int32_t> zeros_to_v1(const std::vector<int32_t>& zeros, int bits) {
-  check_bits(bits, "zeros_to_v1");
-  const int32_t maxq = (1 << bits) - 1;
-  std::vector<int32_t> out(zeros.size());
-  for (size_t i = 0; i < zeros.size(); ++i) {
-    if (zeros[i] == 0) {
-      throw Error(ErrorKind::kArgument,
-                  fmt::format("zeros_to_v1: zero point 0 at index {} cannot be stored in the "
-                              "gptq (v1) format, which stores z - 1; write gptq_v2",
-                              i));
+namespace {
+
+// GPTQModel's v1 <-> v2 conversion: for 2, 4 and 8 bits, one integer addition of the replicated
+// one pattern to each int32 word (carries cross fields: a stored 2^b - 1 is a wrapped -1, the
+// zero point 0, whose borrow the next field gave back); for 3 bits, whose fields straddle
+// words, each field shifted by one modulo 8.
+void shift_qzeros_words(std::vector<int32_t>& words, int bits, int delta, const char* what) {
+  check_bits(bits, what);
+  if (bits == 3) {
+    if (words.size() % 3 != 0) {
+      throw Error(ErrorKind::kShape, fmt::format("{}: {} words is not a whole number of 3-bit packs", what, words.size()));
     }
-    // z = 2^b comes only from a v1 file's stored 2^b - 1; it maps back to it.
-    if (zeros[i] < 0 || zeros[i] > maxq + 1) {
-      throw Error(ErrorKind::kArgument,
-                  fmt::format("zeros_to_v1: zero point {} at index {} is outside 1..{} for {} "
-                              "bits",
-                              zeros[i], i, maxq + 1, bits));
+    uint32_t in[3], v[32];
+    for (size_t i = 0; i < words.size(); i += 3) {
+      for (int w = 0; w < 3; ++w) in[w] = as_uint32(words[i + w]);
+      unpack32(in, 3, v);
+      for (auto& x : v) x = (x + static_cast<uint32_t>(8 + delta)) & 7u;
+      pack32(v, 3, in);
+      for (int w = 0; w < 3; ++w) words[i + w] = as_int32(in[w]);
     }
-    out[i] = zeros[i] - 1;
+    return;
   }
-  return out;
+  const uint32_t pattern = bits == 2 ? 0x55555555u : bits == 4 ? 0x11111111u : 0x01010101u;
+  for (auto& w : words) w = as_int32(delta > 0 ? as_uint32(w) + pattern : as_uint32(w) - pattern);
 }
 
-std::vector<int32_t> zeros_from_v1(const std::vector<int32_t>& stored, int bits) {
-  check_bits(bits, "zeros_from_v1");
-  const int32_t maxq = (1 << bits) - 1;
-  std::vector<int32_t> out(stored.size());
-  for (size_t i = 0; i < stored.size(); ++i) {
-    if (stored[i] < 0 || stored[i] > maxq) {
-      throw Error(ErrorKind::kArgument,
-                  fmt::format("zeros_from_v1: stored value {} at index {} is outside 0..{} for "
-                              "{} bits",
-                              stored[i], i, maxq, bits));
-    }
-    out[i] = stored[i] + 1;
-  }
-  return out;
-}
+}  // namespace
+
+void qzeros_v1_to_v2(std::vector<int32_t>& words, int bits) { shift_qzeros_words(words, bits, 1, "qzeros_v1_to_v2"); }
+void qzeros_v2_to_v1(std::vector<int32_t>& words, int bits) { shift_qzeros_words(words, bits, -1, "qzeros_v2_to_v1"); }
 
 }  // namespace gptq::quant

@@ -157,12 +157,14 @@ std::vector<uint8_t> unpack_qweight(const int32_t* qweight, int64_t n, int64_t k
 std::vector<int32_t> pack_qzeros(const int32_t* zeros, int64_t g, int64_t n, int bits);
 std::vector<int32_t> unpack_qzeros(const int32_t* qzeros, int64_t g, int64_t n, int bits);
 
-// Zero-point conventions: v1 ("gptq") stores z - 1, v2 ("gptq_v2") stores z.
-// Convert per field: throws Error(kArgument) when a v1 field would be -1 (true zero 0), or for a
-// value outside 1..2^b (to v1) or 0..2^b-1 (from v1). A stored v1 value of 2^b - 1 gives z = 2^b,
-// which v1 readers accept but v2 cannot hold (pack_qzeros refuses it); our quantizer never makes
-// z above 2^b - 1.
-std::vector<int32_t> zeros_to_v1(const std::vector<int32_t>& zeros, int bits);
-std::vector<int32_t> zeros_from_v1(const std::vector<int32_t>& stored, int bits);
+// Packed qzeros words between the v1 ("gptq") and v2 ("gptq_v2") conventions, in place, exactly
+// as GPTQModel converts them: for 2/4/8 bits one int32 addition (v1 -> v2) or subtraction of the
+// pattern 0x55555555 / 0x11111111 / 0x01010101 per word, carries and borrows crossing fields and
+// wrapping at 2^32 (so a zero point of 0 is stored as a wrapped -1 that borrows from the next
+// field, and read back exactly); for 3 bits each field +-1 modulo 8. Round trips are exact for
+// every word. Error(kShape) for a 3-bit array that is not whole packs of 3 words.
+void qzeros_v1_to_v2(std::vector<int32_t>& words, int bits);
+void qzeros_v2_to_v1(std::vector<int32_t>& words, int bits);
+
 
 }  // namespace gptq::quant

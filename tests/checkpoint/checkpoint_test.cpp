@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "checkpoint/gptq_checkpoint.h"
+#include "checkpoint/loader_rules.h"
 #include "common/test_util.h"
 #include "config/model_config.h"
 #include "gptq/error.h"
@@ -546,9 +547,14 @@ TEST(QuantizationConfigJson, ModulesInBlockToQuantizeAndDynamic) {
                                    json::array({"self_attn.o_proj"}),
                                    json::array({"mlp.gate_proj", "mlp.up_proj"})});
     EXPECT_EQ(j.at("modules_in_block_to_quantize"), want);
-    EXPECT_FALSE(j.contains("dynamic"));
+    // And a "-:" rule per module, which GPTQModel and vLLM read.
+    const json dyn = {{"-:model\\.layers\\.0\\.mlp\\.down_proj$", json::object()},
+                      {"-:model\\.layers\\.1\\.mlp\\.down_proj$", json::object()}};
+    EXPECT_EQ(j.at("dynamic"), dyn);
     const auto q = config::parse_quantization_config(j.dump(), "test");
     EXPECT_EQ(q.modules_in_block_to_quantize.size(), 6u);
+    EXPECT_FALSE(q.scheme_for(layer_prefix(1) + "mlp.down_proj").quantized);
+    EXPECT_TRUE(q.scheme_for(layer_prefix(1) + "mlp.up_proj").quantized);
   }
   // Mixed: o_proj everywhere, k_proj in layer 0 only, and a module outside the blocks.
   {
@@ -560,10 +566,14 @@ TEST(QuantizationConfigJson, ModulesInBlockToQuantizeAndDynamic) {
                                    json::array({"mlp.down_proj"})});
     EXPECT_EQ(j.at("modules_in_block_to_quantize"), want);
     const json dyn = {{"-:model\\.layers\\.0\\.self_attn\\.k_proj$", json::object()},
+                      {"-:model\\.layers\\.0\\.self_attn\\.o_proj$", json::object()},
+                      {"-:model\\.layers\\.1\\.self_attn\\.o_proj$", json::object()},
                       {"-:model\\.extra\\.proj$", json::object()}};
     EXPECT_EQ(j.at("dynamic"), dyn);
     const auto q = config::parse_quantization_config(j.dump(), "test");
-    EXPECT_EQ(q.dynamic_exclude.size(), 2u);
+    EXPECT_EQ(q.dynamic.size(), 4u);
+    EXPECT_FALSE(q.scheme_for("model.extra.proj").quantized);
+    EXPECT_TRUE(q.scheme_for(layer_prefix(1) + "self_attn.k_proj").quantized);
   }
   // Everything left out everywhere is not a GPTQ model.
   {
@@ -604,7 +614,12 @@ TEST(QuantizationConfigJson, ValuesAndValidation) {
   const json j = json::parse(quantization_config_json(s));
   EXPECT_EQ(j.at("bits"), 3);
   EXPECT_EQ(j.at("group_size"), -1);
-  EXPECT_EQ(j.at("desc_act"), true);
+  // Act-order with static groups: a trivial g_idx, declared without act-order; meta keeps it.
+  EXPECT_EQ(j.at("desc_act"), false);
+  EXPECT_EQ(j.at("meta").at("desc_act"), true);
+  s.q.static_groups = false;
+  EXPECT_EQ(json::parse(quantization_config_json(s)).at("desc_act"), true);
+  s.q.static_groups = true;
   EXPECT_EQ(j.at("sym"), false);
   EXPECT_DOUBLE_EQ(j.at("damp_percent").get<double>(), 0.05);
   EXPECT_EQ(j.at("static_groups"), true);
@@ -800,6 +815,67 @@ TEST_F(FindQuantizedLinear, MissingOrMistypedTensors) {
   expect_error(ErrorKind::kShape, [&] { find_quantized_linear(s3, "blk.lin", 64, 128, cfg()); });
   const io::TensorStore s4 = store({{"blk.lin.bias", {"blk.lin.bias", DType::kBF16, {64}, b16.data(), 128}}});
   EXPECT_EQ(find_quantized_linear(s4, "blk.lin", 64, 128, cfg()).bias->dtype, DType::kBF16);
+}
+
+}  // namespace
+}  // namespace gptq::checkpoint
+
+namespace gptq::checkpoint {
+namespace {
+
+// Each rule of loader_verdicts, one shape at a time.
+TEST(LoaderVerdicts, RulesOfEachLoader) {
+  config::QuantizationConfig q;
+  q.bits = 4;
+  q.group_size = 128;
+  q.sym = true;
+  auto verdict = [&](const std::vector<LinearShape>& ls, const std::string& loader) {
+    for (const auto& v : loader_verdicts(q, ls)) {
+      if (v.loader == loader) return v;
+    }
+    ADD_FAILURE() << loader;
+    return LoaderVerdict{};
+  };
+  const std::vector<LinearShape> good = {{"model.layers.0.mlp.up_proj", 1536, 1536, true}};
+  for (const char* l : {"transformers", "GPTQModel", "vLLM gptq_marlin", "vLLM <= 0.11 gptq"}) {
+    EXPECT_TRUE(verdict(good, l).loads) << l;
+  }
+  // K = 576 is not a multiple of 128 for Marlin; with g = 64 every loader's group rule holds.
+  q.group_size = 64;
+  const std::vector<LinearShape> k576 = {{"m.down", 576, 576, true}};
+  EXPECT_FALSE(verdict(k576, "vLLM gptq_marlin").loads);
+  EXPECT_TRUE(verdict(k576, "vLLM <= 0.11 gptq").loads);
+  // K not divisible by the group.
+  q.group_size = 128;
+  const std::vector<LinearShape> k192 = {{"m.x", 256, 192, true}};
+  EXPECT_FALSE(verdict(k192, "GPTQModel").loads);
+  EXPECT_FALSE(verdict(k192, "transformers").loads);
+  // Asymmetric, 3 bits: Marlin no; the others yes.
+  q.sym = false;
+  EXPECT_FALSE(verdict(good, "vLLM gptq_marlin").loads);
+  q.sym = true;
+  q.bits = 3;
+  EXPECT_FALSE(verdict(good, "vLLM gptq_marlin").loads);
+  EXPECT_TRUE(verdict(good, "vLLM <= 0.11 gptq").loads);
+  q.bits = 4;
+  // Group act-order: vLLM 0.33 refuses it, GPTQModel takes it.
+  q.desc_act = true;
+  EXPECT_FALSE(verdict(good, "vLLM gptq_marlin").loads);
+  EXPECT_TRUE(verdict(good, "GPTQModel").loads);
+  q.desc_act = false;
+  // An unquantized linear: declared only in modules_in_block_to_quantize -> transformers only.
+  const std::vector<LinearShape> unq = {{"model.layers.0.mlp.up_proj", 1536, 1536, true},
+                                        {"model.layers.0.mlp.down_proj", 576, 172, false}};
+  q.modules_in_block_to_quantize = {"mlp.up_proj"};
+  EXPECT_TRUE(verdict(unq, "transformers").loads);
+  EXPECT_FALSE(verdict(unq, "GPTQModel").loads);
+  q.dynamic.push_back(config::parse_dynamic_rule("-:model\\.layers\\.0\\.mlp\\.down_proj$", "{}", "t"));
+  EXPECT_TRUE(verdict(unq, "GPTQModel").loads);
+  EXPECT_TRUE(verdict(unq, "vLLM <= 0.11 gptq").loads);
+  // Each module with its own scheme: 2-bit up_proj rules Marlin out.
+  EXPECT_TRUE(verdict(unq, "vLLM gptq_marlin").loads);
+  q.dynamic.push_back(config::parse_dynamic_rule("+:.*up_proj", R"({"bits": 2})", "t"));
+  EXPECT_FALSE(verdict(unq, "vLLM gptq_marlin").loads);
 }
 
 }  // namespace

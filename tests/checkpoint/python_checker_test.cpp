@@ -155,8 +155,8 @@ TEST_P(PythonChecker, VerifiesOurFolder) {
       const int64_t g = c.group_size == -1 ? k : c.group_size;
       p.groups = (k + g - 1) / g;
       p.qweight = quant::pack_qweight(r.codes.data(), n, k, c.bits);
-      const std::vector<int32_t> stored = c.format == "gptq" ? quant::zeros_to_v1(r.zeros, c.bits) : r.zeros;
-      p.qzeros = quant::pack_qzeros(stored.data(), p.groups, n, c.bits);
+      p.qzeros = quant::pack_qzeros(r.zeros.data(), p.groups, n, c.bits);
+      if (c.format == "gptq") quant::qzeros_v2_to_v1(p.qzeros, c.bits);
       for (float s : r.scales) p.scales.push_back(core::fp32_to_fp16(s));
       p.g_idx = r.g_idx;
       if (source.find(module + ".bias") != nullptr) p.bias.assign(static_cast<size_t>(n), 0x3c00);

@@ -62,6 +62,119 @@ TEST(ModelConfig, MistralLinearRopeAndQuantizationConfig) {
   EXPECT_EQ(c.quant->checkpoint_format, "gptq_v2");
 }
 
+constexpr const char* kTiny = R"("model_type": "llama", "hidden_size": 64, "intermediate_size": 128,
+  "num_hidden_layers": 1, "num_attention_heads": 4, "vocab_size": 10, "max_position_embeddings": 2048)";
+
+ModelConfig tiny(const std::string& extra) {
+  return parse_model_config("{" + std::string(kTiny) + (extra.empty() ? "" : ", " + extra) + "}", "dir/config.json");
+}
+
+// What transformers 5.24's LlamaConfig(...).to_dict() writes (rope_theta=100000, and the llama3
+// scaling of Llama 3.1), and the transformers 4 spelling of the same settings.
+TEST(ModelConfig, RopeParametersOfTransformers5) {
+  ModelConfig v5 = tiny(R"("rope_parameters": {"rope_theta": 100000.0, "rope_type": "default"})");
+  EXPECT_EQ(v5.rope_theta, 100000.0);
+  EXPECT_EQ(v5.rope_scaling.type, RopeScaling::Type::kNone);
+  ModelConfig l3 = tiny(R"("rope_parameters": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+      "high_freq_factor": 4.0, "original_max_position_embeddings": 8192, "rope_theta": 500000.0})");
+  ModelConfig l3v4 = tiny(R"("rope_theta": 500000.0, "rope_scaling": {"rope_type": "llama3", "factor": 8.0,
+      "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192})");
+  for (const ModelConfig* c : {&l3, &l3v4}) {
+    EXPECT_EQ(c->rope_theta, 500000.0);
+    EXPECT_EQ(c->rope_scaling.type, RopeScaling::Type::kLlama3);
+    EXPECT_EQ(c->rope_scaling.factor, 8.0);
+    EXPECT_EQ(c->rope_scaling.high_freq_factor, 4.0);
+    EXPECT_EQ(c->rope_scaling.original_max_position_embeddings, 8192);
+  }
+  // transformers fills a missing original_max_position_embeddings from max_position_embeddings.
+  ModelConfig l3d = tiny(R"("rope_parameters": {"rope_type": "llama3", "factor": 2.0, "low_freq_factor": 1.0,
+      "high_freq_factor": 4.0, "rope_theta": 500000.0})");
+  EXPECT_EQ(l3d.rope_scaling.original_max_position_embeddings, 2048);
+  ModelConfig lin = tiny(R"("rope_parameters": {"rope_type": "linear", "factor": 2.0, "rope_theta": 1e6})");
+  EXPECT_EQ(lin.rope_scaling.type, RopeScaling::Type::kLinear);
+  EXPECT_EQ(lin.rope_theta, 1e6);
+  // Both spellings, agreeing (a v5 config that kept the old keys).
+  EXPECT_EQ(tiny(R"("rope_theta": 100000.0, "rope_parameters": {"rope_theta": 100000.0})").rope_theta, 100000.0);
+  // No theta anywhere: transformers' class default.
+  EXPECT_EQ(tiny("").rope_theta, 10000.0);
+}
+
+TEST(ModelConfig, RopeErrors) {
+  auto expect = [](const std::string& extra, ErrorKind kind, const char* needle) {
+    try {
+      tiny(extra);
+      ADD_FAILURE() << "accepted " << extra;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), kind) << e.what();
+      EXPECT_NE(std::string(e.what()).find("dir/config.json"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  expect(R"("rope_parameters": {"rope_type": "yarn", "factor": 4.0, "rope_theta": 1e4})", ErrorKind::kUnsupported,
+         "rope_type \"yarn\"");
+  expect(R"("rope_scaling": {"type": "dynamic", "factor": 2.0})", ErrorKind::kUnsupported, "rope_type \"dynamic\"");
+  expect(R"("rope_parameters": {"rope_type": "llama3", "factor": 8.0, "rope_theta": 1e4})", ErrorKind::kConfig,
+         "low_freq_factor");
+  expect(R"("rope_parameters": {"rope_type": "linear", "rope_theta": 1e4})", ErrorKind::kConfig, "factor");
+  expect(R"("rope_theta": 10000.0, "rope_parameters": {"rope_theta": 100000.0})", ErrorKind::kConfig, "disagrees");
+  expect(R"("rope_scaling": {"type": "linear", "factor": 2.0}, "rope_parameters": {"rope_type": "linear",
+            "factor": 4.0})", ErrorKind::kConfig, "disagree");
+  expect(R"("rope_parameters": {"full_attention": {"rope_type": "default", "rope_theta": 1e4}})",
+         ErrorKind::kUnsupported, "per layer type");
+  expect(R"("rope_parameters": {"rope_theta": "big"})", ErrorKind::kConfig, "rope_theta");
+  expect(R"("rope_theta": -1)", ErrorKind::kConfig, "positive");
+}
+
+// GPTQModel's "dynamic" rules: file order, first match wins (re.match from the start), "-:"
+// excludes, "+:" or no prefix overrides.
+TEST(QuantizationConfig, DynamicRules) {
+  const auto q = parse_quantization_config(R"({"bits": 4, "group_size": 128, "sym": true, "dynamic": {
+      "-:model\\.layers\\.0\\.mlp\\.down_proj$": {},
+      "+:.*\\.mlp\\.down_proj": {"bits": 8, "group_size": 64},
+      ".*\\.mlp\\.": {"bits": 2, "sym": false, "desc_act": true},
+      "+:.*\\.mlp\\.up_proj": {"bits": 3}}})", "q.json");
+  ASSERT_EQ(q.dynamic.size(), 4u);
+  EXPECT_EQ(q.dynamic[0].key, "-:model\\.layers\\.0\\.mlp\\.down_proj$");  // file order kept
+  EXPECT_FALSE(q.scheme_for("model.layers.0.mlp.down_proj").quantized);
+  const auto d1 = q.scheme_for("model.layers.1.mlp.down_proj");
+  EXPECT_TRUE(d1.quantized);
+  EXPECT_EQ(d1.bits, 8);
+  EXPECT_EQ(d1.group_size, 64);
+  EXPECT_TRUE(d1.sym);
+  EXPECT_EQ(d1.rule, 1);
+  const auto up = q.scheme_for("model.layers.1.mlp.up_proj");  // rule 2 comes first
+  EXPECT_EQ(up.bits, 2);
+  EXPECT_EQ(up.group_size, 128);
+  EXPECT_FALSE(up.sym);
+  EXPECT_TRUE(up.desc_act);
+  const auto qp = q.scheme_for("model.layers.1.self_attn.q_proj");
+  EXPECT_EQ(qp.rule, -1);
+  EXPECT_EQ(qp.bits, 4);
+  // Matched from the start only: ".*\\.mlp\\." needs nothing before, "mlp" alone would not match.
+  const auto q2 = parse_quantization_config(R"({"bits": 4, "dynamic": {"mlp": {"bits": 8}}})", "q.json");
+  EXPECT_EQ(q2.scheme_for("model.layers.0.mlp.up_proj").bits, 4);
+  EXPECT_EQ(q2.for_module("mlp.x").bits, 8);
+}
+
+TEST(QuantizationConfig, DynamicRuleErrors) {
+  auto expect = [](const std::string& dyn, ErrorKind kind, const char* needle) {
+    try {
+      parse_quantization_config(R"({"bits": 4, "dynamic": )" + dyn + "}", "dir/quantize_config.json");
+      ADD_FAILURE() << "accepted " << dyn;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), kind) << e.what();
+      EXPECT_NE(std::string(e.what()).find("dir/quantize_config.json"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  expect(R"({"+:model.(layers": {"bits": 8}})", ErrorKind::kConfig, "not a valid regular expression");
+  expect(R"({"+:.*mlp": {"bits": 5}})", ErrorKind::kUnsupported, "bits = 5");
+  expect(R"({"+:.*mlp": {"group_size": 0}})", ErrorKind::kConfig, "group_size");
+  expect(R"({"+:.*mlp": {"sym": 1}})", ErrorKind::kConfig, "sym");
+  expect(R"({"+:.*mlp": 8})", ErrorKind::kConfig, "object");
+  expect(R"([1])", ErrorKind::kConfig, "dynamic");
+}
+
 TEST(ModelConfig, ErrorsNameTheFileAndKey) {
   auto expect = [](const char* json, ErrorKind kind, const char* needle) {
     try {

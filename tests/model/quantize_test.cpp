@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <fstream>
 
 #include "common/test_util.h"
 #include "gptq/gptq.h"
@@ -166,8 +167,7 @@ TEST(QuantizeBadInput, ClearErrors) {
   q.group_size = 7;
   expect_kind(q, calib(), ErrorKind::kArgument, "group");
   q.group_size = 32;
-  q.sym = false;
-  q.format = "gptq";
+  q.format = "marlin";
   expect_kind(q, calib(), ErrorKind::kArgument, "gptq_v2");
   q = {};
   auto c = calib();
@@ -182,6 +182,134 @@ TEST(QuantizeBadInput, ClearErrors) {
   c = calib();
   c.file = tmp.path() / "missing.txt";
   expect_kind(q, c, ErrorKind::kIo, "missing.txt");
+}
+
+// The default --seqlen is min(2048, context): stories260k's context is 512, so text windows have
+// 512 tokens, and JSONL rows longer than that are cut to it.
+TEST(Quantize, DefaultSeqlenIsTheModelsContext) {
+  test::TempDir tmp;
+  QuantizeConfig q;
+  q.group_size = 32;
+  CalibrationOptions c = calib();
+  c.seqlen = 0;
+  c.nsamples = 3;
+  const auto r = quantize_model(test::stories_dir(), tmp.path() / "text", q, c);
+  EXPECT_EQ(r.calibration_tokens, 3 * 512);
+  {
+    std::ofstream f(tmp.path() / "rows.jsonl");
+    std::string ids;
+    for (int i = 0; i < 700; ++i) ids += (i ? "," : "") + std::to_string(1 + i % 400);
+    f << "{\"input_ids\": [" << ids << "]}\n{\"input_ids\": [5, 6, 7]}\n";
+  }
+  c.file = tmp.path() / "rows.jsonl";
+  const auto rj = quantize_model(test::stories_dir(), tmp.path() / "jsonl", q, c);
+  EXPECT_EQ(rj.calibration_tokens, 512 + 3);
+}
+
+// Per-module overrides through the C++ API, and the default group of 128 on K = 64 linears:
+// clamped to one group per row, said in the report and in a rule of the written config; the
+// independent checker verifies the folder and it loads (kernels = dequantized).
+TEST(Quantize, DynamicRulesAndGroupLargerThanK) {
+  test::TempDir tmp;
+  QuantizeConfig q;  // group_size 128 > K = 64 for the attention linears
+  q.sym = false;
+  q.dynamic.push_back(parse_dynamic_arg("-:model\\.layers\\.1\\.self_attn\\.o_proj$"));
+  q.dynamic.push_back(parse_dynamic_arg(".*self_attn\\.v_proj=bits:8,group_size:32,sym:true"));
+  CalibrationOptions c = calib();
+  c.nsamples = 8;
+  QuantizeRunOptions ro;
+  ro.dequantized_out = tmp.path() / "deq.safetensors";
+  const auto r = quantize_model(test::stories_dir(), tmp.path() / "q", q, c, ro);
+  int seen = 0;
+  for (const auto& m : r.modules) {
+    if (m.module == "model.layers.1.self_attn.o_proj") {
+      EXPECT_EQ(m.bits, 0);
+      EXPECT_NE(m.note.find("dynamic rule"), std::string::npos) << m.note;
+      ++seen;
+    } else if (m.module.find("v_proj") != std::string::npos) {
+      EXPECT_EQ(m.bits, 8);
+      EXPECT_EQ(m.group_size, 32);
+      EXPECT_EQ(m.note, "");
+      ++seen;
+    } else if (m.module.find("q_proj") != std::string::npos) {
+      EXPECT_EQ(m.bits, 4);
+      EXPECT_EQ(m.group_size, -1);
+      EXPECT_NE(m.note.find("group_size 128 > K = 64"), std::string::npos) << m.note;
+      ++seen;
+    }
+  }
+  EXPECT_EQ(seen, 11);
+  const auto qc = test::read_json(tmp.path() / "q" / "config.json").at("quantization_config");
+  const auto& dyn = qc.at("dynamic");
+  EXPECT_TRUE(dyn.contains("-:model\\.layers\\.1\\.self_attn\\.o_proj$"));
+  EXPECT_EQ(dyn.at("+:.*self_attn\\.v_proj"), nlohmann::json({{"bits", 8}, {"group_size", 32}, {"sym", true}}));
+  EXPECT_EQ(dyn.at("+:model\\.layers\\.0\\.self_attn\\.q_proj$"),
+            nlohmann::json({{"bits", 4}, {"group_size", -1}, {"desc_act", false}, {"sym", false}}));
+  EXPECT_EQ(qc.at("checkpoint_format"), "gptq");
+  const std::string py = GPTQ_PYTHON3;
+  if (!py.empty()) {
+    const std::string cmd = py + " " + GPTQ_FORMAT_PY + " verify " + (tmp.path() / "q").string() + " --reference " +
+                            ro.dequantized_out.string() + " >/dev/null";
+    EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  }
+  auto kern = CausalLM::from_pretrained(tmp.path() / "q");
+  LoadOptions deq;
+  deq.dequantize = true;
+  auto ref = CausalLM::from_pretrained(tmp.path() / "q", deq);
+  PerplexityOptions po;
+  po.ctx = 256;
+  po.max_windows = 8;
+  const std::string text = test::read_file(test::data_dir() / "text" / "tinystories-eval.txt");
+  const double a = kern.perplexity(text, po).ppl, b = ref.perplexity(text, po).ppl;
+  EXPECT_NEAR(a, b, 1e-3 * b);
+}
+
+TEST(Quantize, DynamicArgumentErrors) {
+  auto expect = [](const std::string& arg, const char* needle) {
+    try {
+      parse_dynamic_arg(arg);
+      ADD_FAILURE() << "accepted " << arg;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::kArgument) << e.what();
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  expect("model.(layers=bits:8", "not a valid regular expression");
+  expect(".*mlp=bits:5", "bits = 5");
+  expect(".*mlp=bits:eight", "expected an integer");
+  expect(".*mlp=colour:red", "unknown field");
+  expect(".*mlp", "expected REGEX=");
+  expect("-:.*mlp=bits:8", "takes no settings");
+  const auto d = parse_dynamic_arg(".*mlp\\.down_proj=bits:8,group_size:64");
+  EXPECT_EQ(d.rule, "+:.*mlp\\.down_proj");
+  EXPECT_EQ(d.bits, 8);
+  EXPECT_EQ(d.group_size, 64);
+  EXPECT_FALSE(d.sym.has_value());
+  // A group size the quantizer refuses is caught before any work.
+  QuantizeConfig q;
+  q.dynamic.push_back(parse_dynamic_arg(".*mlp=group_size:7"));
+  try {
+    validate_quantize_config(q);
+    ADD_FAILURE();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("dynamic rule \"+:.*mlp\""), std::string::npos) << e.what();
+  }
+  test::TempDir tmp;
+  {
+    std::ofstream(tmp.path() / "rules.json") << R"({"dynamic": {"-:.*o_proj": {}, "+:.*mlp": {"bits": 8}}})";
+    std::ofstream(tmp.path() / "bad.json") << R"({"+:.*mlp": {"bits": 8, "colour": 1}})";
+  }
+  const auto rules = read_dynamic_file(tmp.path() / "rules.json");
+  ASSERT_EQ(rules.size(), 2u);
+  EXPECT_EQ(rules[0].rule, "-:.*o_proj");
+  EXPECT_EQ(rules[1].bits, 8);
+  try {
+    read_dynamic_file(tmp.path() / "bad.json");
+    ADD_FAILURE();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("bad.json"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("colour"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace

@@ -190,9 +190,12 @@ TEST(Runtime, QuantizeConfigIsCheckedBeforeLoading) {
   q.group_size = 7;
   EXPECT_EQ(kind_of([&] { validate_quantize_config(q); }), ErrorKind::kArgument);
   q = {};
-  q.sym = false;
-  q.format = "gptq";
+  q.format = "marlin";
   EXPECT_EQ(kind_of([&] { validate_quantize_config(q); }), ErrorKind::kArgument);
+  q = {};
+  q.sym = false;
+  q.format = "gptq";  // asymmetric v1: packed as GPTQModel packs it
+  EXPECT_NO_THROW(validate_quantize_config(q));
   EXPECT_NO_THROW(validate_quantize_config(QuantizeConfig{}));
 }
 

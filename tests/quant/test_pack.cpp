@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <random>
 #include <string>
+#include <tuple>
 
 #include "gptq/error.h"
 #include "quant/quantizer.h"
@@ -52,8 +53,8 @@ TEST_P(PackBits, SymmetricV1Constants) {
   const int bits = GetParam();
   const int64_t g = 3, n = 64;
   const std::vector<int32_t> zeros(static_cast<size_t>(g * n), 1 << (bits - 1));
-  const auto v1 = q::zeros_to_v1(zeros, bits);
-  const auto packed = q::pack_qzeros(v1.data(), g, n, bits);
+  auto packed = q::pack_qzeros(zeros.data(), g, n, bits);
+  q::qzeros_v2_to_v1(packed, bits);
   ASSERT_EQ(static_cast<int64_t>(packed.size()), g * n * bits / 32);
   for (size_t i = 0; i < packed.size(); ++i) {
     uint32_t want = 0;
@@ -69,8 +70,9 @@ TEST_P(PackBits, SymmetricV1Constants) {
     }
     EXPECT_EQ(u32(packed[i]), want) << "word " << i;
   }
-  // And back: from_v1 restores 2^(b-1).
-  EXPECT_EQ(q::zeros_from_v1(q::unpack_qzeros(packed.data(), g, n, bits), bits), zeros);
+  // And back: v1 -> v2 restores 2^(b-1).
+  q::qzeros_v1_to_v2(packed, bits);
+  EXPECT_EQ(q::unpack_qzeros(packed.data(), g, n, bits), zeros);
 }
 
 INSTANTIATE_TEST_SUITE_P(Bits, PackBits, testing::Values(2, 3, 4, 8),
@@ -149,27 +151,48 @@ TEST(Pack, HandComputedQzerosWords) {
   EXPECT_EQ(u32(w3[2]), 0xC0000002u);
 }
 
-TEST(Pack, V1V2Conversion) {
-  const std::vector<int32_t> z = {1, 8, 15, 16, 3};
-  const auto v1 = q::zeros_to_v1(z, 4);
-  EXPECT_EQ(v1, (std::vector<int32_t>{0, 7, 14, 15, 2}));
-  EXPECT_EQ(q::zeros_from_v1(v1, 4), z);
-  // A true zero of 0 cannot be stored in v1.
-  try {
-    q::zeros_to_v1({3, 0, 2}, 4);
-    ADD_FAILURE() << "zero 0 accepted for v1";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.kind(), ErrorKind::kArgument);
-    EXPECT_NE(std::string(e.what()).find("index 1"), std::string::npos) << e.what();
-    EXPECT_NE(std::string(e.what()).find("gptq_v2"), std::string::npos) << e.what();
+TEST(Pack, V1V2ConversionOfWords) {
+  // 4 bits, zero points 0, 3, 0, 0, ...: the v2 word is 0x00000030; GPTQModel's v1 word is that
+  // minus 0x11111111 modulo 2^32, 0xEEEEEF1F (worked by hand: field 0 borrows from field 1,
+  // field 2's borrow runs out of the word).
+  std::vector<int32_t> w = {0x30};
+  q::qzeros_v2_to_v1(w, 4);
+  EXPECT_EQ(static_cast<uint32_t>(w[0]), 0xEEEEEF1Fu);
+  q::qzeros_v1_to_v2(w, 4);
+  EXPECT_EQ(w[0], 0x30);
+  // Symmetric zero points 2^(b-1): the SPEC's v1 constants.
+  for (auto [bits, z, want] : {std::tuple{2, 2, 0x55555555u}, {4, 8, 0x77777777u}, {8, 128, 0x7F7F7F7Fu}}) {
+    std::vector<int32_t> zs(32, z);
+    auto words = q::pack_qzeros(zs.data(), 1, 32, bits);
+    q::qzeros_v2_to_v1(words, bits);
+    for (int32_t x : words) EXPECT_EQ(static_cast<uint32_t>(x), want) << bits;
   }
-  EXPECT_THROW(q::zeros_to_v1({17}, 4), Error);
-  EXPECT_THROW(q::zeros_from_v1({16}, 4), Error);
-  EXPECT_THROW(q::zeros_from_v1({-1}, 4), Error);
-  EXPECT_THROW(q::zeros_to_v1({1}, 5), Error);
-  // Per field, never word-wise: a v1 field of 15 (z = 16) next to others does not carry.
-  const auto back = q::zeros_from_v1(q::unpack_qzeros(q::pack_qzeros(std::vector<int32_t>(32, 15).data(), 1, 32, 4).data(), 1, 32, 4), 4);
-  EXPECT_EQ(back, std::vector<int32_t>(32, 16));
+  std::vector<int32_t> z3(32, 4);
+  auto w3 = q::pack_qzeros(z3.data(), 1, 32, 3);
+  q::qzeros_v2_to_v1(w3, 3);
+  EXPECT_EQ(static_cast<uint32_t>(w3[0]), 0xDB6DB6DBu);
+  EXPECT_EQ(static_cast<uint32_t>(w3[1]), 0xB6DB6DB6u);
+  EXPECT_EQ(static_cast<uint32_t>(w3[2]), 0x6DB6DB6Du);
+  // 3 bits: per field modulo 8, so a zero of 0 is a stored 7 and no neighbour changes.
+  std::vector<int32_t> z0(32, 5);
+  z0[10] = 0;  // the field that straddles words 0 and 1
+  auto w0 = q::pack_qzeros(z0.data(), 1, 32, 3);
+  q::qzeros_v2_to_v1(w0, 3);
+  auto f0 = q::unpack_qzeros(w0.data(), 1, 32, 3);
+  for (int j = 0; j < 32; ++j) EXPECT_EQ(f0[j], j == 10 ? 7 : 4) << j;
+  // Every word round-trips, whatever it holds.
+  std::mt19937 rng(5);
+  for (int bits : {2, 3, 4, 8}) {
+    std::vector<int32_t> any(96);
+    for (auto& x : any) x = static_cast<int32_t>(rng());
+    auto t = any;
+    q::qzeros_v2_to_v1(t, bits);
+    q::qzeros_v1_to_v2(t, bits);
+    EXPECT_EQ(t, any) << bits;
+  }
+  std::vector<int32_t> bad(4);
+  EXPECT_THROW(q::qzeros_v1_to_v2(bad, 3), Error);
+  EXPECT_THROW(q::qzeros_v1_to_v2(bad, 5), Error);
 }
 
 TEST(Pack, RejectsBadInput) {

@@ -1,8 +1,13 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
+#include "arch/arch.h"
+#include "checkpoint/loader_rules.h"
 #include "commands.h"
+#include "config/model_config.h"
 #include "gptq/gptq.h"
+#include "io/safetensors.h"
+#include "model/weights.h"
 
 namespace gptq::cli {
 
@@ -21,6 +26,22 @@ Runner add_inspect(CLI::App& app) {
     auto model = CausalLM::from_pretrained(a->model, lo);
     const ModelInfo m = model.info();
     const auto& tok = model.tokenizer();
+    // Which loaders take the folder, from their stated rules (checkpoint/loader_rules.h).
+    std::vector<checkpoint::LoaderVerdict> verdicts;
+    if (m.quantized) {
+      const config::ModelConfig cfg = config::load_model_config(a->model);
+      const arch::ArchDesc desc = arch::describe(cfg);
+      const io::TensorStore store = io::TensorStore::open_dir(a->model);
+      std::vector<checkpoint::LinearShape> shapes;
+      for (int l = 0; l < cfg.num_hidden_layers; ++l) {
+        for (const auto& ld : desc.linears) {
+          const auto [n, k] = model::linear_shape(cfg, ld.role);
+          const std::string mod = desc.block_module(l, ld.name);
+          shapes.push_back({mod, n, k, store.find(mod + ".qweight") != nullptr});
+        }
+      }
+      verdicts = checkpoint::loader_verdicts(*cfg.quant, shapes);
+    }
     if (a->json) {
       nlohmann::json j = {
           {"model_type", m.model_type}, {"architecture", m.architecture}, {"layers", m.layers},
@@ -33,6 +54,9 @@ Runner add_inspect(CLI::App& app) {
       if (m.quantized) {
         j["quantization"] = {{"bits", m.bits}, {"group_size", m.group_size}, {"desc_act", m.desc_act},
                              {"sym", m.sym}, {"checkpoint_format", m.checkpoint_format}};
+        nlohmann::json loaders = nlohmann::json::array();
+        for (const auto& v : verdicts) loaders.push_back({{"loader", v.loader}, {"loads", v.loads}, {"reasons", v.reasons}});
+        j["loaders"] = loaders;
       }
       std::printf("%s\n", j.dump(2).c_str());
       return 0;
@@ -52,6 +76,11 @@ Runner add_inspect(CLI::App& app) {
                   m.bits, m.group_size, m.desc_act ? "yes" : "no", m.sym ? "sym" : "asym",
                   m.checkpoint_format.c_str(), static_cast<long long>(m.quantized_linears),
                   static_cast<long long>(m.dense_linears));
+      std::printf("loaders (from their stated rules):\n");
+      for (const auto& v : verdicts) {
+        std::printf("  %-18s %s\n", v.loader.c_str(), v.loads ? "yes" : "no");
+        for (const auto& r : v.reasons) std::printf("  %-18s   %s\n", "", r.c_str());
+      }
     } else {
       std::printf("quantization:   none\n");
     }

@@ -52,6 +52,7 @@ uint64_t parse_size(const std::string& s) {
 Runner add_quantize(CLI::App& app) {
   struct Args {
     std::string model, out, shard = "4GB", dequant;
+    std::vector<std::string> dynamic;
     QuantizeConfig q;
     CalibrationOptions c;
     bool asym = false, no_true_seq = false, json = false, force = false;
@@ -65,16 +66,19 @@ Runner add_quantize(CLI::App& app) {
   cmd->add_option("--group-size", a->q.group_size, "-1 (per row) or 16..1024")->capture_default_str();
   cmd->add_flag("--desc-act", a->q.desc_act, "act-order: quantize columns by descending Hessian diagonal");
   cmd->add_flag("--static-groups", a->q.static_groups, "with --desc-act: groups fixed before reordering");
-  cmd->add_flag("--asym", a->asym, "asymmetric quantization (stored as gptq_v2)");
+  cmd->add_flag("--asym", a->asym, "asymmetric quantization (zero points packed as GPTQModel packs v1)");
   cmd->add_option("--damp", a->q.damp_percent, "damp_percent; raised by 0.01 while Cholesky fails")->capture_default_str();
   cmd->add_flag("--mse", a->q.mse, "search a clipping range per group (slower, slightly better)");
   cmd->add_flag("--damp-search", a->q.damp_search, "choose damp_percent per linear by cross-validation (10 extra solves each)");
   cmd->add_option("--method", a->q.method, "gptq or rtn (round-to-nearest baseline)")->capture_default_str();
-  cmd->add_option("--format", a->q.format, "gptq (v1 zeros) or gptq_v2 (default: gptq when sym, gptq_v2 when asym)");
+  cmd->add_option("--format", a->q.format, "gptq (v1 zeros, the default) or gptq_v2");
+  cmd->add_option("--dynamic", a->dynamic,
+                  "per-module override, repeatable, first match wins: FILE.json (GPTQModel's \"dynamic\" object), "
+                  "'REGEX=bits:8,group_size:64' or '-:REGEX' (leave unquantized)");
   cmd->add_flag("--no-true-sequential", a->no_true_seq, "quantize each layer from its unquantized inputs");
   cmd->add_option("--calib", a->c.file, "calibration text, or JSONL with \"text\" or \"input_ids\" rows");
   cmd->add_option("--nsamples", a->c.nsamples, "calibration windows")->capture_default_str();
-  cmd->add_option("--seqlen", a->c.seqlen, "tokens per window")->capture_default_str();
+  cmd->add_option("--seqlen", a->c.seqlen, "tokens per window (default: min(2048, the model's context))");
   cmd->add_option("--seed", a->c.seed, "seed for window sampling")->capture_default_str();
   cmd->add_option("--max-shard-size", a->shard, "largest safetensors shard (e.g. 4GB, 500MB)")->capture_default_str();
   cmd->add_option("--save-dequantized", a->dequant, "also write the fp32 dequantized weights here (for checks)");
@@ -84,6 +88,14 @@ Runner add_quantize(CLI::App& app) {
   return [a]() {
     a->q.sym = !a->asym;
     a->q.true_sequential = !a->no_true_seq;
+    for (const std::string& d : a->dynamic) {
+      // A file when it names one (a regex with '=' settings never ends in .json).
+      if (d.size() > 5 && d.compare(d.size() - 5, 5, ".json") == 0 && d.find('=') == std::string::npos) {
+        for (auto& r : read_dynamic_file(d)) a->q.dynamic.push_back(std::move(r));
+      } else {
+        a->q.dynamic.push_back(parse_dynamic_arg(d));
+      }
+    }
     QuantizeRunOptions run;
     run.threads = a->threads;
     run.force = a->force;
@@ -96,7 +108,7 @@ Runner add_quantize(CLI::App& app) {
     if (a->json) {
       nlohmann::json mods = nlohmann::json::array();
       for (const auto& m : r.modules) {
-        mods.push_back({{"module", m.module}, {"bits", m.bits}, {"n", m.n}, {"k", m.k}, {"loss", m.loss},
+        mods.push_back({{"module", m.module}, {"bits", m.bits}, {"group_size", m.group_size}, {"n", m.n}, {"k", m.k}, {"loss", m.loss},
                         {"damp", m.damp}, {"seconds", m.seconds}, {"note", m.note}});
       }
       nlohmann::json j = {{"output", r.output.string()},  {"layers", r.layers},

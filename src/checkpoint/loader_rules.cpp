@@ -1,0 +1,78 @@
+#include "checkpoint/loader_rules.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <map>
+
+namespace gptq::checkpoint {
+namespace {
+
+// Keeps the first few reasons of each kind: a 30-layer model would repeat them per module.
+void add(LoaderVerdict& v, std::map<std::string, int>& seen, const std::string& kind, const std::string& line) {
+  v.loads = false;
+  if (seen[kind]++ == 0) v.reasons.push_back(line);
+}
+
+void modules_in_block(const config::QuantizationConfig& q, const std::string& module, bool* declared) {
+  if (q.modules_in_block_to_quantize.empty()) return;
+  for (const auto& s : q.modules_in_block_to_quantize) {
+    if (module.size() >= s.size() && module.compare(module.size() - s.size(), s.size(), s) == 0) return;
+  }
+  *declared = true;
+}
+
+}  // namespace
+
+std::vector<LoaderVerdict> loader_verdicts(const config::QuantizationConfig& q, const std::vector<LinearShape>& linears) {
+  LoaderVerdict tf{"transformers", true, {}}, gm{"GPTQModel", true, {}}, marlin{"vLLM gptq_marlin", true, {}},
+      exl{"vLLM <= 0.11 gptq", true, {}};
+  std::map<std::string, int> s_tf, s_gm, s_ma, s_ex;
+  for (const LinearShape& l : linears) {
+    const config::ModuleScheme sc = q.scheme_for(l.module);
+    if (!l.quantized) {
+      bool by_list = false;
+      modules_in_block(q, l.module, &by_list);
+      const bool by_rule = !sc.quantized;
+      if (!by_rule) {
+        add(gm, s_gm, "undeclared", fmt::format("{} is not quantized but no \"-:\" dynamic rule says so", l.module));
+        add(marlin, s_ma, "undeclared", fmt::format("{} is not quantized but no \"-:\" dynamic rule says so", l.module));
+        add(exl, s_ex, "undeclared", fmt::format("{} is not quantized but no \"-:\" dynamic rule says so", l.module));
+      }
+      if (!by_rule && !by_list) {
+        add(tf, s_tf, "undeclared",
+            fmt::format("{} is not quantized but neither modules_in_block_to_quantize nor a dynamic rule says so",
+                        l.module));
+      }
+      continue;
+    }
+    const int64_t g = sc.group_size == -1 ? l.k : sc.group_size;
+    const std::string shape = fmt::format("{} [N = {}, K = {}]", l.module, l.n, l.k);
+    if (l.k % g != 0) {
+      const auto line = fmt::format("{}: K is not divisible by group_size {}", shape, sc.group_size);
+      add(tf, s_tf, "kg", line);
+      add(gm, s_gm, "kg", line);
+      add(exl, s_ex, "kg", line);
+    }
+    if (sc.bits != 4 && sc.bits != 8) add(marlin, s_ma, "bits", fmt::format("{}: {} bits (Marlin: 4 or 8)", l.module, sc.bits));
+    if (!sc.sym) add(marlin, s_ma, "sym", fmt::format("{}: asymmetric (Marlin's GPTQ types are symmetric)", l.module));
+    if (sc.desc_act && sc.group_size != -1) {
+      add(marlin, s_ma, "act", fmt::format("{}: desc_act with groups (vLLM 0.33 refuses group act-order)", l.module));
+    }
+    if (sc.group_size != -1 && sc.group_size != 32 && sc.group_size != 64 && sc.group_size != 128) {
+      add(marlin, s_ma, "group", fmt::format("{}: group_size {} (Marlin: -1, 32, 64, 128)", l.module, sc.group_size));
+    }
+    if (l.n % 64 != 0) add(marlin, s_ma, "n64", fmt::format("{}: N not divisible by 64", shape));
+    if (l.k % 128 != 0) add(marlin, s_ma, "k128", fmt::format("{}: K not divisible by 128", shape));
+    if (g < l.k && l.k % g != 0) add(marlin, s_ma, "kg", fmt::format("{}: K not divisible by the group", shape));
+    const int64_t pack = sc.bits == 3 ? 32 : 32 / sc.bits;
+    if (l.n % pack != 0) add(exl, s_ex, "npack", fmt::format("{}: N not divisible by {}", shape, pack));
+  }
+  if (q.checkpoint_format == "gptq_v2") {
+    exl.reasons.push_back("gptq_v2: vLLM versions that ignore checkpoint_format read the zeros as v1 (off by one)");
+    marlin.reasons.push_back("gptq_v2: vLLM versions that ignore checkpoint_format read the zeros as v1 (off by one)");
+  }
+  return {tf, gm, marlin, exl};
+}
+
+}  // namespace gptq::checkpoint

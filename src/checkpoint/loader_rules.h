@@ -1,0 +1,37 @@
+// Which loaders of the ecosystem take a GPTQ folder, from the rules those projects state in
+// their code (versions in README's interop table). Used by `gptq inspect`.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "config/model_config.h"
+
+namespace gptq::checkpoint {
+
+// A block linear as the folder holds it.
+struct LinearShape {
+  std::string module;     // full name
+  int64_t n = 0, k = 0;   // outputs, inputs
+  bool quantized = false; // has .qweight
+};
+
+struct LoaderVerdict {
+  std::string loader;                // "transformers", "GPTQModel", "vLLM gptq_marlin", "vLLM <= 0.11 gptq"
+  bool loads = true;
+  std::vector<std::string> reasons;  // why not (or caveats when it loads), one line each
+};
+
+// For each loader, whether it takes a folder with quantization config `q` and these linears:
+// - transformers (through GPTQModel) and GPTQModel's CPU kernel: bits 2/3/4/8, every quantized
+//   linear's K divisible by its group size, and every unquantized block linear declared (a "-:"
+//   rule, or modules_in_block_to_quantize for transformers);
+// - vLLM gptq_marlin (vLLM 0.33's only GPTQ path, auto_gptq.py, and Marlin's shape rules): 4 or
+//   8 bits, symmetric, no act-order unless group -1 (per dynamic rule too), group
+//   -1/32/64/128, N % 64 == 0, K % 128 == 0 and K divisible by the group (when smaller than K);
+// - vLLM <= 0.11 gptq (exllama fallback): bits 2/3/4/8, K divisible by the group, N divisible by
+//   32/b (32 for 3 bits); it reads every folder's zeros as v1, so a gptq_v2 folder is off by one.
+std::vector<LoaderVerdict> loader_verdicts(const config::QuantizationConfig& q, const std::vector<LinearShape>& linears);
+
+}  // namespace gptq::checkpoint
