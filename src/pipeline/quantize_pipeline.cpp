@@ -17,26 +17,6 @@ namespace {
 
 using arch::Role;
 
-// The executor reports a shared input once, under the first role that reads it.
-Role input_slot(Role r) {
-  switch (r) {
-    case Role::kK:
-    case Role::kV: return Role::kQ;
-    case Role::kUp: return Role::kGate;
-    default: return r;
-  }
-}
-
-// Order in which the executor reaches each input slot.
-int slot_order(Role r) {
-  switch (input_slot(r)) {
-    case Role::kQ: return 0;
-    case Role::kO: return 1;
-    case Role::kGate: return 2;
-    default: return 3;
-  }
-}
-
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
@@ -229,10 +209,10 @@ LayerResult QuantizationPipeline::quantize_layer(int64_t layer, model::BlockWeig
     std::map<Role, quant::HessianAccumulator> acc, acc_odd;
     std::optional<Role> stop_at;
     for (Role r : todo) {
-      const Role slot = input_slot(r);
+      const Role slot = desc.input_slot(r);
       if (!acc.count(slot)) acc.emplace(slot, quant::HessianAccumulator(block.at(r).k()));
       if (search && !acc_odd.count(slot)) acc_odd.emplace(slot, quant::HessianAccumulator(block.at(r).k()));
-      if (!stop_at || slot_order(slot) > slot_order(*stop_at)) stop_at = slot;
+      if (!stop_at || desc.input_order(slot) > desc.input_order(*stop_at)) stop_at = slot;
     }
     if (!rtn) {
       model::LinearInputHook hook = [&](Role r, const float* x, int64_t t) {
@@ -278,23 +258,23 @@ LayerResult QuantizationPipeline::quantize_layer(int64_t layer, model::BlockWeig
       if (rtn) {
         res = quant::rtn_quantize(lin.weight().data(), lin.n(), lin.k(), params_);
       } else if (search) {
-        Folds& fo = folds_of(input_slot(r));
+        Folds& fo = folds_of(desc.input_slot(r));
         const quant::DampChoice choice = quant::choose_damp(lin.weight().data(), lin.n(), lin.k(), fo.ha, fo.hb,
                                                             params_, quant::default_damp_candidates());
         quant::QuantParams pc = params_;
         pc.damp_percent = choice.damp_percent;
-        auto key = std::make_pair(input_slot(r), choice.damp_percent);
+        auto key = std::make_pair(desc.input_slot(r), choice.damp_percent);
         auto f = searched.find(key);
         if (f == searched.end()) f = searched.emplace(key, quant::prepare_hessian(fo.h, lin.k(), pc)).first;
         res = quant::gptq_quantize(lin.weight().data(), lin.n(), lin.k(), f->second, pc);
       } else {
         // Linears that share an input (q/k/v, gate/up) share one factorization of its Hessian.
-        auto f = factors.find(input_slot(r));
+        auto f = factors.find(desc.input_slot(r));
         if (f == factors.end()) {
           // The accumulator is dropped as soon as H is out: at K = 5632 each copy is 250 MB.
-          std::vector<double> h = acc.at(input_slot(r)).hessian();
-          acc.erase(input_slot(r));
-          f = factors.emplace(input_slot(r), quant::prepare_hessian(h, lin.k(), params_)).first;
+          std::vector<double> h = acc.at(desc.input_slot(r)).hessian();
+          acc.erase(desc.input_slot(r));
+          f = factors.emplace(desc.input_slot(r), quant::prepare_hessian(h, lin.k(), params_)).first;
         }
         res = quant::gptq_quantize(lin.weight().data(), lin.n(), lin.k(), f->second, params_);
       }
