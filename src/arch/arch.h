@@ -1,18 +1,29 @@
-// An architecture is a description, not a forward pass: tensor-name templates, the quirks that
-// change the maths (biases, tied embeddings), the block as an ordered list of sublayers, and the
-// order in which GPTQ quantizes the block's linears. One generic executor (src/model) runs every
-// description; the same description drives loading, calibration order and inference.
+// An architecture is a description, not a forward pass: tensor names, the quirks that change the
+// maths (biases, norms, activation, positions), the block as an ordered list of sublayers, which
+// linears share an input, and the order in which GPTQ quantizes the block's linears. It is the
+// single source of these facts: config parsing (the supported model types, the bias rules), the
+// executor (src/model), the quantization pipeline, the checkpoint writer and tools/synth all read
+// it. arch depends on core only, so config can resolve a description while it parses.
 #pragma once
 
+#include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
-
-#include "config/model_config.h"
 
 namespace gptq::arch {
 
 // What a linear does in the block; the executor wires it by role.
 enum class Role { kQ, kK, kV, kO, kGate, kUp, kDown };
+std::string_view role_name(Role r);
+
+// Where a linear's bias comes from.
+enum class BiasRule {
+  kNone,           // never
+  kAlways,         // always present (Qwen2's q/k/v)
+  kAttentionBias,  // present when config.json's attention_bias is true
+  kMlpBias,        // present when config.json's mlp_bias is true
+};
 
 struct LinearDesc {
   Role role;
@@ -20,33 +31,93 @@ struct LinearDesc {
   bool bias = false;
 };
 
-// Sublayers run in order, each as x = x + f(norm(x)).
-enum class SublayerKind { kAttention, kGatedMlp };
+enum class SublayerKind {
+  kAttention,  // self-attention: q/k/v projections, attention, o
+  kGatedMlp,   // down(act(gate(x)) * up(x))
+  kMlp,        // down(act(up(x))) (GPT-2, OPT, GPT-NeoX: `up` is the first linear)
+};
 
+enum class NormKind { kRms, kLayer };  // RMSNorm (weight only) or LayerNorm (weight and bias)
+enum class Activation { kSilu, kGelu, kGeluTanh, kRelu };
+enum class Positions { kRope, kLearned };           // RoPE, or a learned absolute-position table
+enum class RopeStyle { kRotateHalf, kInterleaved };  // HF rotate_half pairs (i, i+d/2) / GPT-J (2i, 2i+1)
+enum class AttentionKind { kGlobal, kSliding };
+
+// One sublayer: x = x + post_norm(f(norm(x))) (post_norm only where named: Gemma 2/3).
 struct SublayerDesc {
   SublayerKind kind;
-  std::string norm;  // RMSNorm weight inside the block, e.g. "input_layernorm"
+  std::string norm;       // norm weight inside the block, e.g. "input_layernorm"
+  std::string post_norm;  // empty: none
+};
+
+// Several roles stored as one checkpoint tensor, split by rows in `roles` order (Phi-3 qkv_proj
+// and gate_up_proj, GPT-NeoX query_key_value, GPT-2 c_attn). GPTQ quantizes it as one linear.
+struct FusedDesc {
+  std::string name;  // module path inside the block, e.g. "self_attn.qkv_proj"
+  std::vector<Role> roles;
 };
 
 struct ArchDesc {
   std::string model_type;
-  std::string embed = "model.embed_tokens";       // [vocab, hidden]
-  std::string final_norm = "model.norm";          // [hidden]
-  std::string lm_head = "lm_head";                // [vocab, hidden]; absent when tied
+  // Tensor names (module paths; ".weight"/".bias" are appended).
+  std::string embed = "model.embed_tokens";  // [vocab, hidden]
+  std::string final_norm = "model.norm";     // [hidden]
+  std::string lm_head = "lm_head";           // [vocab, hidden]; absent when tied
   std::string block_prefix = "model.layers.{layer}.";
   std::vector<SublayerDesc> sublayers;
-  std::vector<LinearDesc> linears;                 // every linear of a block
+  std::vector<LinearDesc> linears;  // every linear of a block
+  // Linears that read the same input, each group in the order the executor reaches it. A role in
+  // no group reads an input of its own.
+  std::vector<std::vector<Role>> shared_inputs;
   // GPTQ's true-sequential groups: each group's inputs are collected after the previous groups
   // were quantized (SPEC §3).
   std::vector<std::vector<Role>> sequential_groups;
 
+  // Maths that differ between families (defaults: Llama).
+  NormKind norm = NormKind::kRms;
+  float norm_weight_offset = 0.0f;  // Gemma stores w - 1: the norm multiplies by (offset + w)
+  Activation activation = Activation::kSilu;
+  bool scale_embedding = false;     // Gemma: embeddings times sqrt(hidden)
+  std::string q_norm, k_norm;       // per-head RMSNorm over head_dim inside the block (Qwen3, Gemma 3)
+  std::vector<FusedDesc> fused;     // fused checkpoint tensors (empty: one tensor per linear)
+  bool conv1d_weights = false;      // GPT-2 Conv1D: linears stored transposed, [in, out]
+  bool parallel_residual = false;   // GPT-NeoX: x + attn(norm1(x)) + mlp(norm2(x))
+  Positions positions = Positions::kRope;
+  std::string position_embed;       // learned positions: the table's module path
+  int64_t position_offset = 0;      // learned positions: row of position 0 (OPT: 2)
+  RopeStyle rope_style = RopeStyle::kRotateHalf;
+  // Per-layer attention: layer l uses attention_pattern[l % size]; empty means all global.
+  std::vector<AttentionKind> attention_pattern;
+
   const LinearDesc& linear(Role r) const;
+  bool has(Role r) const;
   // "model.layers.3.self_attn.q_proj"
   std::string block_module(int layer, const std::string& name) const;
+  // The first role of r's shared-input group (r itself when it reads an input of its own): the
+  // role under which the executor reports that input.
+  Role input_slot(Role r) const;
+  // The order in which the executor reaches r's input within a block (0, 1, ...).
+  int input_order(Role r) const;
+  // The group of roles that read r's input, in executor order.
+  std::vector<Role> shared_with(Role r) const;
+  AttentionKind attention_kind(int64_t layer) const;
+  // Throws Error(kArgument) naming the model type when the description contradicts itself: a
+  // role listed twice or never in the sequential groups, a shared-input or fused group with a
+  // role the block lacks or split across sequential groups, learned positions without a table.
+  void validate() const;
 };
 
-// The description for a config's model_type (biases follow the config's flags). Throws
-// Error(kUnsupported) listing the supported types.
-ArchDesc describe(const config::ModelConfig& cfg);
+// What a config.json says that a description depends on.
+struct ArchOptions {
+  bool attention_bias = false;  // the "attention_bias" key
+  bool mlp_bias = false;        // the "mlp_bias" key
+};
+
+// Every model_type gptq.cpp runs, in registry order.
+std::vector<std::string> supported_model_types();
+bool is_supported(std::string_view model_type);
+// The description of a model type. Throws Error(kUnsupported) naming `origin` (the config file)
+// and listing the supported types.
+ArchDesc describe(std::string_view model_type, const ArchOptions& opts, std::string_view origin);
 
 }  // namespace gptq::arch

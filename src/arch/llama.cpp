@@ -5,23 +5,36 @@
 
 namespace gptq::arch {
 
-ArchDesc llama_style_block(const std::string& model_type, bool qkv_bias, bool o_bias, bool mlp_bias) {
+bool resolve_bias(BiasRule rule, const ArchOptions& o) {
+  switch (rule) {
+    case BiasRule::kNone: return false;
+    case BiasRule::kAlways: return true;
+    case BiasRule::kAttentionBias: return o.attention_bias;
+    case BiasRule::kMlpBias: return o.mlp_bias;
+  }
+  return false;
+}
+
+ArchDesc llama_style_block(std::string_view model_type, const ArchOptions& o, BiasRule qkv, BiasRule out,
+                           BiasRule mlp) {
   ArchDesc d;
-  d.model_type = model_type;
-  d.sublayers = {{SublayerKind::kAttention, "input_layernorm"},
-                 {SublayerKind::kGatedMlp, "post_attention_layernorm"}};
+  d.model_type = std::string(model_type);
+  d.sublayers = {{SublayerKind::kAttention, "input_layernorm", ""},
+                 {SublayerKind::kGatedMlp, "post_attention_layernorm", ""}};
+  const bool b_qkv = resolve_bias(qkv, o), b_o = resolve_bias(out, o), b_mlp = resolve_bias(mlp, o);
   d.linears = {
-      {Role::kQ, "self_attn.q_proj", qkv_bias},   {Role::kK, "self_attn.k_proj", qkv_bias},
-      {Role::kV, "self_attn.v_proj", qkv_bias},   {Role::kO, "self_attn.o_proj", o_bias},
-      {Role::kGate, "mlp.gate_proj", mlp_bias},   {Role::kUp, "mlp.up_proj", mlp_bias},
-      {Role::kDown, "mlp.down_proj", mlp_bias},
+      {Role::kQ, "self_attn.q_proj", b_qkv}, {Role::kK, "self_attn.k_proj", b_qkv},
+      {Role::kV, "self_attn.v_proj", b_qkv}, {Role::kO, "self_attn.o_proj", b_o},
+      {Role::kGate, "mlp.gate_proj", b_mlp}, {Role::kUp, "mlp.up_proj", b_mlp},
+      {Role::kDown, "mlp.down_proj", b_mlp},
   };
+  d.shared_inputs = {{Role::kQ, Role::kK, Role::kV}, {Role::kO}, {Role::kGate, Role::kUp}, {Role::kDown}};
   d.sequential_groups = {{Role::kQ, Role::kK, Role::kV}, {Role::kO}, {Role::kGate, Role::kUp}, {Role::kDown}};
   return d;
 }
 
-ArchDesc describe_llama(const config::ModelConfig& cfg) {
-  return llama_style_block(cfg.model_type, cfg.attention_bias, cfg.attention_bias, cfg.mlp_bias);
+ArchDesc describe_llama(std::string_view model_type, const ArchOptions& o) {
+  return llama_style_block(model_type, o, BiasRule::kAttentionBias, BiasRule::kAttentionBias, BiasRule::kMlpBias);
 }
 
 }  // namespace gptq::arch

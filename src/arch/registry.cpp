@@ -2,6 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <set>
+
 #include "gptq/error.h"
 
 namespace gptq::arch {
@@ -9,7 +12,7 @@ namespace {
 
 struct Entry {
   const char* model_type;
-  ArchDesc (*describe)(const config::ModelConfig&);
+  ArchDesc (*describe)(std::string_view, const ArchOptions&);
 };
 
 constexpr Entry kRegistry[] = {
@@ -18,13 +21,44 @@ constexpr Entry kRegistry[] = {
     {"qwen2", describe_qwen2},
 };
 
+[[noreturn]] void invalid(const ArchDesc& d, const std::string& what) {
+  throw Error(ErrorKind::kArgument, fmt::format("architecture \"{}\": {}", d.model_type, what));
+}
+
+// Index of the sequential group holding r, or -1.
+int group_of(const ArchDesc& d, Role r) {
+  for (size_t g = 0; g < d.sequential_groups.size(); ++g) {
+    const auto& grp = d.sequential_groups[g];
+    if (std::find(grp.begin(), grp.end(), r) != grp.end()) return static_cast<int>(g);
+  }
+  return -1;
+}
+
 }  // namespace
+
+std::string_view role_name(Role r) {
+  switch (r) {
+    case Role::kQ: return "q";
+    case Role::kK: return "k";
+    case Role::kV: return "v";
+    case Role::kO: return "o";
+    case Role::kGate: return "gate";
+    case Role::kUp: return "up";
+    case Role::kDown: return "down";
+  }
+  return "?";
+}
 
 const LinearDesc& ArchDesc::linear(Role r) const {
   for (const auto& l : linears) {
     if (l.role == r) return l;
   }
-  throw Error(ErrorKind::kUnsupported, fmt::format("{}: architecture has no such linear", model_type));
+  throw Error(ErrorKind::kUnsupported,
+              fmt::format("{}: architecture has no {} linear", model_type, role_name(r)));
+}
+
+bool ArchDesc::has(Role r) const {
+  return std::any_of(linears.begin(), linears.end(), [&](const LinearDesc& l) { return l.role == r; });
 }
 
 std::string ArchDesc::block_module(int layer, const std::string& name) const {
@@ -34,14 +68,105 @@ std::string ArchDesc::block_module(int layer, const std::string& name) const {
   return p + name;
 }
 
-ArchDesc describe(const config::ModelConfig& cfg) {
-  std::vector<std::string> known;
-  for (const auto& e : kRegistry) {
-    if (cfg.model_type == e.model_type) return e.describe(cfg);
-    known.push_back(e.model_type);
+Role ArchDesc::input_slot(Role r) const {
+  for (const auto& g : shared_inputs) {
+    if (std::find(g.begin(), g.end(), r) != g.end()) return g.front();
   }
-  throw Error(ErrorKind::kUnsupported, fmt::format("model_type \"{}\" is not supported; supported: {}",
-                                                   cfg.model_type, fmt::join(known, ", ")));
+  return r;
+}
+
+int ArchDesc::input_order(Role r) const {
+  const Role slot = input_slot(r);
+  for (size_t i = 0; i < shared_inputs.size(); ++i) {
+    if (shared_inputs[i].front() == slot) return static_cast<int>(i);
+  }
+  return static_cast<int>(shared_inputs.size());
+}
+
+std::vector<Role> ArchDesc::shared_with(Role r) const {
+  for (const auto& g : shared_inputs) {
+    if (std::find(g.begin(), g.end(), r) != g.end()) return g;
+  }
+  return {r};
+}
+
+AttentionKind ArchDesc::attention_kind(int64_t layer) const {
+  if (attention_pattern.empty()) return AttentionKind::kGlobal;
+  return attention_pattern[static_cast<size_t>(layer) % attention_pattern.size()];
+}
+
+void ArchDesc::validate() const {
+  std::set<Role> roles;
+  for (const auto& l : linears) {
+    if (!roles.insert(l.role).second) invalid(*this, fmt::format("linear {} listed twice", role_name(l.role)));
+  }
+  std::set<Role> seen;
+  for (const auto& g : sequential_groups) {
+    for (Role r : g) {
+      if (!roles.count(r)) invalid(*this, fmt::format("sequential group names {}, which the block lacks", role_name(r)));
+      if (!seen.insert(r).second) invalid(*this, fmt::format("{} is in two sequential groups", role_name(r)));
+    }
+  }
+  for (Role r : roles) {
+    if (!seen.count(r)) invalid(*this, fmt::format("{} is in no sequential group", role_name(r)));
+  }
+  auto one_group = [&](const std::vector<Role>& g, const char* what) {
+    if (g.empty()) invalid(*this, fmt::format("empty {} group", what));
+    for (Role r : g) {
+      if (!roles.count(r)) invalid(*this, fmt::format("{} group names {}, which the block lacks", what, role_name(r)));
+      if (group_of(*this, r) != group_of(*this, g.front())) {
+        invalid(*this, fmt::format("{} group splits {} and {} across sequential groups", what,
+                                   role_name(g.front()), role_name(r)));
+      }
+    }
+  };
+  std::set<Role> shared;
+  for (const auto& g : shared_inputs) {
+    one_group(g, "shared-input");
+    for (Role r : g) {
+      if (!shared.insert(r).second) invalid(*this, fmt::format("{} is in two shared-input groups", role_name(r)));
+    }
+  }
+  for (const auto& f : fused) {
+    one_group(f.roles, "fused");
+    // A fused tensor is one linear: its parts read one input.
+    for (Role r : f.roles) {
+      if (input_slot(r) != input_slot(f.roles.front())) {
+        invalid(*this, fmt::format("fused {} joins linears with different inputs", f.name));
+      }
+    }
+  }
+  if (positions == Positions::kLearned && position_embed.empty()) {
+    invalid(*this, "learned positions without a position table");
+  }
+  if (positions == Positions::kRope && position_offset != 0) invalid(*this, "a position offset with RoPE");
+  if (norm == NormKind::kLayer && norm_weight_offset != 0.0f) invalid(*this, "a weight offset on LayerNorm");
+  for (const auto& s : sublayers) {
+    if (s.norm.empty()) invalid(*this, "a sublayer without a norm");
+  }
+}
+
+std::vector<std::string> supported_model_types() {
+  std::vector<std::string> out;
+  for (const auto& e : kRegistry) out.emplace_back(e.model_type);
+  return out;
+}
+
+bool is_supported(std::string_view model_type) {
+  return std::any_of(std::begin(kRegistry), std::end(kRegistry),
+                     [&](const Entry& e) { return model_type == e.model_type; });
+}
+
+ArchDesc describe(std::string_view model_type, const ArchOptions& opts, std::string_view origin) {
+  for (const auto& e : kRegistry) {
+    if (model_type == e.model_type) {
+      ArchDesc d = e.describe(model_type, opts);
+      d.validate();
+      return d;
+    }
+  }
+  throw Error(ErrorKind::kUnsupported, fmt::format("{}: model_type \"{}\" is not supported; supported: {}", origin,
+                                                   model_type, fmt::join(supported_model_types(), ", ")));
 }
 
 }  // namespace gptq::arch

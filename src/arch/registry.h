@@ -5,11 +5,17 @@
 
 namespace gptq::arch {
 
-// One function per architecture file; each returns the description for a config.
-ArchDesc describe_llama(const config::ModelConfig& cfg);    // llama.cpp (also Mistral)
-ArchDesc describe_qwen2(const config::ModelConfig& cfg);    // qwen2.cpp
+// One function per architecture file; each returns the description for a config's options.
+ArchDesc describe_llama(std::string_view model_type, const ArchOptions& o);  // llama.cpp (also Mistral)
+ArchDesc describe_qwen2(std::string_view model_type, const ArchOptions& o);  // qwen2.cpp
 
-// The Llama-style block shared by the family: pre-norm attention then a gated MLP.
-ArchDesc llama_style_block(const std::string& model_type, bool qkv_bias, bool o_bias, bool mlp_bias);
+// The Llama-style block shared by the family: pre-norm attention then a gated MLP, q/k/v and
+// gate/up sharing inputs, true-sequential [q,k,v], [o], [gate,up], [down]. Biases follow the
+// rules, resolved against the options.
+ArchDesc llama_style_block(std::string_view model_type, const ArchOptions& o, BiasRule qkv, BiasRule out,
+                           BiasRule mlp);
+
+// A rule resolved against a config's options.
+bool resolve_bias(BiasRule rule, const ArchOptions& o);
 
 }  // namespace gptq::arch

@@ -342,7 +342,7 @@ void CheckpointWriter::finalize(const io::TensorStore& source, const config::Mod
     if (quantized.count(module) && (leaf == "weight" || leaf == "bias")) continue;
     // With tied embeddings every loader makes lm_head the embedding matrix: a stored copy is dead
     // weight (the "duplicated tied lm_head" trap).
-    if (tied && name == "lm_head.weight") continue;
+    if (tied && name == cfg.arch.lm_head + ".weight") continue;
     chosen.emplace(name, source.find(name));
   }
 

@@ -219,8 +219,6 @@ void parse_rope(const json& j, ModelConfig& c, std::string_view origin) {
 
 }  // namespace
 
-std::vector<std::string> supported_model_types() { return {"llama", "mistral", "qwen2"}; }
-
 DynamicRule parse_dynamic_rule(const std::string& key, const std::string& value_json, std::string_view origin) {
   DynamicRule r;
   r.key = key;
@@ -305,12 +303,7 @@ ModelConfig parse_model_config(std::string_view json_text, std::string_view orig
   c.origin = std::string(origin);
   c.raw_json = std::string(json_text);
   c.model_type = get_str(j, "model_type", origin);
-  const auto types = supported_model_types();
-  if (std::find(types.begin(), types.end(), c.model_type) == types.end()) {
-    throw Error(ErrorKind::kUnsupported,
-                fmt::format("{}: model_type \"{}\" is not supported; supported: {}", origin, c.model_type,
-                            fmt::join(types, ", ")));
-  }
+  if (!arch::is_supported(c.model_type)) (void)arch::describe(c.model_type, {}, origin);  // throws, listing them
   if (auto it = j.find("architectures"); it != j.end() && it->is_array()) {
     for (const auto& a : *it) {
       if (a.is_string()) c.architectures.push_back(a.get<std::string>());
@@ -360,8 +353,8 @@ ModelConfig parse_model_config(std::string_view json_text, std::string_view orig
                 fmt::format("{}: hidden_act \"{}\" is not supported (expected \"silu\")", origin, c.hidden_act));
   }
   c.mlp_bias = get_bool(j, "mlp_bias", origin, false);
-  // Qwen2 always has q/k/v biases and no attention_bias key.
-  c.attention_bias = c.model_type == "qwen2" ? true : get_bool(j, "attention_bias", origin, false);
+  c.attention_bias = get_bool(j, "attention_bias", origin, false);
+  c.arch = arch::describe(c.model_type, {.attention_bias = c.attention_bias, .mlp_bias = c.mlp_bias}, origin);
   if (auto it = j.find("bos_token_id"); it != j.end() && it->is_number_integer()) c.bos_token_id = it->get<int32_t>();
   if (auto it = j.find("eos_token_id"); it != j.end()) {
     if (it->is_number_integer()) c.eos_token_ids.push_back(it->get<int32_t>());

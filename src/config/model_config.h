@@ -10,6 +10,8 @@
 #include <string_view>
 #include <vector>
 
+#include "arch/arch.h"
+
 namespace gptq::config {
 
 struct RopeScaling {
@@ -79,7 +81,7 @@ struct QuantizationConfig {
 };
 
 struct ModelConfig {
-  std::string model_type;  // "llama", "mistral", "qwen2"
+  std::string model_type;  // one of arch::supported_model_types()
   std::vector<std::string> architectures;
   int64_t hidden_size = 0;
   int64_t intermediate_size = 0;
@@ -93,8 +95,9 @@ struct ModelConfig {
   double rope_theta = 10000.0;
   RopeScaling rope_scaling;
   bool tie_word_embeddings = false;
-  bool attention_bias = false;  // q/k/v (and o for llama) biases
+  bool attention_bias = false;  // the keys as written; which linears have biases: arch
   bool mlp_bias = false;
+  arch::ArchDesc arch;          // the architecture description, resolved from the keys above
   std::string torch_dtype = "float32";
   std::string hidden_act = "silu";
   int32_t bos_token_id = -1;
@@ -116,7 +119,5 @@ ModelConfig load_model_config(const std::filesystem::path& dir);
 // Parses a quantization config object (the value of "quantization_config", or the whole of
 // quantize_config.json). Error(kConfig) for bad values (bits not 2/3/4/8, ...).
 QuantizationConfig parse_quantization_config(std::string_view json_text, std::string_view origin);
-
-std::vector<std::string> supported_model_types();
 
 }  // namespace gptq::config

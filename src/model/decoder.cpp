@@ -161,6 +161,19 @@ void Decoder::attention(const float* q, const float* k, const float* v, int64_t 
   });
 }
 
+// The linears that read x (the description's shared-input group of `first`) in one call, so that
+// quantized ones run in one parallel region.
+void Decoder::run_shared(const BlockWeights& b, arch::Role first, const float* x, int64_t t,
+                         const std::function<float*(arch::Role)>& out) const {
+  std::vector<const Linear*> layers;
+  std::vector<float*> ys;
+  for (arch::Role r : desc_.shared_with(first)) {
+    layers.push_back(&b.at(r));
+    ys.push_back(out(r));
+  }
+  Linear::forward_shared_input(layers, x, t, ys);
+}
+
 void Decoder::block_forward(const BlockWeights& b, int64_t layer, float* hidden, int64_t t, int64_t pos0,
                             KVCache& cache, const LinearInputHook* hook, std::optional<arch::Role> stop_at,
                             int64_t cache_layer) const {
@@ -185,8 +198,7 @@ void Decoder::block_forward(const BlockWeights& b, int64_t layer, float* hidden,
       std::vector<float> q(static_cast<size_t>(t * H * hd)), attn(static_cast<size_t>(t * H * hd));
       float* kc = cache.k(cache_layer) + pos0 * KV * hd;  // [T, KV*hd] slots for the new positions
       float* vc = cache.v(cache_layer) + pos0 * KV * hd;
-      Linear::forward_shared_input({&b.at(Role::kQ), &b.at(Role::kK), &b.at(Role::kV)}, x.data(), t,
-                                   {q.data(), kc, vc});
+      run_shared(b, Role::kQ, x.data(), t, [&](Role r) { return r == Role::kQ ? q.data() : r == Role::kK ? kc : vc; });
       rope(q.data(), t, H, pos0);
       rope(kc, t, KV, pos0);
       attention(q.data(), cache.k(cache_layer), cache.v(cache_layer), t, pos0, attn.data());
@@ -196,7 +208,7 @@ void Decoder::block_forward(const BlockWeights& b, int64_t layer, float* hidden,
       using arch::Role;
       if (report(Role::kGate, x.data(), t)) return;
       std::vector<float> g(static_cast<size_t>(t * F)), u(static_cast<size_t>(t * F));
-      Linear::forward_shared_input({&b.at(Role::kGate), &b.at(Role::kUp)}, x.data(), t, {g.data(), u.data()});
+      run_shared(b, Role::kGate, x.data(), t, [&](Role r) { return r == Role::kGate ? g.data() : u.data(); });
       for (int64_t i = 0; i < t * F; ++i) {
         const float a = g[i];
         g[i] = a / (1.0f + std::exp(-a)) * u[i];  // SiLU(gate) * up

@@ -68,6 +68,8 @@ class Decoder {
  private:
   void rms_norm(const float* x, const float* weight, int64_t t, float* y) const;
   void rope(float* x, int64_t t, int64_t heads, int64_t pos0) const;  // x [T, heads*hd]
+  void run_shared(const BlockWeights& b, arch::Role first, const float* x, int64_t t,
+                  const std::function<float*(arch::Role)>& out) const;
   void attention(const float* q, const float* k, const float* v, int64_t t, int64_t pos0, float* out) const;
 
   config::ModelConfig cfg_;

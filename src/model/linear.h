@@ -5,8 +5,8 @@
 #pragma once
 
 #include <cstdint>
-#include <initializer_list>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -39,8 +39,8 @@ class Linear {
   void forward(const float* x, int64_t m, float* y) const;
   // ys[i] = layers[i].forward(x) for linears that read the same input (q/k/v, gate/up): when all
   // are quantized, decode steps run them in one parallel region (backend::QLinear).
-  static void forward_shared_input(std::initializer_list<const Linear*> layers, const float* x, int64_t m,
-                                   std::initializer_list<float*> ys);
+  static void forward_shared_input(std::span<const Linear* const> layers, const float* x, int64_t m,
+                                   std::span<float* const> ys);
   // Bytes of weights one forward reads (for bandwidth figures): 4 per fp32 weight, 2 per 16-bit
   // weight, the packed size for a quantized one, plus the fp32 bias.
   size_t weight_bytes() const;

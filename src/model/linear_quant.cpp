@@ -34,15 +34,15 @@ Linear Linear::quantized(std::shared_ptr<const backend::QLinear> q) {
 }
 void Linear::forward_quantized(const float* x, int64_t m, float* y) const { q_->forward(x, m, y); }
 
-void Linear::forward_shared_input(std::initializer_list<const Linear*> layers, const float* x, int64_t m,
-                                  std::initializer_list<float*> ys) {
+void Linear::forward_shared_input(std::span<const Linear* const> layers, const float* x, int64_t m,
+                                  std::span<float* const> ys) {
   std::vector<const backend::QLinear*> q;
   for (const Linear* l : layers) {
     if (!l->q_) break;
     q.push_back(l->q_.get());
   }
   if (q.size() == layers.size() && ys.size() == layers.size()) {
-    backend::QLinear::forward_shared_input(q, x, m, std::span<float* const>(ys.begin(), ys.size()));
+    backend::QLinear::forward_shared_input(q, x, m, ys);
     return;
   }
   auto y = ys.begin();

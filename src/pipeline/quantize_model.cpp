@@ -66,7 +66,7 @@ QuantizeReport quantize_model(const std::filesystem::path& model_dir, const std:
     throw Error(ErrorKind::kArgument,
                 fmt::format("{}: the model is already GPTQ-quantized; quantize the original model", model_dir.string()));
   }
-  const arch::ArchDesc desc = arch::describe(cfg);
+  const arch::ArchDesc& desc = cfg.arch;
   const model::Decoder dec(cfg, desc);
   const std::string format = pipeline::resolve_format(qcfg);
   (void)pipeline::to_params(qcfg);  // validates bits, group size, damp before any work

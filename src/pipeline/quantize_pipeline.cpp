@@ -18,26 +18,6 @@ namespace {
 
 using arch::Role;
 
-// The executor reports a shared input once, under the first role that reads it.
-Role input_slot(Role r) {
-  switch (r) {
-    case Role::kK:
-    case Role::kV: return Role::kQ;
-    case Role::kUp: return Role::kGate;
-    default: return r;
-  }
-}
-
-// Order in which the executor reaches each input slot.
-int slot_order(Role r) {
-  switch (input_slot(r)) {
-    case Role::kQ: return 0;
-    case Role::kO: return 1;
-    case Role::kGate: return 2;
-    default: return 3;
-  }
-}
-
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
@@ -275,11 +255,11 @@ LayerResult QuantizationPipeline::quantize_layer(int64_t layer, model::BlockWeig
     std::map<Role, int> users;  // linears of each input slot still to quantize
     std::optional<Role> stop_at;
     for (Role r : todo) {
-      const Role slot = input_slot(r);
+      const Role slot = desc.input_slot(r);
       ++users[slot];
       if (!acc.count(slot)) acc.emplace(slot, quant::HessianAccumulator(block.at(r).k()));
       if (search && !acc_odd.count(slot)) acc_odd.emplace(slot, quant::HessianAccumulator(block.at(r).k()));
-      if (!stop_at || slot_order(slot) > slot_order(*stop_at)) stop_at = slot;
+      if (!stop_at || desc.input_order(slot) > desc.input_order(*stop_at)) stop_at = slot;
     }
     if (!rtn) {
       model::LinearInputHook hook = [&](Role r, const float* x, int64_t t) {
@@ -323,13 +303,13 @@ LayerResult QuantizationPipeline::quantize_layer(int64_t layer, model::BlockWeig
       model::Linear& lin = block.at(r);
       const std::string module = desc.block_module(static_cast<int>(layer), ld.name);
       const quant::QuantParams& pm = params.at(r);
-      const Role slot = input_slot(r);
+      const Role slot = desc.input_slot(r);
       if (progress) progress({"quantize", layer, L, module});
       quant::QuantResult res;
       if (rtn) {
         res = quant::rtn_quantize(lin.weight().data(), lin.n(), lin.k(), pm);
       } else if (search) {
-        Folds& fo = folds_of(input_slot(r));
+        Folds& fo = folds_of(desc.input_slot(r));
         const quant::DampChoice choice = quant::choose_damp(lin.weight().data(), lin.n(), lin.k(), fo.ha, fo.hb,
                                                             pm, quant::default_damp_candidates());
         quant::QuantParams pc = pm;

@@ -28,7 +28,7 @@ TEST(ModelConfig, Llama31) {
   EXPECT_EQ(c.eos_token_ids, (std::vector<int32_t>{128001, 128008, 128009}));
   EXPECT_FALSE(c.tie_word_embeddings);
   EXPECT_FALSE(c.quant.has_value());
-  const auto d = arch::describe(c);
+  const auto& d = c.arch;
   EXPECT_FALSE(d.linear(arch::Role::kQ).bias);
   EXPECT_EQ(d.block_module(7, "mlp.down_proj"), "model.layers.7.mlp.down_proj");
   ASSERT_EQ(d.sequential_groups.size(), 4u);
@@ -40,8 +40,7 @@ TEST(ModelConfig, Qwen2HasQkvBiasAndExplicitHeadDim) {
     "max_position_embeddings": 32768, "rope_theta": 1000000.0, "tie_word_embeddings": true,
     "sliding_window": 32768, "use_sliding_window": false})", "qwen2/config.json");
   EXPECT_EQ(c.head_dim, 64);
-  EXPECT_TRUE(c.attention_bias);
-  const auto d = arch::describe(c);
+  const auto& d = c.arch;
   EXPECT_TRUE(d.linear(arch::Role::kQ).bias);
   EXPECT_TRUE(d.linear(arch::Role::kV).bias);
   EXPECT_FALSE(d.linear(arch::Role::kO).bias);

@@ -43,7 +43,7 @@ struct Loaded {
 Loaded load(const io::TensorStore& store, const std::filesystem::path& dir, model::DenseStorage how) {
   Loaded l;
   l.cfg = config::load_model_config(dir);
-  l.dec = std::make_unique<model::Decoder>(l.cfg, arch::describe(l.cfg));
+  l.dec = std::make_unique<model::Decoder>(l.cfg, l.cfg.arch);
   model::load_globals(store, l.cfg, l.dec->desc(), &l.w, how);
   for (int64_t i = 0; i < l.cfg.num_hidden_layers; ++i) {
     l.w.blocks.push_back(model::load_block(store, l.cfg, l.dec->desc(), static_cast<int>(i), false, how));

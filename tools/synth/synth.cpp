@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "arch/arch.h"
 #include "core/dtype.h"
 #include "core/parallel.h"
 #include "gptq/error.h"
@@ -151,20 +152,30 @@ void synthesize_model(const SynthOptions& o) {
     float stddev;  // 0: ones
   };
   std::vector<T> specs;
-  specs.push_back({"model.embed_tokens.weight", {s.vocab, s.hidden}, 0.02f});
-  specs.push_back({"lm_head.weight", {s.vocab, s.hidden}, 0.02f});
-  specs.push_back({"model.norm.weight", {s.hidden}, 0});
+  // Names come from the architecture description (one source for every tensor name).
+  const arch::ArchDesc desc = arch::describe("llama", {}, "synth");
+  auto rows_cols = [&](arch::Role r) -> Shape {
+    using arch::Role;
+    switch (r) {
+      case Role::kQ: return {s.heads * hd, s.hidden};
+      case Role::kK:
+      case Role::kV: return {s.kv_heads * hd, s.hidden};
+      case Role::kO: return {s.hidden, s.heads * hd};
+      case Role::kGate:
+      case Role::kUp: return {s.inter, s.hidden};
+      case Role::kDown: return {s.hidden, s.inter};
+    }
+    return {};
+  };
+  specs.push_back({desc.embed + ".weight", {s.vocab, s.hidden}, 0.02f});
+  specs.push_back({desc.lm_head + ".weight", {s.vocab, s.hidden}, 0.02f});
+  specs.push_back({desc.final_norm + ".weight", {s.hidden}, 0});
   for (int64_t l = 0; l < s.layers; ++l) {
-    const std::string p = fmt::format("model.layers.{}.", l);
-    specs.push_back({p + "input_layernorm.weight", {s.hidden}, 0});
-    specs.push_back({p + "post_attention_layernorm.weight", {s.hidden}, 0});
-    specs.push_back({p + "self_attn.q_proj.weight", {s.heads * hd, s.hidden}, 0.02f});
-    specs.push_back({p + "self_attn.k_proj.weight", {s.kv_heads * hd, s.hidden}, 0.02f});
-    specs.push_back({p + "self_attn.v_proj.weight", {s.kv_heads * hd, s.hidden}, 0.02f});
-    specs.push_back({p + "self_attn.o_proj.weight", {s.hidden, s.heads * hd}, 0.02f});
-    specs.push_back({p + "mlp.gate_proj.weight", {s.inter, s.hidden}, 0.02f});
-    specs.push_back({p + "mlp.up_proj.weight", {s.inter, s.hidden}, 0.02f});
-    specs.push_back({p + "mlp.down_proj.weight", {s.hidden, s.inter}, 0.02f});
+    const int layer = static_cast<int>(l);
+    for (const auto& sl : desc.sublayers) specs.push_back({desc.block_module(layer, sl.norm) + ".weight", {s.hidden}, 0});
+    for (const auto& ld : desc.linears) {
+      specs.push_back({desc.block_module(layer, ld.name) + ".weight", rows_cols(ld.role), 0.02f});
+    }
   }
   std::vector<std::vector<uint8_t>> bufs;
   std::vector<io::TensorToWrite> out;

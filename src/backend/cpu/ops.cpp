@@ -1,0 +1,165 @@
+// The CPU implementation of backend::Ops: checks nothing the executor has not checked, picks the
+// kernel of each op per call from the active ISA, and keeps the O(T^2) prefill attention in BLAS.
+#include "backend/ops.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numbers>
+#include <vector>
+
+#include "backend/cpu/isa.h"
+#include "backend/cpu/ops_kernels.h"
+#include "core/dot.h"
+#include "core/parallel.h"
+
+namespace gptq::backend {
+namespace {
+
+float act1(Act a, float x) {
+  switch (a) {
+    case Act::kSilu: return x / (1.0f + std::exp(-x));
+    case Act::kGelu: return 0.5f * x * (1.0f + std::erf(x * static_cast<float>(std::numbers::sqrt2 / 2)));
+    case Act::kGeluTanh: {
+      const float c = static_cast<float>(std::sqrt(2.0 / std::numbers::pi));
+      return 0.5f * x * (1.0f + std::tanh(c * (x + 0.044715f * x * x * x)));
+    }
+    case Act::kRelu: return x > 0 ? x : 0.0f;
+  }
+  return x;
+}
+
+// Softmax over s[lo, hi) in place; the rest of the row is left as is.
+void softmax_range(float* s, int64_t lo, int64_t hi) {
+  float mx = -INFINITY;
+  for (int64_t j = lo; j < hi; ++j) mx = std::max(mx, s[j]);
+  float sum = 0;
+  for (int64_t j = lo; j < hi; ++j) {
+    s[j] = std::exp(s[j] - mx);
+    sum += s[j];
+  }
+  const float inv = 1.0f / sum;
+  for (int64_t j = lo; j < hi; ++j) s[j] *= inv;
+}
+
+class CpuOps final : public Ops {
+ public:
+  Device device() const override { return Device::kCpu; }
+
+  void rms_norm(const float* x, const float* w, float offset, int64_t rows, int64_t n, float eps,
+                float* y) const override {
+    (uses_avx2(active_isa()) ? detail::rms_norm_avx2 : detail::rms_norm_scalar)(x, w, offset, rows, n, eps, y);
+  }
+  void layer_norm(const float* x, const float* w, const float* b, int64_t rows, int64_t n, float eps,
+                  float* y) const override {
+    (uses_avx2(active_isa()) ? detail::layer_norm_avx2 : detail::layer_norm_scalar)(x, w, b, rows, n, eps, y);
+  }
+  void add(float* x, const float* y, int64_t n) const override {
+    (uses_avx2(active_isa()) ? detail::add_avx2 : detail::add_scalar)(x, y, n);
+  }
+  void scale(float* x, int64_t n, float s) const override {
+    (uses_avx2(active_isa()) ? detail::scale_avx2 : detail::scale_scalar)(x, n, s);
+  }
+  // Transcendental functions stay scalar (std::exp/erf/tanh) on every ISA: results equal the
+  // reference's, and their cost is O(T F) against the O(T F D) of the linears around them.
+  void activation(Act a, float* x, int64_t n) const override {
+    for (int64_t i = 0; i < n; ++i) x[i] = act1(a, x[i]);
+  }
+  void gated(Act a, float* g, const float* u, int64_t n) const override {
+    for (int64_t i = 0; i < n; ++i) g[i] = act1(a, g[i]) * u[i];
+  }
+  void softcap(float* x, int64_t n, float cap) const override {
+    for (int64_t i = 0; i < n; ++i) x[i] = cap * std::tanh(x[i] / cap);
+  }
+
+  void rope(float* x, int64_t t, int64_t heads, int64_t head_dim, int64_t rot, const float* inv_freq, int64_t pos0,
+            Rope style) const override {
+    const int64_t half = rot / 2;
+    auto rotate = uses_avx2(active_isa()) ? detail::rotate_avx2 : detail::rotate_scalar;
+    std::vector<float> cs(static_cast<size_t>(half)), sn(static_cast<size_t>(half));
+    for (int64_t i = 0; i < t; ++i) {
+      const float pos = static_cast<float>(pos0 + i);
+      for (int64_t j = 0; j < half; ++j) {
+        const float a = pos * inv_freq[j];
+        cs[j] = std::cos(a);
+        sn[j] = std::sin(a);
+      }
+      for (int64_t h = 0; h < heads; ++h) {
+        rotate(x + (i * heads + h) * head_dim, cs.data(), sn.data(), half, style == Rope::kInterleaved);
+      }
+    }
+  }
+
+  void attention(const float* q, const float* k, const float* v, int64_t t, int64_t pos0, const AttentionShape& a,
+                 float* out) const override {
+    const int64_t H = a.heads, KV = a.kv_heads, hd = a.head_dim;
+    const int64_t rep = H / KV, L = pos0 + t;
+    const int64_t qs = H * hd, ks = KV * hd;
+    // Keys [lo, hi) are visible to query i: causal, and inside the window when there is one.
+    auto range = [&](int64_t i, int64_t* lo, int64_t* hi) {
+      *hi = pos0 + i + 1;
+      *lo = a.window > 0 ? std::max<int64_t>(0, *hi - a.window) : 0;
+    };
+    auto cap = [&](float* s, int64_t lo, int64_t hi) {
+      if (a.softcap > 0) {
+        for (int64_t j = lo; j < hi; ++j) s[j] = a.softcap * std::tanh(s[j] / a.softcap);
+      }
+    };
+    if (t >= 8) {
+      // Prefill: two sgemms per head (scores, then weighted values) keep the O(T^2 hd) work in
+      // BLAS; heads run one after another so OpenBLAS owns the threads.
+      std::vector<float> s(static_cast<size_t>(t * L));
+      for (int64_t h = 0; h < H; ++h) {
+        const int64_t g = h / rep;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(t), static_cast<int>(L),
+                    static_cast<int>(hd), a.scale, q + h * hd, static_cast<int>(qs), k + g * hd,
+                    static_cast<int>(ks), 0.0f, s.data(), static_cast<int>(L));
+        for (int64_t i = 0; i < t; ++i) {
+          float* row = s.data() + i * L;
+          int64_t lo, hi;
+          range(i, &lo, &hi);
+          cap(row, lo, hi);
+          softmax_range(row, lo, hi);
+          std::fill(row, row + lo, 0.0f);
+          std::fill(row + hi, row + L, 0.0f);
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(t), static_cast<int>(hd),
+                    static_cast<int>(L), 1.0f, s.data(), static_cast<int>(L), v + g * hd, static_cast<int>(ks),
+                    0.0f, out + h * hd, static_cast<int>(qs));
+      }
+      return;
+    }
+    // Decode (few tokens): plain loops, parallel over heads.
+    core::parallel_for(H, [&](int64_t h0, int64_t h1) {
+      std::vector<float> s(static_cast<size_t>(L));
+      for (int64_t h = h0; h < h1; ++h) {
+        const int64_t g = h / rep;
+        for (int64_t i = 0; i < t; ++i) {
+          const float* qi = q + i * qs + h * hd;
+          int64_t lo, hi;
+          range(i, &lo, &hi);
+          for (int64_t j = lo; j < hi; ++j) s[j] = core::dot_f32(qi, k + j * ks + g * hd, hd) * a.scale;
+          cap(s.data(), lo, hi);
+          softmax_range(s.data(), lo, hi);
+          float* oi = out + i * qs + h * hd;
+          std::fill(oi, oi + hd, 0.0f);
+          for (int64_t j = lo; j < hi; ++j) {
+            const float* vj = v + j * ks + g * hd;
+            const float p = s[j];
+            for (int64_t c = 0; c < hd; ++c) oi[c] += p * vj[c];
+          }
+        }
+      }
+    });
+  }
+};
+
+}  // namespace
+
+const Ops& ops_for(Device) {
+  static const CpuOps cpu;
+  return cpu;
+}
+
+}  // namespace gptq::backend
