@@ -45,6 +45,10 @@ struct QuantizeConfig {
   std::string method = "gptq";  // "gptq" or "rtn"
   std::string format = "";      // "gptq" (v1) or "gptq_v2"; empty: "gptq"
   std::vector<DynamicOverride> dynamic = {};  // per-module overrides, first match wins
+  // GPTQModel's group-aware act-order (its default): columns by descending H[k,k] within each
+  // group, groups by their largest H[k,k]. g_idx stays k / g, so the folder is declared
+  // desc_act false and loads wherever plain folders do. Not with desc_act.
+  bool act_group_aware = false;
 };
 
 // Throws Error(kArgument) naming the field when a setting is out of range (bits not 2/3/4/8,

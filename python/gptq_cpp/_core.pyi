@@ -26,6 +26,7 @@ class QuantizeConfig:
     damp_percent: float
     mse: bool
     damp_search: bool
+    act_group_aware: bool
     true_sequential: bool
     method: str
     format: str

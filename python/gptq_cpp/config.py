@@ -30,7 +30,8 @@ class BaseQuantizeConfig:
     them, so that loaders that ignore the key read them right) or "gptq_v2"; None means "gptq".
 
     gptq.cpp's own fields: ``mse`` (search a clipping range per group; slower, slightly better),
-    ``damp_search`` (damp_percent chosen per linear by cross-validation; slower) and ``method`` ("gptq", or "rtn" for the round-to-nearest baseline).
+    ``damp_search`` (damp_percent chosen per linear by cross-validation; slower),
+    ``act_group_aware`` (GPTQModel's group-aware act-order; not with desc_act) and ``method`` ("gptq", or "rtn" for the round-to-nearest baseline).
 
     Settings are checked when the object is made: a bad one raises ArgumentError (a ValueError)
     naming the field.
@@ -49,6 +50,7 @@ class BaseQuantizeConfig:
     model_file_base_name: Optional[str] = None
     mse: bool = False
     damp_search: bool = False
+    act_group_aware: bool = False
     method: str = "gptq"
 
     def __post_init__(self) -> None:
@@ -70,6 +72,7 @@ class BaseQuantizeConfig:
         q.true_sequential = bool(self.true_sequential)
         q.mse = self._mse_flag()
         q.damp_search = bool(self.damp_search)
+        q.act_group_aware = bool(self.act_group_aware)
         q.method = str(self.method)
         q.format = "" if self.checkpoint_format is None else str(self.checkpoint_format).lower()
         _core.validate_quantize_config(q)

@@ -170,6 +170,7 @@ NB_MODULE(_core, m) {
       .def_rw("damp_percent", &gptq::QuantizeConfig::damp_percent)
       .def_rw("mse", &gptq::QuantizeConfig::mse)
       .def_rw("damp_search", &gptq::QuantizeConfig::damp_search)
+      .def_rw("act_group_aware", &gptq::QuantizeConfig::act_group_aware)
       .def_rw("true_sequential", &gptq::QuantizeConfig::true_sequential)
       .def_rw("method", &gptq::QuantizeConfig::method)
       .def_rw("format", &gptq::QuantizeConfig::format);

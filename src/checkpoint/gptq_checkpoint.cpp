@@ -223,6 +223,7 @@ std::string quantization_config_json(const QuantizationSummary& s) {
                {"desc_act", q.desc_act},
                {"mse", s.mse}};
   if (s.damp_search) j["meta"]["damp_search"] = true;
+  if (s.act_group_aware) j["meta"]["act_group_aware"] = true;
   return j.dump(2);
 }
 

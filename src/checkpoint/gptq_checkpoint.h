@@ -51,6 +51,7 @@ struct QuantizationSummary {
   bool damp_auto_increment = true;
   bool mse = false;
   bool damp_search = false;   // damp_percent chosen per linear (meta only)
+  bool act_group_aware = false;  // meta only, as GPTQModel records it
   // Block linears left unquantized, by full module name (e.g. K or N not a multiple of 32).
   std::vector<std::string> unquantized_modules;
   // Modules quantized with other settings than q and its dynamic rules give them (a group larger

@@ -77,7 +77,7 @@ QuantizeReport quantize_model(const std::filesystem::path& model_dir, const std:
   if (qcfg.method != "rtn") samples = pipeline::build_calibration(calib, tok, cfg.vocab_size, cfg.max_position_embeddings);
 
   json sig = {{"bits", qcfg.bits}, {"group_size", qcfg.group_size}, {"desc_act", qcfg.desc_act},
-              {"static_groups", qcfg.static_groups}, {"sym", qcfg.sym}, {"damp", qcfg.damp_percent},
+              {"static_groups", qcfg.static_groups}, {"act_group_aware", qcfg.act_group_aware}, {"sym", qcfg.sym}, {"damp", qcfg.damp_percent},
               {"mse", qcfg.mse}, {"damp_search", qcfg.damp_search}, {"true_sequential", qcfg.true_sequential}, {"method", qcfg.method},
               {"format", format}, {"calib_hash", hash_samples(samples)}, {"version", GPTQ_VERSION}};
   std::vector<json> files;

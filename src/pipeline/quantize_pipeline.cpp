@@ -38,6 +38,7 @@ quant::QuantParams to_params(const QuantizeConfig& q) {
   p.group_size = q.group_size;
   p.sym = q.sym;
   p.desc_act = q.desc_act;
+  p.act_group_aware = q.act_group_aware;
   p.static_groups = q.static_groups;
   p.damp_percent = q.damp_percent;
   p.mse = q.mse;
@@ -92,6 +93,7 @@ checkpoint::QuantizationSummary make_summary(const QuantizeConfig& q, const conf
   s.q.dynamic = base_config(q).dynamic;
   s.mse = q.mse;
   s.damp_search = q.damp_search;
+  s.act_group_aware = q.act_group_aware;
   s.num_layers = cfg.num_hidden_layers;
   s.block_prefix = desc.block_prefix;
   for (const auto& g : desc.sequential_groups) {

@@ -282,6 +282,27 @@ HessianFactor prepare_hessian(const std::vector<double>& h, int64_t k, const Qua
   if (p.desc_act) {
     std::stable_sort(f.perm.begin(), f.perm.end(),
                      [&](int32_t a, int32_t b) { return diag[a] > diag[b]; });
+  } else if (p.act_group_aware) {
+    // Group-aware act-order (GPTQModel's act_group_aware): descending H[k,k] within each group;
+    // whole groups ordered by their largest H[k,k]; a short last group stays last. Stable
+    // sorts, so ties keep index order.
+    const int64_t g = p.group_size == -1 ? k : p.group_size;
+    const int64_t full = k / g, groups = (k + g - 1) / g;
+    std::vector<double> gmax(static_cast<size_t>(groups), 0.0);
+    for (int64_t grp = 0; grp < groups; ++grp) {
+      auto b = f.perm.begin() + grp * g, e = f.perm.begin() + std::min(k, (grp + 1) * g);
+      std::stable_sort(b, e, [&](int32_t a, int32_t c) { return diag[a] > diag[c]; });
+      gmax[grp] = diag[*b];
+    }
+    std::vector<int64_t> order(static_cast<size_t>(full));
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return gmax[a] > gmax[b]; });
+    std::vector<int32_t> perm;
+    perm.reserve(static_cast<size_t>(k));
+    for (int64_t grp : order) perm.insert(perm.end(), f.perm.begin() + grp * g, f.perm.begin() + (grp + 1) * g);
+    perm.insert(perm.end(), f.perm.begin() + full * g, f.perm.end());
+    f.perm = std::move(perm);
+    f.group_aware = g;
   }
   double mean = 0;
   for (int64_t c = 0; c < k; ++c) mean += diag[c];
@@ -381,13 +402,15 @@ QuantResult gptq_quantize(const float* w, int64_t n, int64_t k, const HessianFac
                 fmt::format("GPTQ: the Hessian factor is for K = {}, the weight [{}, {}] has K = {}",
                             f.k, n, k, k));
   }
+  const int64_t want_group_aware = p.act_group_aware ? (p.group_size == -1 ? k : p.group_size) : 0;
   if (f.desc_act != p.desc_act || f.damp_percent != p.damp_percent ||
-      f.damp_step != p.damp_step) {
+      f.damp_step != p.damp_step || f.group_aware != want_group_aware) {
     throw Error(ErrorKind::kArgument,
                 fmt::format("GPTQ: the Hessian factor was prepared with desc_act {}, "
-                            "damp_percent {}, damp_step {}; the params ask for {}, {}, {}",
-                            f.desc_act, f.damp_percent, f.damp_step, p.desc_act, p.damp_percent,
-                            p.damp_step));
+                            "damp_percent {}, damp_step {}, group-aware order {}; the params ask "
+                            "for {}, {}, {}, {}",
+                            f.desc_act, f.damp_percent, f.damp_step, f.group_aware, p.desc_act,
+                            p.damp_percent, p.damp_step, want_group_aware));
   }
   detail::check_weight_finite(w, n, k);
 
@@ -417,11 +440,13 @@ QuantResult gptq_quantize(const float* w, int64_t n, int64_t k, const HessianFac
   r.g_idx.resize(static_cast<size_t>(k));
   std::vector<float> scales32(static_cast<size_t>(groups * n));  // [G, N] unrounded
 
-  // Row of scales/zeros used by processing column j: static groups keep the original column's
-  // group; otherwise groups are formed in processing order (SPEC §1 g_idx).
+  // Row of scales/zeros used by processing column j: static groups and the group-aware order
+  // keep the original column's group; otherwise groups are formed in processing order (SPEC §1
+  // g_idx).
+  const bool original_groups = static_groups || f.group_aware > 0;
   std::vector<int32_t> gid(static_cast<size_t>(k));
   for (int64_t j = 0; j < k; ++j) {
-    gid[j] = static_cast<int32_t>((static_groups ? perm[j] : j) / g);
+    gid[j] = static_cast<int32_t>((original_groups ? perm[j] : j) / g);
     r.g_idx[perm[j]] = gid[j];
   }
 
@@ -528,7 +553,9 @@ QuantResult gptq_quantize(const float* w, int64_t n, int64_t k, const HessianFac
         // Parameters of the groups this block opens, from the textbook values.
         for (int64_t row = r0; row < r1 && st.opens_groups; ++row) {
           for (int64_t s0 = st.first_group; s0 < i2; s0 += g) {
-            const int64_t grp = s0 / g, cnt = std::min(k, s0 + g) - s0;
+            // The group-aware order keeps groups whole (a short last group last), so the group
+            // opened at processing position s0 is the original group of the column there.
+            const int64_t grp = gid[s0], cnt = std::min(k, s0 + g) - s0;
             const float* vals = wp + row * k + s0;
             if (st.convert) {
               const float* a = gv.data() + row * st.len + (s0 - i1);

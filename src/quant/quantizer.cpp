@@ -133,6 +133,9 @@ void validate(const QuantParams& p) {
     bad(fmt::format("damp_step = {}: must be in [0, 1) (0 turns the automatic increase off)",
                     p.damp_step));
   }
+  if (p.act_group_aware && p.desc_act) {
+    bad("act_group_aware = true with desc_act = true: they are two act-orders, pick one");
+  }
   if (p.block_size < 1 || p.block_size > 4096) {
     bad(fmt::format("block_size = {}: must be in 1..4096", p.block_size));
   }

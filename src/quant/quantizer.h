@@ -16,6 +16,10 @@ struct QuantParams {
   bool desc_act = false;     // act-order: process columns by descending H[k,k]
   bool static_groups = false;  // scale/zero of every group from the original W, before any
                                // update or permutation; g_idx stays k / g even with desc_act
+  bool act_group_aware = false;  // GPTQModel's group-aware act-order: columns sorted by
+                                 // descending H[k,k] within each group, groups ordered by their
+                                 // largest H[k,k]; groups keep their columns, so g_idx stays k / g
+                                 // (not with desc_act)
   double damp_percent = 0.01;  // fraction of mean(diag H) added to the diagonal
   double damp_step = 0.01;     // added to damp_percent each time Cholesky fails, while < 1
   bool mse = false;          // search shrink factors for each group's range (SPEC §3)
@@ -87,8 +91,8 @@ class HessianAccumulator {
 };
 
 // H prepared for GPTQ (SPEC §3 steps 1, 3, 4, 5): dead columns found, the act-order permutation
-// chosen, damping applied, H factored. It depends only on H and on desc_act, damp_percent and
-// damp_step, so linears that read the same inputs (q/k/v, gate/up) can share one factorization,
+// chosen, damping applied, H factored. It depends only on H and on desc_act (act_group_aware
+// and the group size with it), damp_percent and damp_step, so linears that read the same inputs (q/k/v, gate/up) can share one factorization,
 // which costs as much as quantizing a square linear.
 //
 // We never form U (the upper Cholesky factor of H^-1). With R = U^-1, H = R R^T where R is
@@ -102,6 +106,7 @@ class HessianAccumulator {
 struct HessianFactor {
   int64_t k = 0;
   bool desc_act = false;
+  int64_t group_aware = 0;       // act_group_aware: the group size of its order (0: off)
   double damp_percent = 0;       // as requested
   double damp_step = 0;          // as requested
   double damp_used = 0;          // what made Cholesky succeed

@@ -319,6 +319,64 @@ TEST(Gptq, GIdxFollowsActOrderAndStaticGroups) {
   for (int64_t c = 0; c < k; ++c) EXPECT_EQ(plain.g_idx[c], c / g);
 }
 
+// Group-aware act-order is plain GPTQ on the columns taken in its order: the order computed here
+// from H's diagonal (within groups descending, groups by their largest entry, a short last group
+// last), the problem permuted by it and solved without any act-order must give the same codes,
+// scales and zeros, with the scales of processing group j stored at the original group's row.
+TEST(Gptq, GroupAwareOrderIsPlainGptqOnPermutedColumns) {
+  const int64_t n = 32, k = 224, g = 64;  // 3 full groups and a short one of 32
+  const std::vector<float> w = qtest::random_weight(n, k, 75);
+  const std::vector<double> h = qtest::correlated_hessian(k, 512, 0.5, 76);
+  const int64_t groups = (k + g - 1) / g, full = k / g;
+  std::vector<int64_t> perm;
+  std::vector<std::pair<double, int64_t>> gmax;
+  for (int64_t grp = 0; grp < full; ++grp) {
+    double m = 0;
+    for (int64_t c = grp * g; c < (grp + 1) * g; ++c) m = std::max(m, h[c * k + c]);
+    gmax.push_back({m, grp});
+  }
+  std::stable_sort(gmax.begin(), gmax.end(), [](auto& a, auto& b) { return a.first > b.first; });
+  std::vector<int64_t> group_order;
+  for (auto& [m, grp] : gmax) group_order.push_back(grp);
+  group_order.push_back(full);  // the short group
+  ASSERT_FALSE(std::is_sorted(group_order.begin(), group_order.end()));
+  for (int64_t grp : group_order) {
+    std::vector<int64_t> cols;
+    for (int64_t c = grp * g; c < std::min(k, (grp + 1) * g); ++c) cols.push_back(c);
+    std::stable_sort(cols.begin(), cols.end(), [&](int64_t a, int64_t b) { return h[a * k + a] > h[b * k + b]; });
+    perm.insert(perm.end(), cols.begin(), cols.end());
+  }
+  std::vector<float> wp(static_cast<size_t>(n * k));
+  std::vector<double> hp(static_cast<size_t>(k * k));
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t j = 0; j < k; ++j) wp[r * k + j] = w[r * k + perm[j]];
+  for (int64_t i = 0; i < k; ++i)
+    for (int64_t j = 0; j < k; ++j) hp[i * k + j] = h[perm[i] * k + perm[j]];
+  QuantParams p;
+  p.group_size = g;
+  const QuantResult plain = gptq::quant::gptq_quantize(wp.data(), n, k, hp, p);
+  p.act_group_aware = true;
+  const QuantResult gar = gptq::quant::gptq_quantize(w.data(), n, k, h, p);
+  for (int64_t c = 0; c < k; ++c) EXPECT_EQ(gar.g_idx[c], c / g);
+  int64_t diff = 0;
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t j = 0; j < k; ++j) diff += gar.codes[r * k + perm[j]] != plain.codes[r * k + j];
+  EXPECT_EQ(diff, 0);
+  for (int64_t j = 0; j < groups; ++j) {
+    const int64_t orig = perm[j * g] / g;
+    for (int64_t r = 0; r < n; ++r) {
+      EXPECT_EQ(gar.scales[orig * n + r], plain.scales[j * n + r]) << "group " << j;
+      EXPECT_EQ(gar.zeros[orig * n + r], plain.zeros[j * n + r]) << "group " << j;
+    }
+  }
+  // And it is not plain GPTQ on the original order, nor full act-order.
+  p.act_group_aware = false;
+  EXPECT_NE(gptq::quant::gptq_quantize(w.data(), n, k, h, p).codes, gar.codes);
+  p.desc_act = true;
+  p.act_group_aware = true;
+  EXPECT_THROW(gptq::quant::gptq_quantize(w.data(), n, k, h, p), Error);
+}
+
 TEST(Gptq, TiesInActOrderKeepIndexOrder) {
   // All diagonals equal: a stable sort keeps 0..K-1, so act-order changes nothing.
   const int64_t n = 16, k = 64;
