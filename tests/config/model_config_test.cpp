@@ -65,7 +65,14 @@ constexpr const char* kTiny = R"("model_type": "llama", "hidden_size": 64, "inte
   "num_hidden_layers": 1, "num_attention_heads": 4, "vocab_size": 10, "max_position_embeddings": 2048)";
 
 ModelConfig tiny(const std::string& extra) {
-  return parse_model_config("{" + std::string(kTiny) + (extra.empty() ? "" : ", " + extra) + "}", "dir/config.json");
+  std::string text = "{";  // appended piece by piece: GCC 12's -Wrestrict misfires on "lit" + string
+  text += kTiny;
+  if (!extra.empty()) {
+    text += ", ";
+    text += extra;
+  }
+  text += "}";
+  return parse_model_config(text, "dir/config.json");
 }
 
 // What transformers 5.24's LlamaConfig(...).to_dict() writes (rope_theta=100000, and the llama3

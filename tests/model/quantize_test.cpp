@@ -198,7 +198,10 @@ TEST(Quantize, DefaultSeqlenIsTheModelsContext) {
   {
     std::ofstream f(tmp.path() / "rows.jsonl");
     std::string ids;
-    for (int i = 0; i < 700; ++i) ids += (i ? "," : "") + std::to_string(1 + i % 400);
+    for (int i = 0; i < 700; ++i) {
+      if (i) ids += ",";
+      ids += std::to_string(1 + i % 400);
+    }
     f << "{\"input_ids\": [" << ids << "]}\n{\"input_ids\": [5, 6, 7]}\n";
   }
   c.file = tmp.path() / "rows.jsonl";

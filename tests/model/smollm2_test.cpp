@@ -64,11 +64,14 @@ TEST_F(SmolLM2, GreedyTokensEqualTransformers) {
 }
 
 // GPTQ beats round-to-nearest at 4 bits, g64 (the weights sit on a 4-bit asymmetric g32 grid,
-// so symmetric g64 is where the two differ).
+// so symmetric g64 is where the two differ). With act-order: on this model plain GPTQ at 4-bit
+// g64 is within noise of RTN (wikitext2, 16 windows of calibration: 40.93 vs 40.61; the GPTQ
+// paper's code gives 42.18), while act-order is clearly below it (36.61).
 TEST_F(SmolLM2, Gptq4BitG64BelowRtn) {
   test::TempDir tmp;
   QuantizeConfig q;
   q.group_size = 64;
+  q.desc_act = true;
   CalibrationOptions c;
   c.file = test::data_dir() / "text" / "tinystories-calib.txt";  // not the evaluation text
   c.nsamples = 16;

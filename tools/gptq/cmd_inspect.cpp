@@ -30,7 +30,7 @@ Runner add_inspect(CLI::App& app) {
     std::vector<checkpoint::LoaderVerdict> verdicts;
     if (m.quantized) {
       const config::ModelConfig cfg = config::load_model_config(a->model);
-      const arch::ArchDesc desc = arch::describe(cfg);
+      const arch::ArchDesc& desc = cfg.arch;
       const io::TensorStore store = io::TensorStore::open_dir(a->model);
       std::vector<checkpoint::LinearShape> shapes;
       for (int l = 0; l < cfg.num_hidden_layers; ++l) {

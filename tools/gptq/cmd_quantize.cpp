@@ -66,12 +66,8 @@ Runner add_quantize(CLI::App& app) {
   cmd->add_option("--group-size", a->q.group_size, "-1 (per row) or 16..1024")->capture_default_str();
   cmd->add_flag("--desc-act", a->q.desc_act, "act-order: quantize columns by descending Hessian diagonal");
   cmd->add_flag("--static-groups", a->q.static_groups, "with --desc-act: groups fixed before reordering");
-<<<<<<< HEAD
-  cmd->add_flag("--asym", a->asym, "asymmetric quantization (zero points packed as GPTQModel packs v1)");
-=======
   cmd->add_flag("--act-group-aware", a->q.act_group_aware, "group-aware act-order (GPTQModel's): within groups, g_idx stays trivial");
-  cmd->add_flag("--asym", a->asym, "asymmetric quantization (stored as gptq_v2)");
->>>>>>> 1af7694 (Group-aware act-order (--act-group-aware, GPTQModel's act_group_aware): columns by descending Hessian diagonal within each group, groups by their largest diagonal, g_idx stays k/g (declared desc_act false, meta.act_group_aware); tested as plain GPTQ on the permuted problem; new QuantizeConfig fields at the end of the struct; docs/quantizer-reference.md: where the paper's code, AutoGPTQ, GPTQModel and gptq.cpp differ)
+  cmd->add_flag("--asym", a->asym, "asymmetric quantization (zero points packed as GPTQModel packs v1)");
   cmd->add_option("--damp", a->q.damp_percent, "damp_percent; raised by 0.01 while Cholesky fails")->capture_default_str();
   cmd->add_flag("--mse", a->q.mse, "search a clipping range per group (slower, slightly better)");
   cmd->add_flag("--damp-search", a->q.damp_search, "choose damp_percent per linear by cross-validation (10 extra solves each)");
