@@ -63,6 +63,38 @@ TEST(QuantizeStories260k, GptqBeatsRtnAndStaysCloseToFp32) {
   }
 }
 
+// Group-aware act-order: the folder is declared desc_act false (GPTQModel's meta key records the
+// order), every g_idx is k / g, and it changes the codes (so the order was applied).
+TEST(QuantizeStories260k, GroupAwareOrderKeepsTrivialGIdx) {
+  test::TempDir tmp;
+  QuantizeConfig q;
+  q.bits = 4;
+  q.group_size = 32;
+  q.act_group_aware = true;
+  const auto out = tmp.path() / "gar";
+  quantize_model(test::stories_dir(), out, q, calib());
+  const auto qc = test::read_json(out / "config.json")["quantization_config"];
+  EXPECT_EQ(qc["desc_act"], false);
+  EXPECT_EQ(qc["meta"]["act_group_aware"], true);
+  q.act_group_aware = false;
+  quantize_model(test::stories_dir(), tmp.path() / "plain", q, calib());
+  const auto gar = io::TensorStore::open_dir(out), plain = io::TensorStore::open_dir(tmp.path() / "plain");
+  int differ = 0;
+  for (int l = 0; l < 5; ++l) {
+    const std::string m = fmt::format("model.layers.{}.self_attn.q_proj", l);
+    const auto& g = gar.get(m + ".g_idx");
+    for (int64_t k = 0; k < g.numel(); ++k) {
+      int32_t v;
+      std::memcpy(&v, g.data + 4 * k, 4);
+      EXPECT_EQ(v, k / 32) << m;
+    }
+    const auto& a = gar.get(m + ".qweight");
+    const auto& b = plain.get(m + ".qweight");
+    differ += std::memcmp(a.data, b.data, static_cast<size_t>(a.numel()) * 4) != 0;
+  }
+  EXPECT_GT(differ, 0);
+}
+
 TEST(QuantizeStories260k, WritesAValidFolder) {
   test::TempDir tmp;
   QuantizeConfig q;
