@@ -1,6 +1,5 @@
 #include "model/decoder.h"
 
-#include <cblas.h>
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -9,7 +8,6 @@
 #include <numbers>
 
 #include "backend/cpu/dense.h"
-#include "core/dot.h"
 #include "core/parallel.h"
 #include "gptq/error.h"
 
@@ -63,102 +61,24 @@ void Decoder::embed(const ModelWeights& w, const int32_t* tokens, int64_t t, flo
 }
 
 void Decoder::rms_norm(const float* x, const float* weight, int64_t t, float* y) const {
-  const int64_t d = cfg_.hidden_size;
-  const float eps = static_cast<float>(cfg_.rms_norm_eps);
-  for (int64_t i = 0; i < t; ++i) {
-    const float* xi = x + i * d;
-    float* yi = y + i * d;
-    double ss = 0;
-    for (int64_t j = 0; j < d; ++j) ss += static_cast<double>(xi[j]) * xi[j];
-    const float r = 1.0f / std::sqrt(static_cast<float>(ss / d) + eps);
-    for (int64_t j = 0; j < d; ++j) yi[j] = weight[j] * (xi[j] * r);
-  }
+  ops_.rms_norm(x, weight, 0.0f, t, cfg_.hidden_size, static_cast<float>(cfg_.rms_norm_eps), y);
 }
 
 // HF "rotate_half" RoPE: dimension i pairs with i + hd/2 (not the interleaved pairs of Meta's
 // original code; converted checkpoints have q/k rows permuted to match).
 void Decoder::rope(float* x, int64_t t, int64_t heads, int64_t pos0) const {
-  const int64_t hd = cfg_.head_dim, half = hd / 2;
-  std::vector<float> cs(half), sn(half);
-  for (int64_t i = 0; i < t; ++i) {
-    const float pos = static_cast<float>(pos0 + i);
-    for (int64_t j = 0; j < half; ++j) {
-      const float a = pos * inv_freq_[j];
-      cs[j] = std::cos(a);
-      sn[j] = std::sin(a);
-    }
-    for (int64_t h = 0; h < heads; ++h) {
-      float* v = x + (i * heads + h) * hd;
-      for (int64_t j = 0; j < half; ++j) {
-        const float a = v[j], b = v[j + half];
-        v[j] = a * cs[j] - b * sn[j];
-        v[j + half] = b * cs[j] + a * sn[j];
-      }
-    }
-  }
+  ops_.rope(x, t, heads, cfg_.head_dim, cfg_.head_dim, inv_freq_.data(), pos0, backend::Rope::kRotateHalf);
 }
 
 // q [T, H*hd]; k, v: the cache rows [pos0+T, KV*hd]; out [T, H*hd].
 void Decoder::attention(const float* q, const float* k, const float* v, int64_t t, int64_t pos0,
                         float* out) const {
-  const int64_t H = cfg_.num_attention_heads, KV = cfg_.num_key_value_heads, hd = cfg_.head_dim;
-  const int64_t rep = H / KV, L = pos0 + t;
-  const int64_t qs = H * hd, ks = KV * hd;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  auto softmax_row = [&](float* s, int64_t valid) {
-    float mx = -INFINITY;
-    for (int64_t j = 0; j < valid; ++j) mx = std::max(mx, s[j]);
-    float sum = 0;
-    for (int64_t j = 0; j < valid; ++j) {
-      s[j] = std::exp(s[j] - mx);
-      sum += s[j];
-    }
-    const float inv = 1.0f / sum;
-    for (int64_t j = 0; j < valid; ++j) s[j] *= inv;
-  };
-  if (t >= 8) {
-    // Prefill: two sgemms per head (scores, then weighted values) keep the O(T^2 hd) work in
-    // BLAS; heads run one after another so OpenBLAS owns the threads.
-    std::vector<float> s(static_cast<size_t>(t * L));
-    for (int64_t h = 0; h < H; ++h) {
-      const int64_t g = h / rep;
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(t), static_cast<int>(L),
-                  static_cast<int>(hd), scale, q + h * hd, static_cast<int>(qs), k + g * hd, static_cast<int>(ks),
-                  0.0f, s.data(), static_cast<int>(L));
-      for (int64_t i = 0; i < t; ++i) {
-        float* row = s.data() + i * L;
-        const int64_t valid = pos0 + i + 1;
-        softmax_row(row, valid);
-        std::fill(row + valid, row + L, 0.0f);
-      }
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(t), static_cast<int>(hd),
-                  static_cast<int>(L), 1.0f, s.data(), static_cast<int>(L), v + g * hd, static_cast<int>(ks), 0.0f,
-                  out + h * hd, static_cast<int>(qs));
-    }
-    return;
-  }
-  // Decode (few tokens): plain loops, parallel over heads.
-  core::parallel_for(H, [&](int64_t h0, int64_t h1) {
-    std::vector<float> s(static_cast<size_t>(L));
-    for (int64_t h = h0; h < h1; ++h) {
-      const int64_t g = h / rep;
-      for (int64_t i = 0; i < t; ++i) {
-        const float* qi = q + i * qs + h * hd;
-        const int64_t valid = pos0 + i + 1;
-        for (int64_t j = 0; j < valid; ++j) {
-          s[j] = core::dot_f32(qi, k + j * ks + g * hd, hd) * scale;
-        }
-        softmax_row(s.data(), valid);
-        float* oi = out + i * qs + h * hd;
-        std::fill(oi, oi + hd, 0.0f);
-        for (int64_t j = 0; j < valid; ++j) {
-          const float* vj = v + j * ks + g * hd;
-          const float p = s[j];
-          for (int64_t c = 0; c < hd; ++c) oi[c] += p * vj[c];
-        }
-      }
-    }
-  });
+  backend::AttentionShape a;
+  a.heads = cfg_.num_attention_heads;
+  a.kv_heads = cfg_.num_key_value_heads;
+  a.head_dim = cfg_.head_dim;
+  a.scale = 1.0f / std::sqrt(static_cast<float>(cfg_.head_dim));
+  ops_.attention(q, k, v, t, pos0, a, out);
 }
 
 // The linears that read x (the description's shared-input group of `first`) in one call, so that
@@ -209,14 +129,11 @@ void Decoder::block_forward(const BlockWeights& b, int64_t layer, float* hidden,
       if (report(Role::kGate, x.data(), t)) return;
       std::vector<float> g(static_cast<size_t>(t * F)), u(static_cast<size_t>(t * F));
       run_shared(b, Role::kGate, x.data(), t, [&](Role r) { return r == Role::kGate ? g.data() : u.data(); });
-      for (int64_t i = 0; i < t * F; ++i) {
-        const float a = g[i];
-        g[i] = a / (1.0f + std::exp(-a)) * u[i];  // SiLU(gate) * up
-      }
+      ops_.gated(backend::Act::kSilu, g.data(), u.data(), t * F);  // SiLU(gate) * up
       if (report(Role::kDown, g.data(), t)) return;
       b.at(Role::kDown).forward(g.data(), t, y.data());
     }
-    for (int64_t i = 0; i < t * D; ++i) hidden[i] += y[i];
+    ops_.add(hidden, y.data(), t * D);
   }
 }
 

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "arch/arch.h"
+#include "backend/ops.h"
 #include "config/model_config.h"
 #include "model/weights.h"
 
@@ -75,6 +76,7 @@ class Decoder {
   config::ModelConfig cfg_;
   arch::ArchDesc desc_;
   std::vector<float> inv_freq_;  // [hd/2], after rope scaling
+  const backend::Ops& ops_ = backend::ops_for(backend::Device::kCpu);  // every non-linear op
 };
 
 }  // namespace gptq::model
