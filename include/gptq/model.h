@@ -19,8 +19,13 @@ namespace api {
 struct Access;
 }
 
+// Where a model's ops and linears run. Only the CPU exists today; the executor names a device and
+// takes its ops from the backend (src/backend/ops.h), so a GPU backend adds a value here.
+enum class Device { kCpu };
+
 struct LoadOptions {
   int threads = 0;                  // 0: all cores
+  Device device = Device::kCpu;
   ProgressCallback progress;        // may be empty
   // GPTQ checkpoints: run dequantized fp32 weights instead of the quantized kernels (a
   // reference for checking the kernels; uses 8x the memory of 4-bit weights).

@@ -37,7 +37,11 @@ CausalLM CausalLM::from_pretrained(const std::filesystem::path& dir, const Quant
   impl->qcfg = qcfg;
   impl->threads = opts.threads;
   impl->cfg = config::load_model_config(dir);
-  impl->decoder = std::make_unique<model::Decoder>(impl->cfg, impl->cfg.arch);
+  backend::Device device = backend::Device::kCpu;
+  switch (opts.device) {
+    case Device::kCpu: device = backend::Device::kCpu; break;
+  }
+  impl->decoder = std::make_unique<model::Decoder>(impl->cfg, impl->cfg.arch, device);
   impl->tokenizer.emplace(Tokenizer::from_dir(dir));
   if (impl->tokenizer->vocab_size() > impl->cfg.vocab_size) {
     throw Error(ErrorKind::kShape,

@@ -18,7 +18,8 @@ KVCache::KVCache(int64_t layers, int64_t capacity, int64_t kv_heads, int64_t hea
       k_(static_cast<size_t>(layers * capacity * kv_heads * head_dim)),
       v_(static_cast<size_t>(layers * capacity * kv_heads * head_dim)) {}
 
-Decoder::Decoder(config::ModelConfig cfg, arch::ArchDesc desc) : cfg_(std::move(cfg)), desc_(std::move(desc)) {
+Decoder::Decoder(config::ModelConfig cfg, arch::ArchDesc desc, backend::Device device)
+    : cfg_(std::move(cfg)), desc_(std::move(desc)), ops_(backend::ops_for(device)) {
   const int64_t half = cfg_.head_dim / 2;
   inv_freq_.resize(half);
   const auto& rs = cfg_.rope_scaling;

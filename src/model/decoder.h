@@ -39,7 +39,8 @@ using LinearInputHook = std::function<void(arch::Role, const float*, int64_t)>;
 
 class Decoder {
  public:
-  Decoder(config::ModelConfig cfg, arch::ArchDesc desc);
+  // The ops come from `device`'s backend (backend::ops_for).
+  Decoder(config::ModelConfig cfg, arch::ArchDesc desc, backend::Device device = backend::Device::kCpu);
 
   const config::ModelConfig& config() const { return cfg_; }
   const arch::ArchDesc& desc() const { return desc_; }
@@ -76,7 +77,7 @@ class Decoder {
   config::ModelConfig cfg_;
   arch::ArchDesc desc_;
   std::vector<float> inv_freq_;  // [hd/2], after rope scaling
-  const backend::Ops& ops_ = backend::ops_for(backend::Device::kCpu);  // every non-linear op
+  const backend::Ops& ops_;  // every non-linear op
 };
 
 }  // namespace gptq::model

@@ -1,7 +1,5 @@
 #include "model/linear.h"
 
-#include <cblas.h>
-
 #include <fmt/format.h>
 
 #include <cstring>
@@ -63,20 +61,10 @@ void Linear::forward(const float* x, int64_t m, float* y) const {
   }
   if (is_dense16()) {
     backend::dense16_gemm(w16_dtype_, w16_.data(), n_, k_, x, m, y);
-  } else if (m == 1) {
-    // GEMV: y = W x. sgemv streams W once, which is what a decode step is bound by.
-    backend::dense_gemv(w_.data(), n_, k_, x, y);
   } else {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m), static_cast<int>(n_),
-                static_cast<int>(k_), 1.0f, x, static_cast<int>(k_), w_.data(), static_cast<int>(k_), 0.0f, y,
-                static_cast<int>(n_));
+    backend::dense_gemm(w_.data(), n_, k_, x, m, y);
   }
-  if (!bias_.empty()) {
-    for (int64_t i = 0; i < m; ++i) {
-      float* row = y + i * n_;
-      for (int64_t j = 0; j < n_; ++j) row[j] += bias_[j];
-    }
-  }
+  if (!bias_.empty()) backend::add_bias(y, bias_.data(), m, n_);
 }
 
 size_t Linear::weight_bytes() const {

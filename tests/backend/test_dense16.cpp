@@ -296,5 +296,36 @@ TEST(Dense16, EmptyShapes) {
   dense16_gemv(DType::kF16, w, 0, 4, x, y);  // n = 0: nothing written, nothing read
 }
 
+// The fp32 dense product (one row: the pool's GEMV; several: sgemm) and the bias add against a
+// naive double product, same tolerance as above.
+TEST(DenseF32, GemmAndBiasMatchNaive) {
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  for (int64_t m : {1, 3, 17}) {
+    const int64_t n = 37, k = 70;
+    std::vector<float> w(n * k), x(m * k), b(n), y(m * n, 123.0f);
+    for (auto& v : w) v = u(rng);
+    for (auto& v : x) v = u(rng);
+    for (auto& v : b) v = u(rng);
+    dense_gemm(w.data(), n, k, x.data(), m, y.data());
+    add_bias(y.data(), b.data(), m, n);
+    for (int64_t i = 0; i < m; ++i) {
+      for (int64_t j = 0; j < n; ++j) {
+        double ref = b[j], mag = std::fabs(b[j]);
+        for (int64_t c = 0; c < k; ++c) {
+          ref += double{w[j * k + c]} * x[i * k + c];
+          mag += std::fabs(double{w[j * k + c]} * x[i * k + c]);
+        }
+        EXPECT_NEAR(y[i * n + j], ref, kRelTol * mag) << "m " << m << " row " << i << " col " << j;
+      }
+    }
+  }
+  float y[4] = {5, 5, 5, 5};
+  const float x[4] = {1, 2, 3, 4};
+  dense_gemm(nullptr, 2, 0, x, 2, y);  // k = 0: y = 0
+  for (float v : y) EXPECT_EQ(v, 0.0f);
+  EXPECT_THROW(dense_gemm(nullptr, -1, 2, x, 1, y), Error);
+}
+
 }  // namespace
 }  // namespace gptq::backend

@@ -24,6 +24,31 @@ void dense_gemv(const float* w, int64_t n, int64_t k, const float* x, float* y) 
   });
 }
 
+void dense_gemm(const float* w, int64_t n, int64_t k, const float* x, int64_t m, float* y) {
+  if (m < 0 || n < 0 || k < 0) {
+    throw Error(ErrorKind::kArgument, fmt::format("dense_gemm: negative size ({} x {}, m = {})", n, k, m));
+  }
+  if (m == 1) {
+    dense_gemv(w, n, k, x, y);  // a decode step: streams W once on the pool threads
+    return;
+  }
+  if (m == 0 || n == 0) return;
+  if (k == 0) {
+    std::fill(y, y + m * n, 0.0f);
+    return;
+  }
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m), static_cast<int>(n),
+              static_cast<int>(k), 1.0f, x, static_cast<int>(k), w, static_cast<int>(k), 0.0f, y,
+              static_cast<int>(n));
+}
+
+void add_bias(float* y, const float* bias, int64_t m, int64_t n) {
+  for (int64_t i = 0; i < m; ++i) {
+    float* row = y + i * n;
+    for (int64_t j = 0; j < n; ++j) row[j] += bias[j];
+  }
+}
+
 namespace detail {
 
 void dense16_rows_scalar(Half h, const uint16_t* w, int64_t k, const float* x, int64_t r0,

@@ -20,6 +20,13 @@ namespace gptq::backend {
 // thread count.
 void dense_gemv(const float* w, int64_t n, int64_t k, const float* x, float* y);
 
+// y[m, n] = x[m, k] W^T with fp32 W [n, k] row-major, any m >= 0: dense_gemv for m == 1,
+// OpenBLAS sgemm (from the calling thread) otherwise. y must not alias x.
+void dense_gemm(const float* w, int64_t n, int64_t k, const float* x, int64_t m, float* y);
+
+// y[i, j] += bias[j] for i < m, j < n (the bias of a linear layer).
+void add_bias(float* y, const float* bias, int64_t m, int64_t n);
+
 // y[n] = W[n, k] x[k] with W [n, k] row-major in `dtype` (DType::kBF16 or DType::kF16, raw bits),
 // x and y fp32, fp32 accumulation. Runs on the library's pool threads, split over contiguous rows, so the
 // result does not depend on the thread count. Uses the kernels of active_isa(). Throws
