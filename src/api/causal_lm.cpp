@@ -122,8 +122,8 @@ ModelInfo CausalLM::info() const {
     }
   }
   for (const auto& b : impl_->weights.blocks) {
-    for ([[maybe_unused]] const auto& l : b.linears) {
-      ++m.dense_linears;
+    for (const auto& l : b.linears) {
+      if (!l.empty()) ++m.dense_linears;  // a fused tensor's other roles are empty
     }
   }
   m.dense_linears -= m.quantized_linears;

@@ -51,10 +51,35 @@ struct SublayerDesc {
 };
 
 // Several roles stored as one checkpoint tensor, split by rows in `roles` order (Phi-3 qkv_proj
-// and gate_up_proj, GPT-NeoX query_key_value, GPT-2 c_attn). GPTQ quantizes it as one linear.
+// and gate_up_proj, GPT-NeoX query_key_value, GPT-2 c_attn). The block holds it as one linear,
+// listed in `linears` under the first role with the fused module name (the other roles have no
+// linear of their own): GPTQ quantizes it as one linear, as GPTQModel does, and the executor
+// splits its output rows.
 struct FusedDesc {
   std::string name;  // module path inside the block, e.g. "self_attn.qkv_proj"
   std::vector<Role> roles;
+};
+
+// How a family's config.json chooses sliding-window layers.
+enum class SlidingRule {
+  kNone,        // never (a sliding_window key is not read)
+  kEveryLayer,  // every layer when sliding_window is set (Mistral, Phi-3)
+  kQwen,        // layers >= max_window_layers when use_sliding_window (Qwen2/3), or layer_types
+  kPattern,     // attention_pattern, or sliding_window_pattern / layer_types (Gemma 2/3)
+};
+
+// The config.json keys a family reads beyond the common ones, with transformers' class defaults
+// for absent keys. Keys a family does not read are ignored, as transformers ignores them.
+struct ConfigKeys {
+  const char* activation = "hidden_act";    // Gemma 2/3: "hidden_activation"
+  SlidingRule sliding = SlidingRule::kNone;
+  int64_t default_sliding_window = 0;       // absent key (0: none)
+  bool softcapping = false;                 // attn_logit_softcapping, final_logit_softcapping
+  double default_attn_softcap = 0, default_final_softcap = 0;
+  bool query_pre_attn_scalar = false;       // attention scale query_pre_attn_scalar^-0.5
+  bool partial_rotary = false;              // partial_rotary_factor (top level or in rope_parameters)
+  bool local_rope = false;                  // Gemma 3: a second RoPE for sliding layers
+  bool bidirectional = false;               // use_bidirectional_attention (refused when true)
 };
 
 struct ArchDesc {
@@ -88,6 +113,10 @@ struct ArchDesc {
   RopeStyle rope_style = RopeStyle::kRotateHalf;
   // Per-layer attention: layer l uses attention_pattern[l % size]; empty means all global.
   std::vector<AttentionKind> attention_pattern;
+  ConfigKeys keys;
+
+  // The fused tensor carrying r, or null (r has a linear of its own, or none).
+  const FusedDesc* fused_of(Role r) const;
 
   const LinearDesc& linear(Role r) const;
   bool has(Role r) const;

@@ -17,8 +17,13 @@ struct Entry {
 
 constexpr Entry kRegistry[] = {
     {"llama", describe_llama},
-    {"mistral", describe_llama},
+    {"mistral", describe_mistral},
     {"qwen2", describe_qwen2},
+    {"qwen3", describe_qwen3},
+    {"phi3", describe_phi3},
+    {"gemma", describe_gemma},
+    {"gemma2", describe_gemma2},
+    {"gemma3_text", describe_gemma3},
 };
 
 [[noreturn]] void invalid(const ArchDesc& d, const std::string& what) {
@@ -90,6 +95,13 @@ std::vector<Role> ArchDesc::shared_with(Role r) const {
   return {r};
 }
 
+const FusedDesc* ArchDesc::fused_of(Role r) const {
+  for (const auto& f : fused) {
+    if (std::find(f.roles.begin(), f.roles.end(), r) != f.roles.end()) return &f;
+  }
+  return nullptr;
+}
+
 AttentionKind ArchDesc::attention_kind(int64_t layer) const {
   if (attention_pattern.empty()) return AttentionKind::kGlobal;
   return attention_pattern[static_cast<size_t>(layer) % attention_pattern.size()];
@@ -128,11 +140,20 @@ void ArchDesc::validate() const {
     }
   }
   for (const auto& f : fused) {
-    one_group(f.roles, "fused");
-    // A fused tensor is one linear: its parts read one input.
-    for (Role r : f.roles) {
-      if (input_slot(r) != input_slot(f.roles.front())) {
+    // A fused tensor is one linear, listed under its first role with the fused name; its parts
+    // read one input (q/k/v, or gate/up) and have no linear of their own.
+    if (f.roles.size() < 2) invalid(*this, fmt::format("fused {} has fewer than two parts", f.name));
+    if (!roles.count(f.roles.front()) || linear(f.roles.front()).name != f.name) {
+      invalid(*this, fmt::format("fused {} is not the linear of its first role {}", f.name, role_name(f.roles.front())));
+    }
+    auto family = [](Role r) { return r == Role::kQ || r == Role::kK || r == Role::kV ? 0 : r == Role::kGate || r == Role::kUp ? 1 : 2; };
+    for (size_t i = 0; i < f.roles.size(); ++i) {
+      const Role r = f.roles[i];
+      if (family(r) == 2 || family(r) != family(f.roles.front())) {
         invalid(*this, fmt::format("fused {} joins linears with different inputs", f.name));
+      }
+      if (i > 0 && roles.count(r)) {
+        invalid(*this, fmt::format("fused {} part {} also has a linear of its own", f.name, role_name(r)));
       }
     }
   }

@@ -6,8 +6,14 @@
 namespace gptq::arch {
 
 // One function per architecture file; each returns the description for a config's options.
-ArchDesc describe_llama(std::string_view model_type, const ArchOptions& o);  // llama.cpp (also Mistral)
-ArchDesc describe_qwen2(std::string_view model_type, const ArchOptions& o);  // qwen2.cpp
+ArchDesc describe_llama(std::string_view model_type, const ArchOptions& o);    // llama.cpp
+ArchDesc describe_mistral(std::string_view model_type, const ArchOptions& o);  // mistral.cpp
+ArchDesc describe_qwen2(std::string_view model_type, const ArchOptions& o);    // qwen2.cpp
+ArchDesc describe_qwen3(std::string_view model_type, const ArchOptions& o);    // qwen3.cpp
+ArchDesc describe_phi3(std::string_view model_type, const ArchOptions& o);     // phi3.cpp
+ArchDesc describe_gemma(std::string_view model_type, const ArchOptions& o);    // gemma.cpp
+ArchDesc describe_gemma2(std::string_view model_type, const ArchOptions& o);   // gemma2.cpp
+ArchDesc describe_gemma3(std::string_view model_type, const ArchOptions& o);   // gemma3.cpp
 
 // The Llama-style block shared by the family: pre-norm attention then a gated MLP, q/k/v and
 // gate/up sharing inputs, true-sequential [q,k,v], [o], [gate,up], [down]. Biases follow the

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -188,19 +189,39 @@ void parse_rope(const json& j, ModelConfig& c, std::string_view origin) {
   }
   if (auto it = j.find("rope_parameters"); it != j.end() && !it->is_null()) {
     if (!it->is_object()) fail(origin, "rope_parameters: expected an object or null");
-    for (const auto& [k, v] : it->items()) {
-      if (v.is_object()) {
-        throw Error(ErrorKind::kUnsupported,
-                    fmt::format("{}: rope_parameters per layer type (\"{}\") is not supported", origin, k));
+    const json* params = &*it;
+    if (c.arch.keys.local_rope && it->contains("full_attention")) {
+      // Per layer type (transformers 5 Gemma 3): full_attention for global layers, and
+      // sliding_attention (required then) for sliding ones.
+      for (const auto& [k, v] : it->items()) {
+        if (k != "full_attention" && k != "sliding_attention") {
+          throw Error(ErrorKind::kUnsupported,
+                      fmt::format("{}: rope_parameters layer type \"{}\" is not supported (expected "
+                                  "full_attention and sliding_attention)", origin, k));
+        }
+      }
+      if (!it->contains("sliding_attention")) fail(origin, "rope_parameters: full_attention without sliding_attention");
+      const json& loc = (*it)["sliding_attention"];
+      c.rope_local_scaling = parse_rope_object(loc, "rope_parameters.sliding_attention", omp, origin);
+      c.rope_local_theta = get_num(loc, "rope_theta", std::string(origin) + " (rope_parameters.sliding_attention)");
+      if (!(*c.rope_local_theta > 0)) fail(origin, "rope_parameters.sliding_attention.rope_theta must be positive");
+      params = &(*it)["full_attention"];
+    } else {
+      for (const auto& [k, v] : it->items()) {
+        if (v.is_object()) {
+          throw Error(ErrorKind::kUnsupported,
+                      fmt::format("{}: rope_parameters per layer type (\"{}\") is not supported for {}", origin, k,
+                                  c.model_type));
+        }
       }
     }
-    RopeScaling p = parse_rope_object(*it, "rope_parameters", omp, origin);
+    RopeScaling p = parse_rope_object(*params, "rope_parameters", omp, origin);
     if (scaling && !same_rope(*scaling, p)) {
       fail(origin, "rope_parameters and rope_scaling disagree; remove one of them");
     }
     scaling = p;
-    if (it->contains("rope_theta") && !(*it)["rope_theta"].is_null()) {
-      const double t = get_num(*it, "rope_theta", std::string(origin) + " (rope_parameters)");
+    if (params->contains("rope_theta") && !(*params)["rope_theta"].is_null()) {
+      const double t = get_num(*params, "rope_theta", std::string(origin) + " (rope_parameters)");
       if (theta && *theta != t) {
         fail(origin, fmt::format("rope_parameters.rope_theta = {} disagrees with rope_theta = {}", t, *theta));
       }
@@ -215,6 +236,121 @@ void parse_rope(const json& j, ModelConfig& c, std::string_view origin) {
   if (!(*theta > 0)) fail(origin, fmt::format("rope_theta = {}: must be positive", *theta));
   c.rope_theta = *theta;
   if (scaling) c.rope_scaling = *scaling;
+  if (c.arch.keys.local_rope && !c.rope_local_theta) {
+    // transformers 4 Gemma 3: rope_local_base_freq (default 10000), unscaled.
+    c.rope_local_theta = get_num(j, "rope_local_base_freq", origin, 10000.0);
+    if (!(*c.rope_local_theta > 0)) fail(origin, "rope_local_base_freq must be positive");
+  }
+  // Partial rotary: top level (transformers 4) or inside rope_parameters (5).
+  c.rotary_dim = c.head_dim;
+  if (c.arch.keys.partial_rotary) {
+    double f = get_num(j, "partial_rotary_factor", origin, 1.0);
+    if (auto it = j.find("rope_parameters"); it != j.end() && it->is_object() && it->contains("partial_rotary_factor")) {
+      f = get_num(*it, "partial_rotary_factor", std::string(origin) + " (rope_parameters)");
+    }
+    if (!(f > 0 && f <= 1)) fail(origin, fmt::format("partial_rotary_factor = {}: expected 0 < f <= 1", f));
+    c.rotary_dim = static_cast<int64_t>(static_cast<double>(c.head_dim) * f);  // as transformers: int(hd * f)
+    if (c.rotary_dim < 2 || c.rotary_dim % 2 != 0) {
+      fail(origin, fmt::format("partial_rotary_factor = {} gives {} rotary dims of head_dim {}: expected an even "
+                               "number >= 2", f, c.rotary_dim, c.head_dim));
+    }
+  }
+}
+
+// An integer key where null and absent differ: absent -> `absent`, null -> 0 (none).
+int64_t get_window(const json& j, const char* key, std::string_view origin, int64_t absent) {
+  auto it = j.find(key);
+  if (it == j.end()) return absent;
+  if (it->is_null()) return 0;
+  const int64_t v = get_int(j, key, origin);
+  require_positive(v, key, origin);
+  return v;
+}
+
+// Which layers attend within a sliding window, by the family's rule (arch::SlidingRule).
+void parse_attention_layers(const json& j, ModelConfig& c, std::string_view origin) {
+  const auto& k = c.arch.keys;
+  const int64_t L = c.num_hidden_layers;
+  c.layer_attention.assign(static_cast<size_t>(L), arch::AttentionKind::kGlobal);
+  c.sliding_window = 0;
+  auto layer_types = [&]() -> bool {
+    auto it = j.find("layer_types");
+    if (it == j.end() || it->is_null()) return false;
+    if (!it->is_array() || static_cast<int64_t>(it->size()) != L) {
+      fail(origin, fmt::format("layer_types: expected a list of num_hidden_layers = {} entries", L));
+    }
+    for (int64_t l = 0; l < L; ++l) {
+      const json& e = (*it)[static_cast<size_t>(l)];
+      const std::string t = e.is_string() ? e.get<std::string>() : e.dump();
+      if (t == "sliding_attention") {
+        c.layer_attention[static_cast<size_t>(l)] = arch::AttentionKind::kSliding;
+      } else if (t != "full_attention") {
+        throw Error(ErrorKind::kUnsupported,
+                    fmt::format("{}: layer_types[{}] = \"{}\" is not supported (expected full_attention or "
+                                "sliding_attention)", origin, l, t));
+      }
+    }
+    return true;
+  };
+  switch (k.sliding) {
+    case arch::SlidingRule::kNone: return;
+    case arch::SlidingRule::kEveryLayer:
+      c.sliding_window = get_window(j, "sliding_window", origin, k.default_sliding_window);
+      if (c.sliding_window > 0) c.layer_attention.assign(static_cast<size_t>(L), arch::AttentionKind::kSliding);
+      return;
+    case arch::SlidingRule::kQwen: {
+      const bool use = get_bool(j, "use_sliding_window", origin, false);
+      if (!use) return;  // transformers drops sliding_window then
+      c.sliding_window = get_window(j, "sliding_window", origin, 4096);
+      if (!layer_types()) {
+        const int64_t first = get_int(j, "max_window_layers", origin, 28);
+        for (int64_t l = first; l < L; ++l) c.layer_attention[static_cast<size_t>(l)] = arch::AttentionKind::kSliding;
+      }
+      break;
+    }
+    case arch::SlidingRule::kPattern: {
+      c.sliding_window = get_window(j, "sliding_window", origin, k.default_sliding_window);
+      if (!layer_types()) {
+        // transformers 4 Gemma 3: sliding_window_pattern n: every n-th layer global.
+        const int64_t n = get_int(j, "sliding_window_pattern", origin, 0);
+        for (int64_t l = 0; l < L; ++l) {
+          c.layer_attention[static_cast<size_t>(l)] =
+              n > 0 ? ((l + 1) % n == 0 ? arch::AttentionKind::kGlobal : arch::AttentionKind::kSliding)
+                    : c.arch.attention_kind(l);
+        }
+      }
+      break;
+    }
+  }
+  const bool any = std::find(c.layer_attention.begin(), c.layer_attention.end(), arch::AttentionKind::kSliding) !=
+                   c.layer_attention.end();
+  if (any && c.sliding_window <= 0) fail(origin, "sliding-window layers but no sliding_window");
+}
+
+arch::Activation parse_activation(const json& j, const ModelConfig& c, std::string_view origin, std::string* name) {
+  const char* key = c.arch.keys.activation;
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) {
+    *name = "";
+    return c.arch.activation;
+  }
+  *name = get_str(j, key, origin);
+  if (*name == "silu" || *name == "swish") return arch::Activation::kSilu;
+  if (*name == "gelu_pytorch_tanh" || *name == "gelu_new" || *name == "gelu_fast") return arch::Activation::kGeluTanh;
+  if (*name == "gelu") {
+    if (c.model_type == "gemma") {
+      // transformers' Gemma config turns its legacy "gelu" into the tanh form, as the released
+      // checkpoints intend.
+      core::log_warn("{}: hidden_act \"gelu\" in a Gemma config means gelu_pytorch_tanh (as transformers reads it)",
+                     origin);
+      return arch::Activation::kGeluTanh;
+    }
+    return arch::Activation::kGelu;
+  }
+  if (*name == "relu") return arch::Activation::kRelu;
+  throw Error(ErrorKind::kUnsupported,
+              fmt::format("{}: {} \"{}\" is not supported (expected silu, gelu, gelu_pytorch_tanh, gelu_new or relu)",
+                          origin, key, *name));
 }
 
 }  // namespace
@@ -347,14 +483,30 @@ ModelConfig parse_model_config(std::string_view json_text, std::string_view orig
   c.tie_word_embeddings = get_bool(j, "tie_word_embeddings", origin, false);
   c.torch_dtype = get_str(j, "torch_dtype", origin, std::string("float32"));
   if (c.torch_dtype.empty()) c.torch_dtype = "float32";
-  c.hidden_act = get_str(j, "hidden_act", origin, std::string("silu"));
-  if (c.hidden_act != "silu") {
-    throw Error(ErrorKind::kUnsupported,
-                fmt::format("{}: hidden_act \"{}\" is not supported (expected \"silu\")", origin, c.hidden_act));
-  }
   c.mlp_bias = get_bool(j, "mlp_bias", origin, false);
   c.attention_bias = get_bool(j, "attention_bias", origin, false);
   c.arch = arch::describe(c.model_type, {.attention_bias = c.attention_bias, .mlp_bias = c.mlp_bias}, origin);
+  c.arch.activation = parse_activation(j, c, origin, &c.hidden_act);
+  const auto& keys = c.arch.keys;
+  c.attn_scale = 1.0 / std::sqrt(static_cast<double>(c.head_dim));
+  if (keys.query_pre_attn_scalar) {
+    const double s = get_num(j, "query_pre_attn_scalar", origin, 256.0);  // transformers' Gemma 2/3 default
+    if (!(s > 0)) fail(origin, fmt::format("query_pre_attn_scalar = {}: must be positive", s));
+    c.attn_scale = 1.0 / std::sqrt(s);
+  }
+  if (keys.softcapping) {
+    c.attn_softcap = get_num(j, "attn_logit_softcapping", origin, 0.0);
+    c.final_softcap = get_num(j, "final_logit_softcapping", origin, 0.0);
+    // Absent keys take the class default; null means none.
+    if (!j.contains("attn_logit_softcapping")) c.attn_softcap = keys.default_attn_softcap;
+    if (!j.contains("final_logit_softcapping")) c.final_softcap = keys.default_final_softcap;
+    if (c.attn_softcap < 0 || c.final_softcap < 0) fail(origin, "logit softcapping values must be >= 0");
+  }
+  if (keys.bidirectional && get_bool(j, "use_bidirectional_attention", origin, false)) {
+    throw Error(ErrorKind::kUnsupported,
+                fmt::format("{}: use_bidirectional_attention = true is not supported (causal decoders only)", origin));
+  }
+  parse_attention_layers(j, c, origin);
   if (auto it = j.find("bos_token_id"); it != j.end() && it->is_number_integer()) c.bos_token_id = it->get<int32_t>();
   if (auto it = j.find("eos_token_id"); it != j.end()) {
     if (it->is_number_integer()) c.eos_token_ids.push_back(it->get<int32_t>());

@@ -94,6 +94,16 @@ struct ModelConfig {
   double rms_norm_eps = 1e-6;
   double rope_theta = 10000.0;
   RopeScaling rope_scaling;
+  // Gemma 3: the RoPE of sliding-window layers (rope_parameters.sliding_attention, or
+  // rope_local_base_freq without scaling); unset: every layer uses rope_theta / rope_scaling.
+  std::optional<double> rope_local_theta;
+  RopeScaling rope_local_scaling;
+  int64_t rotary_dim = 0;        // dims of each head that RoPE rotates (partial_rotary_factor)
+  int64_t sliding_window = 0;    // keys seen by a sliding layer's query, itself included; 0: none
+  std::vector<arch::AttentionKind> layer_attention;  // [num_hidden_layers]
+  double attn_scale = 0;         // scores = attn_scale * q.k (head_dim^-0.5 unless query_pre_attn_scalar)
+  double attn_softcap = 0;       // attn_logit_softcapping; 0: none
+  double final_softcap = 0;      // final_logit_softcapping; 0: none
   bool tie_word_embeddings = false;
   bool attention_bias = false;  // the keys as written; which linears have biases: arch
   bool mlp_bias = false;
@@ -111,7 +121,10 @@ struct ModelConfig {
 // heads that do not divide, an unknown model_type (the message lists the supported ones) or an
 // unsupported rope_type: Error(kConfig/kUnsupported) naming `origin` and the key. RoPE comes from
 // "rope_theta"/"rope_scaling" (transformers 4) or "rope_parameters" (transformers 5); both
-// spellings may be present and must then agree. No theta at all: 10000, with a warning.
+// spellings may be present and must then agree. No theta at all: 10000, with a warning. The
+// family's own keys (arch::ConfigKeys: activation, sliding windows and layer types, softcapping,
+// query_pre_attn_scalar, partial rotary, Gemma 3's second RoPE) are read as transformers reads
+// them; an unsupported value is Error(kUnsupported) naming the key.
 ModelConfig parse_model_config(std::string_view json_text, std::string_view origin);
 // Reads <dir>/config.json; takes quantization settings from its "quantization_config" or, if
 // absent, from <dir>/quantize_config.json.

@@ -18,13 +18,15 @@ KVCache::KVCache(int64_t layers, int64_t capacity, int64_t kv_heads, int64_t hea
       k_(static_cast<size_t>(layers * capacity * kv_heads * head_dim)),
       v_(static_cast<size_t>(layers * capacity * kv_heads * head_dim)) {}
 
-Decoder::Decoder(config::ModelConfig cfg, arch::ArchDesc desc, backend::Device device)
-    : cfg_(std::move(cfg)), desc_(std::move(desc)), ops_(backend::ops_for(device)) {
-  const int64_t half = cfg_.head_dim / 2;
-  inv_freq_.resize(half);
-  const auto& rs = cfg_.rope_scaling;
+namespace {
+
+// RoPE inverse frequencies [rot/2] for base theta after the scaling (transformers' rope_init
+// functions: default, linear, llama3).
+std::vector<float> rope_inv_freq(double theta, const config::RopeScaling& rs, int64_t rot) {
+  const int64_t half = rot / 2;
+  std::vector<float> inv(static_cast<size_t>(half));
   for (int64_t i = 0; i < half; ++i) {
-    double f = 1.0 / std::pow(cfg_.rope_theta, static_cast<double>(2 * i) / static_cast<double>(cfg_.head_dim));
+    double f = 1.0 / std::pow(theta, static_cast<double>(2 * i) / static_cast<double>(rot));
     if (rs.type == config::RopeScaling::Type::kLinear) {
       f /= rs.factor;
     } else if (rs.type == config::RopeScaling::Type::kLlama3) {
@@ -41,8 +43,35 @@ Decoder::Decoder(config::ModelConfig cfg, arch::ArchDesc desc, backend::Device d
         f = (1.0 - smooth) * f / rs.factor + smooth * f;
       }
     }
-    inv_freq_[i] = static_cast<float>(f);
+    inv[static_cast<size_t>(i)] = static_cast<float>(f);
   }
+  return inv;
+}
+
+backend::Act to_backend(arch::Activation a) {
+  switch (a) {
+    case arch::Activation::kSilu: return backend::Act::kSilu;
+    case arch::Activation::kGelu: return backend::Act::kGelu;
+    case arch::Activation::kGeluTanh: return backend::Act::kGeluTanh;
+    case arch::Activation::kRelu: return backend::Act::kRelu;
+  }
+  return backend::Act::kSilu;
+}
+
+}  // namespace
+
+Decoder::Decoder(config::ModelConfig cfg, arch::ArchDesc desc, backend::Device device)
+    : cfg_(std::move(cfg)), desc_(std::move(desc)), ops_(backend::ops_for(device)) {
+  if (desc_.norm != arch::NormKind::kRms || desc_.positions != arch::Positions::kRope || desc_.parallel_residual ||
+      desc_.conv1d_weights || desc_.rope_style != arch::RopeStyle::kRotateHalf) {
+    throw Error(ErrorKind::kUnsupported,
+                fmt::format("{}: the executor does not run this description's norm, positions, residual or RoPE "
+                            "style yet", desc_.model_type));
+  }
+  act_ = to_backend(desc_.activation);
+  const int64_t rot = cfg_.rotary_dim > 0 ? cfg_.rotary_dim : cfg_.head_dim;
+  inv_freq_ = rope_inv_freq(cfg_.rope_theta, cfg_.rope_scaling, rot);
+  if (cfg_.rope_local_theta) inv_freq_local_ = rope_inv_freq(*cfg_.rope_local_theta, cfg_.rope_local_scaling, rot);
 }
 
 KVCache Decoder::make_cache(int64_t capacity) const {
@@ -59,33 +88,36 @@ void Decoder::embed(const ModelWeights& w, const int32_t* tokens, int64_t t, flo
     }
     w.embed.row(tokens[i], hidden + i * d);  // fp32 or 16-bit rows: converted here
   }
+  scale_embeddings(hidden, t);
 }
 
-void Decoder::rms_norm(const float* x, const float* weight, int64_t t, float* y) const {
-  ops_.rms_norm(x, weight, 0.0f, t, cfg_.hidden_size, static_cast<float>(cfg_.rms_norm_eps), y);
+void Decoder::scale_embeddings(float* hidden, int64_t t) const {
+  // Gemma: times sqrt(hidden_size), computed in fp32 as transformers does for fp32 weights.
+  if (desc_.scale_embedding) ops_.scale(hidden, t * cfg_.hidden_size, std::sqrt(static_cast<float>(cfg_.hidden_size)));
 }
 
-// HF "rotate_half" RoPE: dimension i pairs with i + hd/2 (not the interleaved pairs of Meta's
-// original code; converted checkpoints have q/k rows permuted to match).
-void Decoder::rope(float* x, int64_t t, int64_t heads, int64_t pos0) const {
-  ops_.rope(x, t, heads, cfg_.head_dim, cfg_.head_dim, inv_freq_.data(), pos0, backend::Rope::kRotateHalf);
+void Decoder::norm(const float* x, const float* weight, int64_t rows, int64_t n, float* y) const {
+  ops_.rms_norm(x, weight, desc_.norm_weight_offset, rows, n, static_cast<float>(cfg_.rms_norm_eps), y);
 }
 
-// q [T, H*hd]; k, v: the cache rows [pos0+T, KV*hd]; out [T, H*hd].
-void Decoder::attention(const float* q, const float* k, const float* v, int64_t t, int64_t pos0,
-                        float* out) const {
-  backend::AttentionShape a;
-  a.heads = cfg_.num_attention_heads;
-  a.kv_heads = cfg_.num_key_value_heads;
-  a.head_dim = cfg_.head_dim;
-  a.scale = 1.0f / std::sqrt(static_cast<float>(cfg_.head_dim));
-  ops_.attention(q, k, v, t, pos0, a, out);
-}
-
-// The linears that read x (the description's shared-input group of `first`) in one call, so that
-// quantized ones run in one parallel region.
-void Decoder::run_shared(const BlockWeights& b, arch::Role first, const float* x, int64_t t,
-                         const std::function<float*(arch::Role)>& out) const {
+void Decoder::project(const BlockWeights& b, arch::Role first, const float* x, int64_t t,
+                      const std::function<float*(arch::Role)>& out) const {
+  if (const arch::FusedDesc* f = desc_.fused_of(first)) {
+    // One linear [sum N_part, K]: its output rows hold the parts side by side, in `roles` order.
+    const Linear& lin = b.at(f->roles.front());
+    std::vector<float> y(static_cast<size_t>(t * lin.n()));
+    lin.forward(x, t, y.data());
+    int64_t col = 0;
+    for (arch::Role r : f->roles) {
+      const int64_t n = linear_shape(cfg_, r)[0];
+      float* dst = out(r);
+      for (int64_t i = 0; i < t; ++i) std::memcpy(dst + i * n, y.data() + i * lin.n() + col, n * sizeof(float));
+      col += n;
+    }
+    return;
+  }
+  // The linears that read x (the description's shared-input group) in one call, so that
+  // quantized ones run in one parallel region.
   std::vector<const Linear*> layers;
   std::vector<float*> ys;
   for (arch::Role r : desc_.shared_with(first)) {
@@ -105,35 +137,57 @@ void Decoder::block_forward(const BlockWeights& b, int64_t layer, float* hidden,
   };
   const int64_t D = cfg_.hidden_size, H = cfg_.num_attention_heads, KV = cfg_.num_key_value_heads;
   const int64_t hd = cfg_.head_dim, F = cfg_.intermediate_size;
+  const int64_t rot = cfg_.rotary_dim > 0 ? cfg_.rotary_dim : hd;
   if (pos0 + t > cache.capacity()) {
     throw Error(ErrorKind::kArgument, fmt::format("sequence of {} tokens exceeds the context of {} tokens",
                                                   pos0 + t, cache.capacity()));
   }
+  const bool sliding = !cfg_.layer_attention.empty() &&
+                       cfg_.layer_attention[static_cast<size_t>(layer)] == arch::AttentionKind::kSliding;
+  const float* inv_freq = sliding && !inv_freq_local_.empty() ? inv_freq_local_.data() : inv_freq_.data();
   std::vector<float> x(static_cast<size_t>(t * D)), y(static_cast<size_t>(t * D));
   for (size_t si = 0; si < desc_.sublayers.size(); ++si) {
     const auto& sl = desc_.sublayers[si];
-    rms_norm(hidden, b.norms[si].data(), t, x.data());
+    norm(hidden, b.norms[si].data(), t, D, x.data());
     if (sl.kind == arch::SublayerKind::kAttention) {
       using arch::Role;
       if (report(Role::kQ, x.data(), t)) return;
       std::vector<float> q(static_cast<size_t>(t * H * hd)), attn(static_cast<size_t>(t * H * hd));
       float* kc = cache.k(cache_layer) + pos0 * KV * hd;  // [T, KV*hd] slots for the new positions
       float* vc = cache.v(cache_layer) + pos0 * KV * hd;
-      run_shared(b, Role::kQ, x.data(), t, [&](Role r) { return r == Role::kQ ? q.data() : r == Role::kK ? kc : vc; });
-      rope(q.data(), t, H, pos0);
-      rope(kc, t, KV, pos0);
-      attention(q.data(), cache.k(cache_layer), cache.v(cache_layer), t, pos0, attn.data());
+      project(b, Role::kQ, x.data(), t, [&](Role r) { return r == Role::kQ ? q.data() : r == Role::kK ? kc : vc; });
+      // Qwen3 / Gemma 3: RMSNorm of every head over head_dim, before RoPE.
+      if (!b.q_norm.empty()) norm(q.data(), b.q_norm.data(), t * H, hd, q.data());
+      if (!b.k_norm.empty()) norm(kc, b.k_norm.data(), t * KV, hd, kc);
+      // HF "rotate_half" RoPE on the first `rot` dims of each head: dimension i pairs with
+      // i + rot/2 (not the interleaved pairs of Meta's original code; converted checkpoints have
+      // q/k rows permuted to match).
+      ops_.rope(q.data(), t, H, hd, rot, inv_freq, pos0, backend::Rope::kRotateHalf);
+      ops_.rope(kc, t, KV, hd, rot, inv_freq, pos0, backend::Rope::kRotateHalf);
+      backend::AttentionShape a;
+      a.heads = H;
+      a.kv_heads = KV;
+      a.head_dim = hd;
+      a.scale = static_cast<float>(cfg_.attn_scale > 0 ? cfg_.attn_scale : 1.0 / std::sqrt(static_cast<double>(hd)));
+      a.window = sliding ? cfg_.sliding_window : 0;
+      a.softcap = static_cast<float>(cfg_.attn_softcap);
+      ops_.attention(q.data(), cache.k(cache_layer), cache.v(cache_layer), t, pos0, a, attn.data());
       if (report(Role::kO, attn.data(), t)) return;
       b.at(Role::kO).forward(attn.data(), t, y.data());
-    } else {
+    } else if (sl.kind == arch::SublayerKind::kGatedMlp) {
       using arch::Role;
       if (report(Role::kGate, x.data(), t)) return;
       std::vector<float> g(static_cast<size_t>(t * F)), u(static_cast<size_t>(t * F));
-      run_shared(b, Role::kGate, x.data(), t, [&](Role r) { return r == Role::kGate ? g.data() : u.data(); });
-      ops_.gated(backend::Act::kSilu, g.data(), u.data(), t * F);  // SiLU(gate) * up
+      project(b, Role::kGate, x.data(), t, [&](Role r) { return r == Role::kGate ? g.data() : u.data(); });
+      ops_.gated(act_, g.data(), u.data(), t * F);  // act(gate) * up
       if (report(Role::kDown, g.data(), t)) return;
       b.at(Role::kDown).forward(g.data(), t, y.data());
+    } else {
+      throw Error(ErrorKind::kUnsupported,
+                  fmt::format("{}: the executor has no plain (ungated) MLP yet", desc_.model_type));
     }
+    // Gemma 2/3: the sublayer's output is normed before the residual add.
+    if (!b.post_norms.empty() && !b.post_norms[si].empty()) norm(y.data(), b.post_norms[si].data(), t, D, y.data());
     ops_.add(hidden, y.data(), t * D);
   }
 }
@@ -142,9 +196,10 @@ void Decoder::logits(const ModelWeights& w, const float* hidden, int64_t t, int6
   const int64_t D = cfg_.hidden_size;
   rows = std::min(rows, t);
   std::vector<float> x(static_cast<size_t>(rows * D));
-  rms_norm(hidden + (t - rows) * D, w.final_norm.data(), rows, x.data());
+  norm(hidden + (t - rows) * D, w.final_norm.data(), rows, D, x.data());
   // [rows, D] x [V, D]^T: dense_gemv / sgemm for an fp32 head, dense16_gemm for a 16-bit one.
   w.head().forward(x.data(), rows, out);
+  if (cfg_.final_softcap > 0) ops_.softcap(out, rows * cfg_.vocab_size, static_cast<float>(cfg_.final_softcap));
 }
 
 void Decoder::forward(const ModelWeights& w, const int32_t* tokens, int64_t t, KVCache& cache,

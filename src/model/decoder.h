@@ -45,8 +45,12 @@ class Decoder {
   const config::ModelConfig& config() const { return cfg_; }
   const arch::ArchDesc& desc() const { return desc_; }
 
-  // hidden [T, D] <- embedding rows of tokens. Error(kArgument) for ids outside [0, V).
+  // hidden [T, D] <- embedding rows of tokens (scaled as the architecture says). Error(kArgument)
+  // for ids outside [0, V).
   void embed(const ModelWeights& w, const int32_t* tokens, int64_t t, float* hidden) const;
+  // The architecture's scaling of raw embedding rows hidden [T, D] (Gemma: sqrt(D)), for callers
+  // that look rows up themselves (the quantization pipeline).
+  void scale_embeddings(float* hidden, int64_t t) const;
 
   // Runs block `layer` in place on hidden [T, D] for positions pos0 .. pos0+T-1. Keys and values
   // go to cache (slot = position); attention covers positions 0 .. pos0+T-1 of the cache.
@@ -68,16 +72,19 @@ class Decoder {
   KVCache make_cache(int64_t capacity) const;
 
  private:
-  void rms_norm(const float* x, const float* weight, int64_t t, float* y) const;
-  void rope(float* x, int64_t t, int64_t heads, int64_t pos0) const;  // x [T, heads*hd]
-  void run_shared(const BlockWeights& b, arch::Role first, const float* x, int64_t t,
-                  const std::function<float*(arch::Role)>& out) const;
-  void attention(const float* q, const float* k, const float* v, int64_t t, int64_t pos0, float* out) const;
+  // The architecture's norm (weight offset included) over rows of n.
+  void norm(const float* x, const float* weight, int64_t rows, int64_t n, float* y) const;
+  // Runs the linears that read x, starting at role `first` (its shared-input group, or its fused
+  // tensor), writing each role's output [T, N_role] to out(role).
+  void project(const BlockWeights& b, arch::Role first, const float* x, int64_t t,
+               const std::function<float*(arch::Role)>& out) const;
 
   config::ModelConfig cfg_;
   arch::ArchDesc desc_;
-  std::vector<float> inv_freq_;  // [hd/2], after rope scaling
-  const backend::Ops& ops_;  // every non-linear op
+  backend::Act act_ = backend::Act::kSilu;
+  std::vector<float> inv_freq_;        // [rot/2], after rope scaling
+  std::vector<float> inv_freq_local_;  // [rot/2] for sliding layers with their own RoPE, else empty
+  const backend::Ops& ops_;            // every non-linear op
 };
 
 }  // namespace gptq::model

@@ -20,6 +20,14 @@ std::array<int64_t, 2> linear_shape(const config::ModelConfig& c, arch::Role r) 
   return {0, 0};
 }
 
+std::array<int64_t, 2> linear_shape(const config::ModelConfig& c, const arch::ArchDesc& desc, arch::Role r) {
+  const arch::FusedDesc* f = desc.fused_of(r);
+  if (!f) return linear_shape(c, r);
+  std::array<int64_t, 2> s{0, linear_shape(c, f->roles.front())[1]};
+  for (arch::Role p : f->roles) s[0] += linear_shape(c, p)[0];
+  return s;
+}
+
 namespace {
 
 // "<module>.weight" [n, k] (and "<module>.bias" [n] when `bias`) as a dense Linear: the weight
@@ -51,9 +59,14 @@ BlockWeights load_block(const io::TensorStore& store, const config::ModelConfig&
   BlockWeights b;
   for (const auto& sl : desc.sublayers) {
     b.norms.push_back(store.read_f32(desc.block_module(layer, sl.norm) + ".weight", {cfg.hidden_size}));
+    b.post_norms.push_back(sl.post_norm.empty()
+                               ? std::vector<float>{}
+                               : store.read_f32(desc.block_module(layer, sl.post_norm) + ".weight", {cfg.hidden_size}));
   }
+  if (!desc.q_norm.empty()) b.q_norm = store.read_f32(desc.block_module(layer, desc.q_norm) + ".weight", {cfg.head_dim});
+  if (!desc.k_norm.empty()) b.k_norm = store.read_f32(desc.block_module(layer, desc.k_norm) + ".weight", {cfg.head_dim});
   for (const auto& ld : desc.linears) {
-    const auto [n, k] = linear_shape(cfg, ld.role);
+    const auto [n, k] = linear_shape(cfg, desc, ld.role);
     const std::string module = desc.block_module(layer, ld.name);
     if (cfg.quant && store.find(module + ".qweight")) {
       // Each linear with its own scheme: the first matching "dynamic" rule over the base config.

@@ -17,10 +17,14 @@ inline constexpr int kNumRoles = 7;
 inline int role_index(arch::Role r) { return static_cast<int>(r); }
 
 struct BlockWeights {
-  std::vector<std::vector<float>> norms;   // one per sublayer, each [hidden]
+  std::vector<std::vector<float>> norms;       // one per sublayer, each [hidden]
+  std::vector<std::vector<float>> post_norms;  // one per sublayer, each [hidden] or empty (none)
+  std::vector<float> q_norm, k_norm;           // [hd] each, or empty (no q/k norms)
   std::array<Linear, kNumRoles> linears;   // by role: q [H*hd, hidden], k/v [KV*hd, hidden],
                                            // o [hidden, H*hd], gate/up [inter, hidden],
-                                           // down [hidden, inter]
+                                           // down [hidden, inter]; a fused tensor sits under its
+                                           // first role ([sum of the parts' N, K]) and its other
+                                           // roles stay empty
   Linear& at(arch::Role r) { return linears[role_index(r)]; }
   const Linear& at(arch::Role r) const { return linears[role_index(r)]; }
 };
@@ -42,8 +46,11 @@ struct ModelWeights {
   const Linear& head() const { return lm_head.empty() ? embed : lm_head; }
 };
 
-// Expected [N, K] of a linear by role, from the config.
+// Expected [N, K] of one role's part of a linear, from the config.
 std::array<int64_t, 2> linear_shape(const config::ModelConfig& cfg, arch::Role r);
+// Expected [N, K] of the linear the description stores under r: a fused tensor's N is the sum of
+// its parts'.
+std::array<int64_t, 2> linear_shape(const config::ModelConfig& cfg, const arch::ArchDesc& desc, arch::Role r);
 
 // Loads block `layer`. Dense linears come from "<module>.weight" (F32/F16/BF16, held as `dense`
 // says); quantized ones (when cfg.quant is set and "<module>.qweight" exists) become backend

@@ -169,6 +169,7 @@ void QuantizationPipeline::start(const std::function<void(int32_t, float*)>& emb
   for (const auto& s : samples_) {
     std::vector<float> h(s.size() * static_cast<size_t>(D));
     for (size_t i = 0; i < s.size(); ++i) embed_row(s[i], h.data() + i * D);
+    dec_.scale_embeddings(h.data(), static_cast<int64_t>(s.size()));
     hidden_.push_back(std::move(h));
   }
 }

@@ -23,17 +23,18 @@ std::string error_of(const std::function<void()>& f) {
 
 TEST(Arch, RegistryIsTheListConfigAccepts) {
   const auto types = supported_model_types();
-  ASSERT_EQ(types, (std::vector<std::string>{"llama", "mistral", "qwen2"}));
+  ASSERT_EQ(types, (std::vector<std::string>{"llama", "mistral", "qwen2", "qwen3", "phi3", "gemma", "gemma2",
+                                              "gemma3_text"}));
   for (const auto& t : types) {
     EXPECT_TRUE(is_supported(t));
     const auto d = describe(t, {}, "x/config.json");
     EXPECT_EQ(d.model_type, t);
-    EXPECT_EQ(d.linears.size(), 7u);
+    EXPECT_EQ(d.linears.size(), t == "phi3" ? 4u : 7u);  // Phi-3: fused qkv_proj and gate_up_proj
   }
   EXPECT_FALSE(is_supported("gpt_bigcode"));
   const std::string msg = error_of([] { describe("gpt_bigcode", {}, "x/config.json"); });
   EXPECT_NE(msg.find("x/config.json"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("llama, mistral, qwen2"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("llama, mistral, qwen2, qwen3"), std::string::npos) << msg;
   // config.json parsing rejects the same types with the same list.
   const std::string cmsg = error_of([] {
     config::parse_model_config(R"({"model_type": "gpt_bigcode"})", "y/config.json");
@@ -86,11 +87,11 @@ ArchDesc neox_like() {
   d.lm_head = "embed_out";
   d.block_prefix = "gpt_neox.layers.{layer}.";
   d.sublayers = {{SublayerKind::kAttention, "input_layernorm", ""}, {SublayerKind::kMlp, "post_attention_layernorm", ""}};
-  d.linears = {{Role::kQ, "attention.q", true},     {Role::kK, "attention.k", true},
-               {Role::kV, "attention.v", true},     {Role::kO, "attention.dense", true},
+  // The fused tensor is the linear of its first role; k and v have none of their own.
+  d.linears = {{Role::kQ, "attention.query_key_value", true}, {Role::kO, "attention.dense", true},
                {Role::kUp, "mlp.dense_h_to_4h", true}, {Role::kDown, "mlp.dense_4h_to_h", true}};
-  d.shared_inputs = {{Role::kQ, Role::kK, Role::kV}, {Role::kO}, {Role::kUp}, {Role::kDown}};
-  d.sequential_groups = {{Role::kQ, Role::kK, Role::kV}, {Role::kO}, {Role::kUp}, {Role::kDown}};
+  d.shared_inputs = {{Role::kQ}, {Role::kO}, {Role::kUp}, {Role::kDown}};
+  d.sequential_groups = {{Role::kQ}, {Role::kO}, {Role::kUp}, {Role::kDown}};
   d.fused = {{"attention.query_key_value", {Role::kQ, Role::kK, Role::kV}}};
   d.norm = NormKind::kLayer;
   d.activation = Activation::kGelu;
@@ -133,13 +134,20 @@ TEST(Arch, ContradictionsAreRejected) {
   d = neox_like();
   d.sequential_groups.pop_back();
   expect_bad(d, "down is in no sequential group");
-  d = neox_like();
-  d.sequential_groups = {{Role::kQ, Role::kK}, {Role::kV}, {Role::kO}, {Role::kUp}, {Role::kDown}};
+  d = describe("llama", {}, "c");
+  d.sequential_groups = {{Role::kQ, Role::kK}, {Role::kV}, {Role::kO}, {Role::kGate, Role::kUp}, {Role::kDown}};
   expect_bad(d, "across sequential groups");
   d = neox_like();
-  d.fused = {{"attention.qkvo", {Role::kQ, Role::kO}}};
-  d.sequential_groups = {{Role::kQ, Role::kK, Role::kV, Role::kO}, {Role::kUp}, {Role::kDown}};
+  d.fused = {{"attention.query_key_value", {Role::kQ, Role::kK, Role::kV, Role::kO}}};
   expect_bad(d, "different inputs");
+  d = neox_like();
+  d.fused = {{"attention.qkv", {Role::kQ, Role::kK, Role::kV}}};
+  expect_bad(d, "not the linear of its first role");
+  d = neox_like();
+  d.linears.push_back({Role::kK, "attention.k", true});
+  d.sequential_groups[0].push_back(Role::kK);
+  d.shared_inputs[0].push_back(Role::kK);
+  expect_bad(d, "also has a linear of its own");
   d = neox_like();
   d.shared_inputs.push_back({Role::kGate});
   expect_bad(d, "gate, which the block lacks");

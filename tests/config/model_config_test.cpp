@@ -201,7 +201,124 @@ TEST(ModelConfig, ErrorsNameTheFileAndKey) {
             "num_attention_heads": 4, "vocab_size": 10, "quantization_config": {"bits": 5}})",
          ErrorKind::kUnsupported, "bits");
   expect(R"({"model_type": "llama", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 1,
-            "num_attention_heads": 4, "vocab_size": 10, "hidden_act": "gelu"})", ErrorKind::kUnsupported, "gelu");
+            "num_attention_heads": 4, "vocab_size": 10, "hidden_act": "quick_gelu"})", ErrorKind::kUnsupported,
+         "hidden_act \"quick_gelu\"");
+}
+
+}  // namespace
+}  // namespace gptq::config
+
+namespace gptq::config {
+namespace {
+
+// A 4-layer config of `type` with `extra` keys.
+ModelConfig family(const std::string& type, const std::string& extra) {
+  std::string text = R"({"model_type": ")";
+  text += type;
+  text += R"(", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 4, "num_attention_heads": 4,
+             "vocab_size": 10)";
+  if (!extra.empty()) {
+    text += ", ";
+    text += extra;
+  }
+  text += "}";
+  return parse_model_config(text, "fam/config.json");
+}
+
+using arch::AttentionKind;
+constexpr AttentionKind S = AttentionKind::kSliding, G = AttentionKind::kGlobal;
+
+TEST(FamilyKeys, SlidingWindowsAsTransformersReadsThem) {
+  // Mistral: every layer, when set; transformers' default (4096) when absent; none when null.
+  auto m = family("mistral", R"("sliding_window": 16)");
+  EXPECT_EQ(m.sliding_window, 16);
+  EXPECT_EQ(m.layer_attention, (std::vector<AttentionKind>{S, S, S, S}));
+  EXPECT_EQ(family("mistral", "").sliding_window, 4096);
+  m = family("mistral", R"("sliding_window": null)");
+  EXPECT_EQ(m.sliding_window, 0);
+  EXPECT_EQ(m.layer_attention, (std::vector<AttentionKind>{G, G, G, G}));
+  // Llama does not read the key.
+  EXPECT_EQ(family("llama", R"("sliding_window": 16)").sliding_window, 0);
+  // Qwen2: only with use_sliding_window, from max_window_layers on.
+  EXPECT_EQ(family("qwen2", R"("sliding_window": 32768, "use_sliding_window": false)").sliding_window, 0);
+  m = family("qwen2", R"("sliding_window": 8, "use_sliding_window": true, "max_window_layers": 2)");
+  EXPECT_EQ(m.layer_attention, (std::vector<AttentionKind>{G, G, S, S}));
+  // Gemma 2: alternating by default; layer_types wins.
+  m = family("gemma2", "");
+  EXPECT_EQ(m.layer_attention, (std::vector<AttentionKind>{S, G, S, G}));
+  EXPECT_EQ(m.sliding_window, 4096);
+  m = family("gemma2", R"("sliding_window": 8, "layer_types": ["full_attention", "sliding_attention",
+                          "full_attention", "full_attention"])");
+  EXPECT_EQ(m.layer_attention, (std::vector<AttentionKind>{G, S, G, G}));
+  // Gemma 3: 5 sliding : 1 global by default, or transformers 4's sliding_window_pattern.
+  EXPECT_EQ(family("gemma3_text", R"("sliding_window_pattern": 2)").layer_attention,
+            (std::vector<AttentionKind>{S, G, S, G}));
+  EXPECT_EQ(family("gemma3_text", "").layer_attention, (std::vector<AttentionKind>{S, S, S, S}));
+}
+
+TEST(FamilyKeys, GemmaDefaultsAndRopes) {
+  auto g = family("gemma2", "");
+  EXPECT_EQ(g.attn_softcap, 50.0);  // transformers' Gemma2Config defaults
+  EXPECT_EQ(g.final_softcap, 30.0);
+  EXPECT_DOUBLE_EQ(g.attn_scale, 1.0 / 16.0);  // query_pre_attn_scalar 256
+  EXPECT_EQ(g.arch.activation, arch::Activation::kGeluTanh);
+  g = family("gemma2", R"("attn_logit_softcapping": null, "final_logit_softcapping": 7.5, "query_pre_attn_scalar": 4,
+                          "hidden_activation": "gelu")");
+  EXPECT_EQ(g.attn_softcap, 0.0);
+  EXPECT_EQ(g.final_softcap, 7.5);
+  EXPECT_DOUBLE_EQ(g.attn_scale, 0.5);
+  EXPECT_EQ(g.arch.activation, arch::Activation::kGelu);
+  // Gemma 1's legacy "gelu" means the tanh form, as transformers reads it.
+  EXPECT_EQ(family("gemma", R"("hidden_act": "gelu")").arch.activation, arch::Activation::kGeluTanh);
+  // Llama's attention scale stays head_dim^-0.5 even with a Gemma key present.
+  EXPECT_DOUBLE_EQ(family("llama", R"("query_pre_attn_scalar": 4)").attn_scale, 0.25);
+  // Gemma 3: two RoPEs, both spellings.
+  auto g3 = family("gemma3_text", R"("rope_theta": 1000000.0, "rope_local_base_freq": 10000.0,
+                                     "rope_scaling": {"rope_type": "linear", "factor": 8.0})");
+  EXPECT_EQ(g3.rope_theta, 1e6);
+  EXPECT_EQ(g3.rope_scaling.type, RopeScaling::Type::kLinear);
+  EXPECT_EQ(*g3.rope_local_theta, 1e4);
+  EXPECT_EQ(g3.rope_local_scaling.type, RopeScaling::Type::kNone);
+  g3 = family("gemma3_text", R"("rope_parameters": {"sliding_attention": {"rope_type": "default", "rope_theta": 1e4},
+                                "full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1e6}})");
+  EXPECT_EQ(g3.rope_theta, 1e6);
+  EXPECT_EQ(g3.rope_scaling.factor, 8.0);
+  EXPECT_EQ(*g3.rope_local_theta, 1e4);
+  EXPECT_EQ(g3.attn_softcap, 0.0);
+  // Phi-3 / Phi-4-mini partial rotary.
+  EXPECT_EQ(family("phi3", R"("rope_parameters": {"rope_type": "default", "rope_theta": 1e4,
+                               "partial_rotary_factor": 0.75})").rotary_dim, 12);
+  EXPECT_EQ(family("phi3", R"("partial_rotary_factor": 0.5)").rotary_dim, 8);
+  EXPECT_EQ(family("llama", R"("partial_rotary_factor": 0.5)").rotary_dim, 16);  // not a Llama key
+}
+
+TEST(FamilyKeys, UnsupportedValuesNameTheKey) {
+  auto expect = [](const std::string& type, const std::string& extra, ErrorKind kind, const char* needle) {
+    try {
+      family(type, extra);
+      ADD_FAILURE() << "accepted " << type << " " << extra;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), kind) << e.what();
+      EXPECT_NE(std::string(e.what()).find("fam/config.json"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  // Phi-3-mini-128k's longrope is not implemented.
+  expect("phi3", R"("rope_scaling": {"type": "longrope", "long_factor": [1.0], "short_factor": [1.0]})",
+         ErrorKind::kUnsupported, "rope_type \"longrope\"");
+  expect("phi3", R"("partial_rotary_factor": 0.1)", ErrorKind::kConfig, "partial_rotary_factor");
+  expect("gemma2", R"("layer_types": ["full_attention", "chunked_attention", "full_attention", "full_attention"])",
+         ErrorKind::kUnsupported, "layer_types[1]");
+  expect("gemma2", R"("layer_types": ["full_attention"])", ErrorKind::kConfig, "layer_types");
+  expect("gemma3_text", R"("use_bidirectional_attention": true)", ErrorKind::kUnsupported,
+         "use_bidirectional_attention");
+  expect("gemma2", R"("hidden_activation": "quick_gelu")", ErrorKind::kUnsupported, "hidden_activation");
+  expect("mistral", R"("sliding_window": -3)", ErrorKind::kConfig, "sliding_window");
+  expect("gemma2", R"("sliding_window": null)", ErrorKind::kConfig, "sliding_window");
+  expect("gemma3_text", R"("rope_parameters": {"full_attention": {"rope_type": "default", "rope_theta": 1e6}})",
+         ErrorKind::kConfig, "sliding_attention");
+  expect("qwen3", R"("rope_parameters": {"full_attention": {"rope_type": "default", "rope_theta": 1e6}})",
+         ErrorKind::kUnsupported, "per layer type");
 }
 
 }  // namespace

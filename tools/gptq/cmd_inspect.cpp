@@ -35,7 +35,7 @@ Runner add_inspect(CLI::App& app) {
       std::vector<checkpoint::LinearShape> shapes;
       for (int l = 0; l < cfg.num_hidden_layers; ++l) {
         for (const auto& ld : desc.linears) {
-          const auto [n, k] = model::linear_shape(cfg, ld.role);
+          const auto [n, k] = model::linear_shape(cfg, desc, ld.role);
           const std::string mod = desc.block_module(l, ld.name);
           shapes.push_back({mod, n, k, store.find(mod + ".qweight") != nullptr});
         }

@@ -1,0 +1,167 @@
+// Every supported family against transformers: tiny random-weight models that transformers itself
+// wrote (tests/data/families/<family>, made by scripts/gen_family_goldens.py with torch and
+// transformers; versions in each golden.json), and transformers' fp32 outputs for them.
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+#include <random>
+
+#include "common/test_util.h"
+#include "gptq/gptq.h"
+#include "io/safetensors.h"
+
+namespace gptq {
+namespace {
+
+std::filesystem::path family_dir(const std::string& f) { return test::data_dir() / "families" / f; }
+
+class Family : public ::testing::TestWithParam<std::string> {
+ protected:
+  nlohmann::json golden() const { return test::read_json(family_dir(GetParam()) / "golden.json"); }
+};
+
+TEST_P(Family, LastLogitsMatchTransformers) {
+  const auto g = golden();
+  const CausalLM m = CausalLM::from_pretrained(family_dir(GetParam()));
+  EXPECT_EQ(m.info().model_type, GetParam());
+  const auto ids = g["prompt_ids"].get<std::vector<int32_t>>();
+  const auto expect = g["last_logits"].get<std::vector<double>>();
+  const int64_t V = static_cast<int64_t>(expect.size());
+  const auto logits = m.logits(ids);
+  ASSERT_EQ(logits.size(), ids.size() * static_cast<size_t>(V));
+  const float* last = logits.data() + (ids.size() - 1) * V;
+  double max_abs = 0, max_diff = 0;
+  for (int64_t v = 0; v < V; ++v) {
+    max_abs = std::max(max_abs, std::abs(expect[v]));
+    max_diff = std::max(max_diff, std::abs(last[v] - expect[v]));
+  }
+  // The tolerance: 1e-4 of the largest |logit| (fp32 on both sides; the summation order
+  // differs).
+  EXPECT_LT(max_diff, 1e-4 * max_abs) << "largest |logit| " << max_abs;
+}
+
+TEST_P(Family, GreedyTokensMatchTransformers) {
+  const auto g = golden();
+  const CausalLM m = CausalLM::from_pretrained(family_dir(GetParam()));
+  GenerateOptions go;
+  go.n_predict = 32;
+  go.temperature = 0;
+  go.ignore_eos = true;
+  // Exact: the golden records the smallest top-1/top-2 gap along its path (>= 9e-4 for every
+  // family), far above fp32 summation noise. Prompt and continuation outgrow the sliding windows.
+  const auto r = m.generate_ids(g["prompt_ids"].get<std::vector<int32_t>>(), go);
+  EXPECT_EQ(r.new_ids, g["greedy_new_ids"].get<std::vector<int32_t>>())
+      << "smallest golden gap " << g["greedy_min_top2_gap"].get<double>();
+}
+
+PerplexityResult stream_ppl(const CausalLM& m, const nlohmann::json& g) {
+  PerplexityOptions po;
+  po.ctx = g["ppl_ctx"].get<int64_t>();
+  // The golden's windows are [BOS=1] + the stream, cut into windows of ctx, as perplexity_ids
+  // builds them when the tokenizer adds BOS (stories260k's does).
+  EXPECT_EQ(m.tokenizer().bos_id(), 1);
+  return m.perplexity_ids(g["ppl_stream"].get<std::vector<int32_t>>(), po);
+}
+
+TEST_P(Family, PerplexityMatchesTransformers) {
+  const auto g = golden();
+  const CausalLM m = CausalLM::from_pretrained(family_dir(GetParam()));
+  const auto r = stream_ppl(m, g);
+  const auto sums = g["ppl_window_nll_sum"].get<std::vector<double>>();
+  ASSERT_EQ(r.windows, static_cast<int64_t>(sums.size()));
+  const double nll = g["ppl_mean_nll"].get<double>();
+  EXPECT_NEAR(r.nll, nll, 1e-4 * nll);  // the tolerance: 1e-4 relative
+  for (size_t w = 0; w < sums.size(); ++w)
+    EXPECT_NEAR(r.window_nll_sum[w], sums[w], 1e-4 * sums[w]) << "window " << w;
+}
+
+// 4-bit g32 GPTQ in memory, written as a GPTQ folder and loaded back: every linear of every block
+// quantized under its checkpoint name (a fused tensor as one linear), the reloaded model's
+// kernels agree with the in-memory dequantized weights, and the perplexity stays near fp32.
+TEST_P(Family, QuantizesAt4BitG32AndReloads) {
+  const auto g = golden();
+  QuantizeConfig q;
+  q.bits = 4;
+  q.group_size = 32;
+  CausalLM m = CausalLM::from_pretrained(family_dir(GetParam()), q);
+  const double fp = stream_ppl(m, g).nll;
+  std::mt19937 rng(11);
+  std::uniform_int_distribution<int32_t> tok(3, 511);
+  std::vector<std::vector<int32_t>> calib(16, std::vector<int32_t>(48));
+  for (auto& s : calib) {
+    s[0] = 1;
+    for (size_t i = 1; i < s.size(); ++i) s[i] = tok(rng);
+  }
+  const QuantizeReport rep = m.quantize(calib);
+  const double in_memory = stream_ppl(m, g).nll;
+  test::TempDir tmp;
+  const auto out = tmp.path() / "q";
+  m.save_quantized(out);
+
+  const auto cfg = test::read_json(family_dir(GetParam()) / "config.json");
+  const int64_t layers = cfg["num_hidden_layers"].get<int64_t>();
+  const auto store = io::TensorStore::open_dir(out);
+  int64_t qweights = 0;
+  for (const auto& f : store.files()) {
+    for (const auto& t : f->tensors()) {
+      if (t.name.ends_with(".qweight")) ++qweights;
+      if (GetParam() == "phi3") {
+        // Only the fused tensors, under the names transformers and GPTQModel use.
+        EXPECT_EQ(t.name.find("self_attn.q_proj"), std::string::npos) << t.name;
+        EXPECT_EQ(t.name.find("mlp.up_proj"), std::string::npos) << t.name;
+      }
+    }
+  }
+  const int64_t per_block = GetParam() == "phi3" ? 4 : 7;
+  EXPECT_EQ(qweights, layers * per_block);
+  EXPECT_EQ(static_cast<int64_t>(rep.modules.size()), layers * per_block);
+  if (GetParam() == "phi3") {
+    EXPECT_NE(store.find("model.layers.0.self_attn.qkv_proj.qweight"), nullptr);
+  }
+
+  const CausalLM back = CausalLM::from_pretrained(out);
+  EXPECT_TRUE(back.info().quantized);
+  const double reloaded = stream_ppl(back, g).nll;
+  RecordProperty("nll", fmt::format("fp32 {} in-memory {} reloaded {}", fp, in_memory, reloaded));
+  ASSERT_TRUE(std::isfinite(reloaded));
+  // The kernels round activations to int16 per 32 inputs; the in-memory model runs the
+  // dequantized weights in fp32.
+  EXPECT_NEAR(reloaded, in_memory, 2e-3 * in_memory);
+  // Random weights of spread 0.12 at 4 bits: within a few percent of fp32's NLL.
+  EXPECT_NEAR(in_memory, fp, 0.05 * fp);
+}
+
+// The goldens depend on the family keys: without its sliding window (sliding_window: null) the
+// Mistral model's last logits leave the tolerance by far, so the window is what the test checks.
+TEST(FamilyKeys, MistralSlidingWindowChangesTheLogits) {
+  test::TempDir tmp;
+  const auto src = family_dir("mistral");
+  for (const auto& e : std::filesystem::directory_iterator(src))
+    std::filesystem::copy(e.path(), tmp.path() / e.path().filename());
+  auto cfg = test::read_json(src / "config.json");
+  ASSERT_EQ(cfg["sliding_window"].get<int>(), 16);
+  cfg["sliding_window"] = nullptr;
+  std::filesystem::remove(tmp.path() / "config.json");
+  std::ofstream(tmp.path() / "config.json") << cfg.dump();
+  const auto g = test::read_json(src / "golden.json");
+  const auto ids = g["prompt_ids"].get<std::vector<int32_t>>();
+  const auto expect = g["last_logits"].get<std::vector<double>>();
+  const auto logits = CausalLM::from_pretrained(tmp.path()).logits(ids);
+  const float* last = logits.data() + (ids.size() - 1) * expect.size();
+  double max_abs = 0, max_diff = 0;
+  for (size_t v = 0; v < expect.size(); ++v) {
+    max_abs = std::max(max_abs, std::abs(expect[v]));
+    max_diff = std::max(max_diff, std::abs(last[v] - expect[v]));
+  }
+  EXPECT_GT(max_diff, 1e-2 * max_abs);
+}
+
+INSTANTIATE_TEST_SUITE_P(Families, Family,
+                         ::testing::Values("qwen3", "mistral", "phi3", "gemma", "gemma2",
+                                           "gemma3_text"),
+                         [](const auto& info) { return info.param; });
+
+}  // namespace
+}  // namespace gptq
