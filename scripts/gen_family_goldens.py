@@ -67,16 +67,26 @@ def families():
                                                 "full_attention": {"rope_type": "linear", "factor": 4.0,
                                                                    "rope_theta": 1000000.0}},
                                             tie_word_embeddings=True, **COMMON), True)
+    f["gpt_neox"] = (tf.GPTNeoXConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                                      layer_norm_eps=1e-5, use_parallel_residual=True, attention_bias=True,
+                                      hidden_act="gelu", tie_word_embeddings=False,
+                                      rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                                                       "partial_rotary_factor": 0.25}, **COMMON), False)
+    f["opt"] = (tf.OPTConfig(hidden_size=32, ffn_dim=64, num_hidden_layers=2, num_attention_heads=2,
+                             word_embed_proj_dim=32, activation_function="relu", enable_bias=True,
+                             do_layer_norm_before=True, tie_word_embeddings=True, **COMMON), False)
+    f["gpt2"] = (tf.GPT2Config(n_embd=32, n_inner=64, n_layer=2, n_head=2, activation_function="gelu_new",
+                               layer_norm_epsilon=1e-5, tie_word_embeddings=True, **COMMON), False)
     return f
 
 
 def randomize(model, offset_norms, gen):
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if "norm" in name:  # RMSNorm weights: around 1 (Gemma stores w - 1: around 0)
-                p.copy_((0.0 if offset_norms else 1.0) + 0.2 * torch.randn(p.shape, generator=gen))
-            elif name.endswith("bias"):
+            if name.endswith("bias"):
                 p.copy_(0.1 * torch.randn(p.shape, generator=gen))
+            elif "norm" in name or ".ln_" in name:  # norm weights: around 1 (Gemma stores w - 1: around 0)
+                p.copy_((0.0 if offset_norms else 1.0) + 0.2 * torch.randn(p.shape, generator=gen))
             else:
                 p.copy_(0.12 * torch.randn(p.shape, generator=gen))
 

@@ -58,6 +58,9 @@ struct SublayerDesc {
 struct FusedDesc {
   std::string name;  // module path inside the block, e.g. "self_attn.qkv_proj"
   std::vector<Role> roles;
+  // false: the parts one after the other ([q; k; v]); true: per head ([heads, parts, head_dim],
+  // GPT-NeoX's query_key_value).
+  bool per_head = false;
 };
 
 // How a family's config.json chooses sliding-window layers.
@@ -71,13 +74,28 @@ enum class SlidingRule {
 // The config.json keys a family reads beyond the common ones, with transformers' class defaults
 // for absent keys. Keys a family does not read are ignored, as transformers ignores them.
 struct ConfigKeys {
+  // Names of the size keys (GPT-2: n_embd, n_inner, n_layer, n_head, n_positions; OPT: ffn_dim).
+  const char* hidden_size = "hidden_size";
+  const char* intermediate_size = "intermediate_size";  // GPT-2's n_inner: null means 4 * hidden
+  const char* num_layers = "num_hidden_layers";
+  const char* num_heads = "num_attention_heads";
+  const char* max_positions = "max_position_embeddings";
+  const char* bias = "attention_bias";      // OPT: "enable_bias"
   const char* activation = "hidden_act";    // Gemma 2/3: "hidden_activation"
+  const char* norm_eps = "rms_norm_eps";    // GPT-NeoX: "layer_norm_eps"; empty: no key (OPT)
+  double default_norm_eps = 1e-6;
+  bool default_attention_bias = false;      // attention_bias when absent (GPT-NeoX: true)
+  bool parallel_residual_key = false;       // use_parallel_residual (GPT-NeoX; default true)
+  bool neox_rope_keys = false;              // transformers 4's rotary_pct and rotary_emb_base
+  bool opt_layout = false;                  // OPT: do_layer_norm_before, word_embed_proj_dim, ... (refused unless plain)
+  bool gpt2_attention = false;              // GPT-2: scale_attn_weights, scale_attn_by_inverse_layer_idx
   SlidingRule sliding = SlidingRule::kNone;
   int64_t default_sliding_window = 0;       // absent key (0: none)
   bool softcapping = false;                 // attn_logit_softcapping, final_logit_softcapping
   double default_attn_softcap = 0, default_final_softcap = 0;
   bool query_pre_attn_scalar = false;       // attention scale query_pre_attn_scalar^-0.5
   bool partial_rotary = false;              // partial_rotary_factor (top level or in rope_parameters)
+  double default_partial_rotary = 1.0;      // when absent (GPT-NeoX: 0.25)
   bool local_rope = false;                  // Gemma 3: a second RoPE for sliding layers
   bool bidirectional = false;               // use_bidirectional_attention (refused when true)
 };

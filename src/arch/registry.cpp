@@ -24,6 +24,9 @@ constexpr Entry kRegistry[] = {
     {"gemma", describe_gemma},
     {"gemma2", describe_gemma2},
     {"gemma3_text", describe_gemma3},
+    {"gpt_neox", describe_gpt_neox},
+    {"opt", describe_opt},
+    {"gpt2", describe_gpt2},
 };
 
 [[noreturn]] void invalid(const ArchDesc& d, const std::string& what) {

@@ -12,8 +12,11 @@ ArchDesc describe_qwen2(std::string_view model_type, const ArchOptions& o);    /
 ArchDesc describe_qwen3(std::string_view model_type, const ArchOptions& o);    // qwen3.cpp
 ArchDesc describe_phi3(std::string_view model_type, const ArchOptions& o);     // phi3.cpp
 ArchDesc describe_gemma(std::string_view model_type, const ArchOptions& o);    // gemma.cpp
-ArchDesc describe_gemma2(std::string_view model_type, const ArchOptions& o);   // gemma2.cpp
-ArchDesc describe_gemma3(std::string_view model_type, const ArchOptions& o);   // gemma3.cpp
+ArchDesc describe_gemma2(std::string_view model_type, const ArchOptions& o);   // gemma.cpp
+ArchDesc describe_gemma3(std::string_view model_type, const ArchOptions& o);   // gemma.cpp
+ArchDesc describe_gpt_neox(std::string_view model_type, const ArchOptions& o); // gpt_neox.cpp
+ArchDesc describe_opt(std::string_view model_type, const ArchOptions& o);      // opt.cpp
+ArchDesc describe_gpt2(std::string_view model_type, const ArchOptions& o);     // gpt2.cpp
 
 // The Llama-style block shared by the family: pre-norm attention then a gated MLP, q/k/v and
 // gate/up sharing inputs, true-sequential [q,k,v], [o], [gate,up], [down]. Biases follow the

@@ -359,7 +359,10 @@ void CheckpointWriter::finalize(const io::TensorStore& source, const config::Mod
       // The module's own bits: its override, else the first matching dynamic rule, else q.bits.
       const auto ov = s.module_overrides.find(m);
       const int bits = ov != s.module_overrides.end() && ov->second.bits ? *ov->second.bits : s.q.scheme_for(m).bits;
-      const Shape expect = {w->shape[1] * bits / 32, w->shape[0]};
+      // GPT-2's Conv1D stores the source weight as [K, N]; every other linear as [N, K].
+      const int64_t n = cfg.arch.conv1d_weights ? w->shape[1] : w->shape[0];
+      const int64_t k = cfg.arch.conv1d_weights ? w->shape[0] : w->shape[1];
+      const Shape expect = {k * bits / 32, n};
       if (qw->shape != expect) {
         bad(fmt::format("tensor \"{}\": expected {} for the source weight {} at {} bits, found {}",
                         qw->name, shape_str(expect), shape_str(w->shape), bits,

@@ -182,6 +182,9 @@ bool same_rope(const RopeScaling& a, const RopeScaling& b) {
 void parse_rope(const json& j, ModelConfig& c, std::string_view origin) {
   std::optional<double> theta;
   if (j.contains("rope_theta") && !j["rope_theta"].is_null()) theta = get_num(j, "rope_theta", origin);
+  if (!theta && c.arch.keys.neox_rope_keys && j.contains("rotary_emb_base") && !j["rotary_emb_base"].is_null()) {
+    theta = get_num(j, "rotary_emb_base", origin);  // transformers 4 GPT-NeoX
+  }
   const int64_t omp = get_int(j, "original_max_position_embeddings", origin, c.max_position_embeddings);
   std::optional<RopeScaling> scaling;
   if (auto it = j.find("rope_scaling"); it != j.end() && !it->is_null()) {
@@ -244,7 +247,9 @@ void parse_rope(const json& j, ModelConfig& c, std::string_view origin) {
   // Partial rotary: top level (transformers 4) or inside rope_parameters (5).
   c.rotary_dim = c.head_dim;
   if (c.arch.keys.partial_rotary) {
-    double f = get_num(j, "partial_rotary_factor", origin, 1.0);
+    const double def = c.arch.keys.default_partial_rotary;
+    double f = get_num(j, "partial_rotary_factor", origin, def);
+    if (c.arch.keys.neox_rope_keys && !j.contains("partial_rotary_factor")) f = get_num(j, "rotary_pct", origin, def);
     if (auto it = j.find("rope_parameters"); it != j.end() && it->is_object() && it->contains("partial_rotary_factor")) {
       f = get_num(*it, "partial_rotary_factor", std::string(origin) + " (rope_parameters)");
     }
@@ -445,17 +450,23 @@ ModelConfig parse_model_config(std::string_view json_text, std::string_view orig
       if (a.is_string()) c.architectures.push_back(a.get<std::string>());
     }
   }
-  c.hidden_size = get_int(j, "hidden_size", origin);
-  c.intermediate_size = get_int(j, "intermediate_size", origin);
-  c.num_hidden_layers = get_int(j, "num_hidden_layers", origin);
-  c.num_attention_heads = get_int(j, "num_attention_heads", origin);
+  const arch::ConfigKeys keys0 = arch::describe(c.model_type, {}, origin).keys;  // which keys to read
+  c.hidden_size = get_int(j, keys0.hidden_size, origin);
+  if (std::string_view(keys0.intermediate_size) == "n_inner" &&
+      (!j.contains("n_inner") || j["n_inner"].is_null())) {
+    c.intermediate_size = 4 * c.hidden_size;  // GPT-2: n_inner null means 4 * n_embd
+  } else {
+    c.intermediate_size = get_int(j, keys0.intermediate_size, origin);
+  }
+  c.num_hidden_layers = get_int(j, keys0.num_layers, origin);
+  c.num_attention_heads = get_int(j, keys0.num_heads, origin);
   c.num_key_value_heads = get_int(j, "num_key_value_heads", origin, c.num_attention_heads);
   c.vocab_size = get_int(j, "vocab_size", origin);
-  c.max_position_embeddings = get_int(j, "max_position_embeddings", origin, 2048);
-  for (auto [v, k] : {std::pair{c.hidden_size, "hidden_size"}, {c.intermediate_size, "intermediate_size"},
-                      {c.num_hidden_layers, "num_hidden_layers"}, {c.num_attention_heads, "num_attention_heads"},
+  c.max_position_embeddings = get_int(j, keys0.max_positions, origin, 2048);
+  for (auto [v, k] : {std::pair{c.hidden_size, keys0.hidden_size}, {c.intermediate_size, keys0.intermediate_size},
+                      {c.num_hidden_layers, keys0.num_layers}, {c.num_attention_heads, keys0.num_heads},
                       {c.num_key_value_heads, "num_key_value_heads"}, {c.vocab_size, "vocab_size"},
-                      {c.max_position_embeddings, "max_position_embeddings"}}) {
+                      {c.max_position_embeddings, keys0.max_positions}}) {
     require_positive(v, k, origin);
   }
   // Guard against absurd sizes before anything is allocated from them.
@@ -479,13 +490,15 @@ ModelConfig parse_model_config(std::string_view json_text, std::string_view orig
     c.head_dim = c.hidden_size / c.num_attention_heads;
   }
   if (c.head_dim % 2 != 0) fail(origin, fmt::format("head_dim = {} must be even for RoPE", c.head_dim));
-  c.rms_norm_eps = get_num(j, "rms_norm_eps", origin, 1e-6);
+  c.rms_norm_eps = *keys0.norm_eps ? get_num(j, keys0.norm_eps, origin, keys0.default_norm_eps) : keys0.default_norm_eps;
+  if (!(c.rms_norm_eps > 0)) fail(origin, fmt::format("{} = {}: must be positive", keys0.norm_eps, c.rms_norm_eps));
   c.tie_word_embeddings = get_bool(j, "tie_word_embeddings", origin, false);
   c.torch_dtype = get_str(j, "torch_dtype", origin, std::string("float32"));
   if (c.torch_dtype.empty()) c.torch_dtype = "float32";
   c.mlp_bias = get_bool(j, "mlp_bias", origin, false);
-  c.attention_bias = get_bool(j, "attention_bias", origin, false);
+  c.attention_bias = get_bool(j, keys0.bias, origin, keys0.default_attention_bias);
   c.arch = arch::describe(c.model_type, {.attention_bias = c.attention_bias, .mlp_bias = c.mlp_bias}, origin);
+  if (c.arch.keys.parallel_residual_key) c.arch.parallel_residual = get_bool(j, "use_parallel_residual", origin, true);
   c.arch.activation = parse_activation(j, c, origin, &c.hidden_act);
   const auto& keys = c.arch.keys;
   c.attn_scale = 1.0 / std::sqrt(static_cast<double>(c.head_dim));
@@ -507,6 +520,34 @@ ModelConfig parse_model_config(std::string_view json_text, std::string_view orig
                 fmt::format("{}: use_bidirectional_attention = true is not supported (causal decoders only)", origin));
   }
   parse_attention_layers(j, c, origin);
+  if (keys.opt_layout) {
+    // OPT-350m's post-norm blocks and projected embeddings are not run.
+    if (!get_bool(j, "do_layer_norm_before", origin, true)) {
+      throw Error(ErrorKind::kUnsupported, fmt::format("{}: do_layer_norm_before = false (post-norm OPT, as "
+                                                       "OPT-350m) is not supported", origin));
+    }
+    if (get_int(j, "word_embed_proj_dim", origin, c.hidden_size) != c.hidden_size) {
+      throw Error(ErrorKind::kUnsupported,
+                  fmt::format("{}: word_embed_proj_dim != hidden_size (project_in/out) is not supported", origin));
+    }
+    if (get_bool(j, "_remove_final_layer_norm", origin, false)) {
+      throw Error(ErrorKind::kUnsupported, fmt::format("{}: _remove_final_layer_norm = true is not supported", origin));
+    }
+    if (!get_bool(j, "layer_norm_elementwise_affine", origin, true)) {
+      throw Error(ErrorKind::kUnsupported,
+                  fmt::format("{}: layer_norm_elementwise_affine = false is not supported", origin));
+    }
+  }
+  if (keys.gpt2_attention) {
+    if (!get_bool(j, "scale_attn_weights", origin, true)) c.attn_scale = 1.0;  // no 1/sqrt(hd)
+    if (get_bool(j, "scale_attn_by_inverse_layer_idx", origin, false)) {
+      throw Error(ErrorKind::kUnsupported,
+                  fmt::format("{}: scale_attn_by_inverse_layer_idx = true is not supported", origin));
+    }
+    if (get_bool(j, "add_cross_attention", origin, false)) {
+      throw Error(ErrorKind::kUnsupported, fmt::format("{}: add_cross_attention = true is not supported", origin));
+    }
+  }
   if (auto it = j.find("bos_token_id"); it != j.end() && it->is_number_integer()) c.bos_token_id = it->get<int32_t>();
   if (auto it = j.find("eos_token_id"); it != j.end()) {
     if (it->is_number_integer()) c.eos_token_ids.push_back(it->get<int32_t>());

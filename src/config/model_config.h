@@ -91,7 +91,7 @@ struct ModelConfig {
   int64_t head_dim = 0;
   int64_t vocab_size = 0;
   int64_t max_position_embeddings = 0;
-  double rms_norm_eps = 1e-6;
+  double rms_norm_eps = 1e-6;  // the norm's epsilon (rms_norm_eps, or the family's key: arch::ConfigKeys)
   double rope_theta = 10000.0;
   RopeScaling rope_scaling;
   // Gemma 3: the RoPE of sliding-window layers (rope_parameters.sliding_attention, or

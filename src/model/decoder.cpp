@@ -62,11 +62,9 @@ backend::Act to_backend(arch::Activation a) {
 
 Decoder::Decoder(config::ModelConfig cfg, arch::ArchDesc desc, backend::Device device)
     : cfg_(std::move(cfg)), desc_(std::move(desc)), ops_(backend::ops_for(device)) {
-  if (desc_.norm != arch::NormKind::kRms || desc_.positions != arch::Positions::kRope || desc_.parallel_residual ||
-      desc_.conv1d_weights || desc_.rope_style != arch::RopeStyle::kRotateHalf) {
+  if (desc_.rope_style != arch::RopeStyle::kRotateHalf) {
     throw Error(ErrorKind::kUnsupported,
-                fmt::format("{}: the executor does not run this description's norm, positions, residual or RoPE "
-                            "style yet", desc_.model_type));
+                fmt::format("{}: the executor does not run interleaved RoPE yet", desc_.model_type));
   }
   act_ = to_backend(desc_.activation);
   const int64_t rot = cfg_.rotary_dim > 0 ? cfg_.rotary_dim : cfg_.head_dim;
@@ -78,7 +76,7 @@ KVCache Decoder::make_cache(int64_t capacity) const {
   return KVCache(cfg_.num_hidden_layers, capacity, cfg_.num_key_value_heads, cfg_.head_dim);
 }
 
-void Decoder::embed(const ModelWeights& w, const int32_t* tokens, int64_t t, float* hidden) const {
+void Decoder::embed(const ModelWeights& w, const int32_t* tokens, int64_t t, float* hidden, int64_t pos0) const {
   const int64_t d = cfg_.hidden_size;
   for (int64_t i = 0; i < t; ++i) {
     if (tokens[i] < 0 || tokens[i] >= cfg_.vocab_size) {
@@ -88,16 +86,31 @@ void Decoder::embed(const ModelWeights& w, const int32_t* tokens, int64_t t, flo
     }
     w.embed.row(tokens[i], hidden + i * d);  // fp32 or 16-bit rows: converted here
   }
-  scale_embeddings(hidden, t);
+  finish_embedding(hidden, t, pos0, w.positions);
 }
 
-void Decoder::scale_embeddings(float* hidden, int64_t t) const {
+void Decoder::finish_embedding(float* hidden, int64_t t, int64_t pos0, const std::vector<float>& positions) const {
+  const int64_t D = cfg_.hidden_size;
   // Gemma: times sqrt(hidden_size), computed in fp32 as transformers does for fp32 weights.
-  if (desc_.scale_embedding) ops_.scale(hidden, t * cfg_.hidden_size, std::sqrt(static_cast<float>(cfg_.hidden_size)));
+  if (desc_.scale_embedding) ops_.scale(hidden, t * D, std::sqrt(static_cast<float>(D)));
+  if (desc_.positions == arch::Positions::kLearned) {
+    const int64_t rows = static_cast<int64_t>(positions.size()) / D;
+    const int64_t first = pos0 + desc_.position_offset;
+    if (first + t > rows) {
+      throw Error(ErrorKind::kArgument, fmt::format("positions {}..{} exceed the learned position table of {} rows",
+                                                    pos0, pos0 + t - 1, rows - desc_.position_offset));
+    }
+    ops_.add(hidden, positions.data() + first * D, t * D);
+  }
 }
 
-void Decoder::norm(const float* x, const float* weight, int64_t rows, int64_t n, float* y) const {
-  ops_.rms_norm(x, weight, desc_.norm_weight_offset, rows, n, static_cast<float>(cfg_.rms_norm_eps), y);
+void Decoder::norm(const float* x, const float* weight, const float* bias, int64_t rows, int64_t n, float* y) const {
+  const float eps = static_cast<float>(cfg_.rms_norm_eps);
+  if (desc_.norm == arch::NormKind::kLayer) {
+    ops_.layer_norm(x, weight, bias, rows, n, eps, y);
+  } else {
+    ops_.rms_norm(x, weight, desc_.norm_weight_offset, rows, n, eps, y);
+  }
 }
 
 void Decoder::project(const BlockWeights& b, arch::Role first, const float* x, int64_t t,
@@ -107,6 +120,20 @@ void Decoder::project(const BlockWeights& b, arch::Role first, const float* x, i
     const Linear& lin = b.at(f->roles.front());
     std::vector<float> y(static_cast<size_t>(t * lin.n()));
     lin.forward(x, t, y.data());
+    if (f->per_head) {
+      // GPT-NeoX: each head's parts side by side, [heads, parts, hd]; every part has H heads.
+      const int64_t hd = cfg_.head_dim, parts = static_cast<int64_t>(f->roles.size());
+      const int64_t heads = lin.n() / (parts * hd);
+      for (int64_t p = 0; p < parts; ++p) {
+        float* dst = out(f->roles[static_cast<size_t>(p)]);
+        for (int64_t i = 0; i < t; ++i) {
+          for (int64_t h = 0; h < heads; ++h) {
+            std::memcpy(dst + (i * heads + h) * hd, y.data() + i * lin.n() + (h * parts + p) * hd, hd * sizeof(float));
+          }
+        }
+      }
+      return;
+    }
     int64_t col = 0;
     for (arch::Role r : f->roles) {
       const int64_t n = linear_shape(cfg_, r)[0];
@@ -146,9 +173,14 @@ void Decoder::block_forward(const BlockWeights& b, int64_t layer, float* hidden,
                        cfg_.layer_attention[static_cast<size_t>(layer)] == arch::AttentionKind::kSliding;
   const float* inv_freq = sliding && !inv_freq_local_.empty() ? inv_freq_local_.data() : inv_freq_.data();
   std::vector<float> x(static_cast<size_t>(t * D)), y(static_cast<size_t>(t * D));
+  // GPT-NeoX's parallel residual: every sublayer reads the block's input, x + attn(ln1(x)) +
+  // mlp(ln2(x)); otherwise each reads the previous one's result.
+  std::vector<float> block_in;
+  if (desc_.parallel_residual) block_in.assign(hidden, hidden + t * D);
+  const float* src = desc_.parallel_residual ? block_in.data() : hidden;
   for (size_t si = 0; si < desc_.sublayers.size(); ++si) {
     const auto& sl = desc_.sublayers[si];
-    norm(hidden, b.norms[si].data(), t, D, x.data());
+    norm(src, b.norms[si].data(), b.norm_biases.empty() ? nullptr : b.norm_biases[si].data(), t, D, x.data());
     if (sl.kind == arch::SublayerKind::kAttention) {
       using arch::Role;
       if (report(Role::kQ, x.data(), t)) return;
@@ -157,13 +189,15 @@ void Decoder::block_forward(const BlockWeights& b, int64_t layer, float* hidden,
       float* vc = cache.v(cache_layer) + pos0 * KV * hd;
       project(b, Role::kQ, x.data(), t, [&](Role r) { return r == Role::kQ ? q.data() : r == Role::kK ? kc : vc; });
       // Qwen3 / Gemma 3: RMSNorm of every head over head_dim, before RoPE.
-      if (!b.q_norm.empty()) norm(q.data(), b.q_norm.data(), t * H, hd, q.data());
-      if (!b.k_norm.empty()) norm(kc, b.k_norm.data(), t * KV, hd, kc);
+      if (!b.q_norm.empty()) norm(q.data(), b.q_norm.data(), nullptr, t * H, hd, q.data());
+      if (!b.k_norm.empty()) norm(kc, b.k_norm.data(), nullptr, t * KV, hd, kc);
       // HF "rotate_half" RoPE on the first `rot` dims of each head: dimension i pairs with
       // i + rot/2 (not the interleaved pairs of Meta's original code; converted checkpoints have
       // q/k rows permuted to match).
-      ops_.rope(q.data(), t, H, hd, rot, inv_freq, pos0, backend::Rope::kRotateHalf);
-      ops_.rope(kc, t, KV, hd, rot, inv_freq, pos0, backend::Rope::kRotateHalf);
+      if (desc_.positions == arch::Positions::kRope) {
+        ops_.rope(q.data(), t, H, hd, rot, inv_freq, pos0, backend::Rope::kRotateHalf);
+        ops_.rope(kc, t, KV, hd, rot, inv_freq, pos0, backend::Rope::kRotateHalf);
+      }
       backend::AttentionShape a;
       a.heads = H;
       a.kv_heads = KV;
@@ -183,11 +217,16 @@ void Decoder::block_forward(const BlockWeights& b, int64_t layer, float* hidden,
       if (report(Role::kDown, g.data(), t)) return;
       b.at(Role::kDown).forward(g.data(), t, y.data());
     } else {
-      throw Error(ErrorKind::kUnsupported,
-                  fmt::format("{}: the executor has no plain (ungated) MLP yet", desc_.model_type));
+      using arch::Role;
+      if (report(Role::kUp, x.data(), t)) return;
+      std::vector<float> u(static_cast<size_t>(t * F));
+      b.at(Role::kUp).forward(x.data(), t, u.data());
+      ops_.activation(act_, u.data(), t * F);  // down(act(up(x)))
+      if (report(Role::kDown, u.data(), t)) return;
+      b.at(Role::kDown).forward(u.data(), t, y.data());
     }
     // Gemma 2/3: the sublayer's output is normed before the residual add.
-    if (!b.post_norms.empty() && !b.post_norms[si].empty()) norm(y.data(), b.post_norms[si].data(), t, D, y.data());
+    if (!b.post_norms.empty() && !b.post_norms[si].empty()) norm(y.data(), b.post_norms[si].data(), nullptr, t, D, y.data());
     ops_.add(hidden, y.data(), t * D);
   }
 }
@@ -196,7 +235,8 @@ void Decoder::logits(const ModelWeights& w, const float* hidden, int64_t t, int6
   const int64_t D = cfg_.hidden_size;
   rows = std::min(rows, t);
   std::vector<float> x(static_cast<size_t>(rows * D));
-  norm(hidden + (t - rows) * D, w.final_norm.data(), rows, D, x.data());
+  norm(hidden + (t - rows) * D, w.final_norm.data(), w.final_norm_bias.empty() ? nullptr : w.final_norm_bias.data(),
+       rows, D, x.data());
   // [rows, D] x [V, D]^T: dense_gemv / sgemm for an fp32 head, dense16_gemm for a 16-bit one.
   w.head().forward(x.data(), rows, out);
   if (cfg_.final_softcap > 0) ops_.softcap(out, rows * cfg_.vocab_size, static_cast<float>(cfg_.final_softcap));
@@ -206,7 +246,7 @@ void Decoder::forward(const ModelWeights& w, const int32_t* tokens, int64_t t, K
                       int64_t logit_rows, float* out) const {
   const int64_t pos0 = cache.size();
   std::vector<float> hidden(static_cast<size_t>(t * cfg_.hidden_size));
-  embed(w, tokens, t, hidden.data());
+  embed(w, tokens, t, hidden.data(), pos0);
   for (int64_t l = 0; l < cfg_.num_hidden_layers; ++l) {
     block_forward(w.blocks[l], l, hidden.data(), t, pos0, cache);
   }

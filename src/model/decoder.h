@@ -45,12 +45,13 @@ class Decoder {
   const config::ModelConfig& config() const { return cfg_; }
   const arch::ArchDesc& desc() const { return desc_; }
 
-  // hidden [T, D] <- embedding rows of tokens (scaled as the architecture says). Error(kArgument)
-  // for ids outside [0, V).
-  void embed(const ModelWeights& w, const int32_t* tokens, int64_t t, float* hidden) const;
-  // The architecture's scaling of raw embedding rows hidden [T, D] (Gemma: sqrt(D)), for callers
-  // that look rows up themselves (the quantization pipeline).
-  void scale_embeddings(float* hidden, int64_t t) const;
+  // hidden [T, D] <- embedding rows of tokens at positions pos0.. (finished as below).
+  // Error(kArgument) for ids outside [0, V).
+  void embed(const ModelWeights& w, const int32_t* tokens, int64_t t, float* hidden, int64_t pos0 = 0) const;
+  // What the architecture does to raw embedding rows hidden [T, D] at positions pos0..: Gemma's
+  // scaling by sqrt(D), learned absolute positions (rows pos0 + offset + i of `positions`, [P, D]).
+  // For callers that look rows up themselves (the quantization pipeline) too.
+  void finish_embedding(float* hidden, int64_t t, int64_t pos0, const std::vector<float>& positions) const;
 
   // Runs block `layer` in place on hidden [T, D] for positions pos0 .. pos0+T-1. Keys and values
   // go to cache (slot = position); attention covers positions 0 .. pos0+T-1 of the cache.
@@ -73,7 +74,8 @@ class Decoder {
 
  private:
   // The architecture's norm (weight offset included) over rows of n.
-  void norm(const float* x, const float* weight, int64_t rows, int64_t n, float* y) const;
+  // LayerNorm takes `bias` (null: none); RMSNorm ignores it.
+  void norm(const float* x, const float* weight, const float* bias, int64_t rows, int64_t n, float* y) const;
   // Runs the linears that read x, starting at role `first` (its shared-input group, or its fused
   // tensor), writing each role's output [T, N_role] to out(role).
   void project(const BlockWeights& b, arch::Role first, const float* x, int64_t t,

@@ -32,8 +32,19 @@ namespace {
 
 // "<module>.weight" [n, k] (and "<module>.bias" [n] when `bias`) as a dense Linear: the weight
 // in 16 bits when asked for and stored so (the bias always fp32), else fp32.
+// [rows, cols] -> [cols, rows].
+template <typename T>
+std::vector<T> transposed(const std::vector<T>& a, int64_t rows, int64_t cols) {
+  std::vector<T> b(a.size());
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < cols; ++c) b[static_cast<size_t>(c * rows + r)] = a[static_cast<size_t>(r * cols + c)];
+  }
+  return b;
+}
+
+// conv1d: GPT-2's Conv1D stores the weight as [k, n]; it is transposed to [n, k] here.
 Linear load_dense(const io::TensorStore& store, const std::string& module, int64_t n, int64_t k,
-                  bool bias, DenseStorage dense) {
+                  bool bias, DenseStorage dense, bool conv1d = false) {
   const std::string name = module + ".weight";
   const io::TensorInfo& t = store.get(name);
   const bool keep16 =
@@ -41,9 +52,9 @@ Linear load_dense(const io::TensorStore& store, const std::string& module, int64
   std::vector<float> w;
   std::vector<uint16_t> w16;
   if (keep16) {
-    w16 = store.read_16bit(name, {n, k});
+    w16 = conv1d ? transposed(store.read_16bit(name, {k, n}), k, n) : store.read_16bit(name, {n, k});
   } else {
-    w = store.read_f32(name, {n, k});
+    w = conv1d ? transposed(store.read_f32(name, {k, n}), k, n) : store.read_f32(name, {n, k});
   }
   std::vector<float> b;
   if (bias) b = store.read_f32(module + ".bias", {n});
@@ -59,6 +70,9 @@ BlockWeights load_block(const io::TensorStore& store, const config::ModelConfig&
   BlockWeights b;
   for (const auto& sl : desc.sublayers) {
     b.norms.push_back(store.read_f32(desc.block_module(layer, sl.norm) + ".weight", {cfg.hidden_size}));
+    if (desc.norm == arch::NormKind::kLayer) {
+      b.norm_biases.push_back(store.read_f32(desc.block_module(layer, sl.norm) + ".bias", {cfg.hidden_size}));
+    }
     b.post_norms.push_back(sl.post_norm.empty()
                                ? std::vector<float>{}
                                : store.read_f32(desc.block_module(layer, sl.post_norm) + ".weight", {cfg.hidden_size}));
@@ -85,15 +99,24 @@ BlockWeights load_block(const io::TensorStore& store, const config::ModelConfig&
                               "(and there is no quantize_config.json)",
                               store.dir().string(), module));
     }
-    b.at(ld.role) = load_dense(store, module, n, k, ld.bias, dense);
+    b.at(ld.role) = load_dense(store, module, n, k, ld.bias, dense, desc.conv1d_weights);
   }
   return b;
+}
+
+std::vector<float> load_positions(const io::TensorStore& store, const config::ModelConfig& cfg,
+                                  const arch::ArchDesc& desc) {
+  if (desc.positions != arch::Positions::kLearned) return {};
+  return store.read_f32(desc.position_embed + ".weight",
+                        {cfg.max_position_embeddings + desc.position_offset, cfg.hidden_size});
 }
 
 void load_globals(const io::TensorStore& store, const config::ModelConfig& cfg, const arch::ArchDesc& desc,
                   ModelWeights* w, DenseStorage dense) {
   w->embed = load_dense(store, desc.embed, cfg.vocab_size, cfg.hidden_size, false, dense);
+  w->positions = load_positions(store, cfg, desc);
   w->final_norm = store.read_f32(desc.final_norm + ".weight", {cfg.hidden_size});
+  if (desc.norm == arch::NormKind::kLayer) w->final_norm_bias = store.read_f32(desc.final_norm + ".bias", {cfg.hidden_size});
   const bool has_head = store.find(desc.lm_head + ".weight") != nullptr;
   if (has_head) {
     // A tied model may still store a copy; we use it either way (it equals the embedding then).

@@ -18,6 +18,7 @@ inline int role_index(arch::Role r) { return static_cast<int>(r); }
 
 struct BlockWeights {
   std::vector<std::vector<float>> norms;       // one per sublayer, each [hidden]
+  std::vector<std::vector<float>> norm_biases; // LayerNorm: one per sublayer, each [hidden]; else empty
   std::vector<std::vector<float>> post_norms;  // one per sublayer, each [hidden] or empty (none)
   std::vector<float> q_norm, k_norm;           // [hd] each, or empty (no q/k norms)
   std::array<Linear, kNumRoles> linears;   // by role: q [H*hd, hidden], k/v [KV*hd, hidden],
@@ -39,6 +40,8 @@ enum class DenseStorage {
 struct ModelWeights {
   Linear embed;                   // [vocab, hidden], dense (fp32 or 16-bit); rows are looked up
   std::vector<float> final_norm;  // [hidden]
+  std::vector<float> final_norm_bias;  // [hidden] for LayerNorm, else empty
+  std::vector<float> positions;   // learned positions: [max_positions + offset, hidden], else empty
   Linear lm_head;                 // [vocab, hidden], dense; empty when tied to embed
   std::vector<BlockWeights> blocks;
 
@@ -59,7 +62,10 @@ std::array<int64_t, 2> linear_shape(const config::ModelConfig& cfg, const arch::
 BlockWeights load_block(const io::TensorStore& store, const config::ModelConfig& cfg,
                         const arch::ArchDesc& desc, int layer, bool dequantize_quantized = false,
                         DenseStorage dense = DenseStorage::kFp32);
-// Loads embeddings, final norm and lm_head (checking tied vs. untied against the config); the
+// The learned position table [max_position_embeddings + offset, hidden] (empty for RoPE).
+std::vector<float> load_positions(const io::TensorStore& store, const config::ModelConfig& cfg,
+                                  const arch::ArchDesc& desc);
+// Loads embeddings, positions, final norm and lm_head (checking tied vs. untied against the config); the
 // embedding and lm_head are held as `dense` says.
 void load_globals(const io::TensorStore& store, const config::ModelConfig& cfg, const arch::ArchDesc& desc,
                   ModelWeights* w, DenseStorage dense = DenseStorage::kFp32);

@@ -106,10 +106,12 @@ QuantizeReport quantize_model(const std::filesystem::path& model_dir, const std:
     throw Error(ErrorKind::kShape, fmt::format("{}: {}.weight has shape {}, expected {}", model_dir.string(), desc.embed,
                                                shape_str(emb.shape), shape_str({cfg.vocab_size, D})));
   }
-  pipe.start([&](int32_t id, float* row) {
-    const size_t es = dtype_size(emb.dtype);
-    core::to_fp32(emb.dtype, emb.data + static_cast<size_t>(id) * D * es, static_cast<size_t>(D), row);
-  });
+  pipe.start(
+      [&](int32_t id, float* row) {
+        const size_t es = dtype_size(emb.dtype);
+        core::to_fp32(emb.dtype, emb.data + static_cast<size_t>(id) * D * es, static_cast<size_t>(D), row);
+      },
+      model::load_positions(store, cfg, desc));
 
   QuantizeReport report;
   report.layers = cfg.num_hidden_layers;

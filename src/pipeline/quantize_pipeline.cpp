@@ -163,13 +163,14 @@ int64_t QuantizationPipeline::tokens() const {
   return n;
 }
 
-void QuantizationPipeline::start(const std::function<void(int32_t, float*)>& embed_row) {
+void QuantizationPipeline::start(const std::function<void(int32_t, float*)>& embed_row,
+                                 const std::vector<float>& positions) {
   const int64_t D = dec_.config().hidden_size;
   hidden_.clear();
   for (const auto& s : samples_) {
     std::vector<float> h(s.size() * static_cast<size_t>(D));
     for (size_t i = 0; i < s.size(); ++i) embed_row(s[i], h.data() + i * D);
-    dec_.scale_embeddings(h.data(), static_cast<int64_t>(s.size()));
+    dec_.finish_embedding(h.data(), static_cast<int64_t>(s.size()), 0, positions);
     hidden_.push_back(std::move(h));
   }
 }

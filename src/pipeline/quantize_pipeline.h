@@ -45,7 +45,8 @@ class QuantizationPipeline {
 
   // Sets every sample's hidden state to its embedding. `embed_row(id, out)` writes row id of the
   // embedding matrix (so callers can read rows straight from a mapped file).
-  void start(const std::function<void(int32_t, float*)>& embed_row);
+  // `positions`: the learned position table [P, D] for architectures that have one.
+  void start(const std::function<void(int32_t, float*)>& embed_row, const std::vector<float>& positions = {});
 
   // Quantizes block `layer` in place (dense weights replaced by their dequantized values) and
   // advances the hidden states through the quantized block. Dense 16-bit linears are widened to

@@ -292,6 +292,38 @@ TEST(FamilyKeys, GemmaDefaultsAndRopes) {
   EXPECT_EQ(family("llama", R"("partial_rotary_factor": 0.5)").rotary_dim, 16);  // not a Llama key
 }
 
+TEST(FamilyKeys, NeoxOptGpt2KeyNames) {
+  // GPT-NeoX, transformers 4 spelling: rotary_pct and rotary_emb_base; attention_bias and
+  // use_parallel_residual default to true.
+  auto n = family("gpt_neox", R"("rotary_pct": 0.5, "rotary_emb_base": 5000, "layer_norm_eps": 1e-4)");
+  EXPECT_EQ(n.rotary_dim, 8);
+  EXPECT_EQ(n.rope_theta, 5000.0);
+  EXPECT_EQ(n.rms_norm_eps, 1e-4);
+  EXPECT_TRUE(n.arch.parallel_residual);
+  EXPECT_TRUE(n.arch.linear(arch::Role::kQ).bias);
+  EXPECT_EQ(n.arch.activation, arch::Activation::kGelu);
+  EXPECT_EQ(family("gpt_neox", "").rotary_dim, 4);  // transformers' default factor 0.25
+  n = family("gpt_neox", R"("use_parallel_residual": false, "attention_bias": false)");
+  EXPECT_FALSE(n.arch.parallel_residual);
+  EXPECT_FALSE(n.arch.linear(arch::Role::kQ).bias);
+  // OPT: ffn_dim, enable_bias, activation_function, fixed LayerNorm epsilon.
+  const auto o = parse_model_config(R"({"model_type": "opt", "hidden_size": 64, "ffn_dim": 96,
+      "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 10, "enable_bias": false,
+      "activation_function": "relu"})", "fam/config.json");
+  EXPECT_EQ(o.intermediate_size, 96);
+  EXPECT_FALSE(o.arch.linear(arch::Role::kUp).bias);
+  EXPECT_EQ(o.rms_norm_eps, 1e-5);
+  EXPECT_EQ(o.arch.activation, arch::Activation::kRelu);
+  // GPT-2: n_* names; n_inner null means 4 * n_embd.
+  const auto g = parse_model_config(R"({"model_type": "gpt2", "n_embd": 64, "n_inner": null, "n_layer": 3,
+      "n_head": 4, "n_positions": 128, "vocab_size": 10, "activation_function": "gelu_new"})", "fam/config.json");
+  EXPECT_EQ(g.hidden_size, 64);
+  EXPECT_EQ(g.intermediate_size, 256);
+  EXPECT_EQ(g.num_hidden_layers, 3);
+  EXPECT_EQ(g.max_position_embeddings, 128);
+  EXPECT_EQ(g.arch.activation, arch::Activation::kGeluTanh);
+}
+
 TEST(FamilyKeys, UnsupportedValuesNameTheKey) {
   auto expect = [](const std::string& type, const std::string& extra, ErrorKind kind, const char* needle) {
     try {
@@ -319,6 +351,33 @@ TEST(FamilyKeys, UnsupportedValuesNameTheKey) {
          ErrorKind::kConfig, "sliding_attention");
   expect("qwen3", R"("rope_parameters": {"full_attention": {"rope_type": "default", "rope_theta": 1e6}})",
          ErrorKind::kUnsupported, "per layer type");
+  expect("opt", R"("ffn_dim": 64, "do_layer_norm_before": false)", ErrorKind::kUnsupported, "do_layer_norm_before");
+  expect("opt", R"("ffn_dim": 64, "word_embed_proj_dim": 32)", ErrorKind::kUnsupported, "word_embed_proj_dim");
+  expect("opt", "", ErrorKind::kConfig, "ffn_dim");
+  expect("gpt_neox", R"("hidden_act": "gelu_10")", ErrorKind::kUnsupported, "hidden_act");
+}
+
+}  // namespace
+}  // namespace gptq::config
+
+namespace gptq::config {
+namespace {
+
+TEST(FamilyKeys, Gpt2Refusals) {
+  for (const char* key : {"scale_attn_by_inverse_layer_idx", "add_cross_attention"}) {
+    const std::string text = std::string(R"({"model_type": "gpt2", "n_embd": 64, "n_layer": 1, "n_head": 4,
+        "vocab_size": 10, ")") + key + R"(": true})";
+    try {
+      parse_model_config(text, "fam/config.json");
+      ADD_FAILURE() << "accepted " << key;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::kUnsupported);
+      EXPECT_NE(std::string(e.what()).find(key), std::string::npos) << e.what();
+    }
+  }
+  const auto g = parse_model_config(R"({"model_type": "gpt2", "n_embd": 64, "n_layer": 1, "n_head": 4,
+      "vocab_size": 10, "scale_attn_weights": false})", "fam/config.json");
+  EXPECT_EQ(g.attn_scale, 1.0);
 }
 
 }  // namespace

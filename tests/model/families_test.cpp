@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <map>
 #include <random>
 
 #include "common/test_util.h"
@@ -101,7 +102,8 @@ TEST_P(Family, QuantizesAt4BitG32AndReloads) {
   m.save_quantized(out);
 
   const auto cfg = test::read_json(family_dir(GetParam()) / "config.json");
-  const int64_t layers = cfg["num_hidden_layers"].get<int64_t>();
+  const int64_t layers = cfg.contains("n_layer") ? cfg["n_layer"].get<int64_t>()
+                                                 : cfg["num_hidden_layers"].get<int64_t>();
   const auto store = io::TensorStore::open_dir(out);
   int64_t qweights = 0;
   for (const auto& f : store.files()) {
@@ -114,7 +116,11 @@ TEST_P(Family, QuantizesAt4BitG32AndReloads) {
       }
     }
   }
-  const int64_t per_block = GetParam() == "phi3" ? 4 : 7;
+  // Linears per block: fused tensors (Phi-3, GPT-NeoX, GPT-2) and plain MLPs (OPT, GPT-NeoX,
+  // GPT-2) have fewer.
+  const std::map<std::string, int64_t> fewer = {
+      {"phi3", 4}, {"gpt_neox", 4}, {"opt", 6}, {"gpt2", 4}};
+  const int64_t per_block = fewer.count(GetParam()) ? fewer.at(GetParam()) : 7;
   EXPECT_EQ(qweights, layers * per_block);
   EXPECT_EQ(static_cast<int64_t>(rep.modules.size()), layers * per_block);
   if (GetParam() == "phi3") {
@@ -160,7 +166,7 @@ TEST(FamilyKeys, MistralSlidingWindowChangesTheLogits) {
 
 INSTANTIATE_TEST_SUITE_P(Families, Family,
                          ::testing::Values("qwen3", "mistral", "phi3", "gemma", "gemma2",
-                                           "gemma3_text"),
+                                           "gemma3_text", "gpt_neox", "opt", "gpt2"),
                          [](const auto& info) { return info.param; });
 
 }  // namespace
