@@ -14,6 +14,10 @@ struct PerplexityOptions {
   // true: every window is [BOS] + ctx-1 text tokens (no BOS in the stream), all ctx-1 scored.
   bool bos_per_window = false;
   int64_t max_windows = -1;     // evaluate only the first N windows (-1: all)
+  // llama.cpp's llama-perplexity convention (to compare with it on the same tokens): windows as
+  // in the default, each window's first token replaced by BOS when the tokenizer adds one, and
+  // only the second half scored (tokens ctx/2 + 1 ... ctx - 1). Not with bos_per_window.
+  bool llama_cpp = false;
 };
 
 struct PerplexityResult {

@@ -3,6 +3,7 @@
 
 #include "gptq/error.h"
 #include "gptq/eval.h"
+#include "gptq/export.h"
 #include "gptq/generate.h"
 #include "gptq/model.h"
 #include "gptq/progress.h"

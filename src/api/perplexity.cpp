@@ -39,6 +39,9 @@ PerplexityResult CausalLM::perplexity_ids(const std::vector<int32_t>& stream, co
     ids.insert(ids.end(), stream.begin(), stream.end());
     stride = ctx;
   }
+  if (opts.llama_cpp && opts.bos_per_window) {
+    throw Error(ErrorKind::kArgument, "the llama.cpp convention and --bos-per-window exclude each other");
+  }
   n_windows = static_cast<int64_t>(ids.size()) / stride;
   if (opts.max_windows >= 0) n_windows = std::min(n_windows, opts.max_windows);
   if (n_windows == 0) {
@@ -58,11 +61,13 @@ PerplexityResult CausalLM::perplexity_ids(const std::vector<int32_t>& stream, co
       std::copy(ids.begin() + w * stride, ids.begin() + (w + 1) * stride, win.begin() + 1);
     } else {
       std::copy(ids.begin() + w * stride, ids.begin() + (w + 1) * stride, win.begin());
+      if (opts.llama_cpp && tok.add_bos() && bos >= 0) win[0] = bos;
     }
     cache.clear();
     dec.forward(impl_->weights, win.data(), ctx, cache, ctx, logits.data());
     double sum = 0;
-    for (int64_t j = 1; j < ctx; ++j) {
+    const int64_t first = opts.llama_cpp ? ctx / 2 + 1 : 1;
+    for (int64_t j = first; j < ctx; ++j) {
       const float* row = logits.data() + (j - 1) * V;
       float mx = row[0];
       for (int64_t v = 1; v < V; ++v) mx = std::max(mx, row[v]);
@@ -76,7 +81,7 @@ PerplexityResult CausalLM::perplexity_ids(const std::vector<int32_t>& stream, co
     }
     r.window_nll_sum.push_back(sum);
     total += sum;
-    r.tokens += ctx - 1;
+    r.tokens += ctx - first;
     if (progress) progress({"perplexity", w + 1, n_windows, fmt::format("ppl {:.4f}", std::exp(total / r.tokens))});
   }
   r.nll = total / static_cast<double>(r.tokens);

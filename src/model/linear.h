@@ -95,6 +95,12 @@ namespace gptq::model {
 // quantized kernels; with dequantize it becomes a dense fp32 matrix (the reference path).
 Linear load_quantized_linear(const io::TensorStore& store, const std::string& module, int64_t n, int64_t k,
                              const config::QuantizationConfig& q, bool dequantize = false);
+// Reads "<module>.qweight/.qzeros/.scales/.g_idx" (validated as load_quantized_linear does) into
+// a PackedLinear with v2 zeros (v1 words converted as GPTQModel reads them), qzeros rows padded to
+// whole packs of 32 columns, and g_idx = k / g when the file has none; the bias is not read.
+// dequantize_packed(p, "gptq_v2") is the checkpoint's dequantized view.
+checkpoint::PackedLinear read_packed_linear(const io::TensorStore& store, const std::string& module, int64_t n,
+                                            int64_t k, const config::QuantizationConfig& q);
 // Dequantizes a packed linear to fp32 [N, K]: W[n,k] = s[g_idx[k],n] * (q - z[g_idx[k],n]).
 std::vector<float> dequantize_packed(const checkpoint::PackedLinear& p, const std::string& format);
 }  // namespace gptq::model

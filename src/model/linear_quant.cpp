@@ -75,6 +75,38 @@ std::vector<float> dequantize_packed(const checkpoint::PackedLinear& p, const st
   return w;
 }
 
+checkpoint::PackedLinear read_packed_linear(const io::TensorStore& store, const std::string& module, int64_t n,
+                                            int64_t k, const config::QuantizationConfig& q) {
+  const auto t = checkpoint::find_quantized_linear(store, module, n, k, q);
+  checkpoint::PackedLinear p;
+  p.module = module;
+  p.n = n;
+  p.k = k;
+  p.bits = t.bits;
+  p.groups = t.groups;
+  copy_tensor(*t.qweight, p.qweight);
+  copy_tensor(*t.qzeros, p.qzeros);
+  if (n % 32 != 0) {
+    // Rows of ceil(N*b/32) words, padded here to whole packs (carries only run upward, so the
+    // padding never changes a real field); dequantize_packed keeps the first N columns.
+    const int64_t have = (n * t.bits + 31) / 32, want = (n + 31) / 32 * t.bits;
+    std::vector<int32_t> padded(static_cast<size_t>(t.groups * want), 0);
+    for (int64_t g = 0; g < t.groups; ++g) {
+      std::memcpy(&padded[g * want], &p.qzeros[g * have], static_cast<size_t>(have) * 4);
+    }
+    p.qzeros = std::move(padded);
+  }
+  copy_tensor(*t.scales, p.scales);
+  if (t.g_idx) {
+    copy_tensor(*t.g_idx, p.g_idx);
+  } else {
+    p.g_idx.resize(static_cast<size_t>(k));
+    for (int64_t i = 0; i < k; ++i) p.g_idx[i] = static_cast<int32_t>(i / t.group_size);
+  }
+  if (t.zeros_are_v1) quant::qzeros_v1_to_v2(p.qzeros, p.bits);
+  return p;
+}
+
 Linear load_quantized_linear(const io::TensorStore& store, const std::string& module, int64_t n, int64_t k,
                              const config::QuantizationConfig& q, bool dequantize) {
   const auto t = checkpoint::find_quantized_linear(store, module, n, k, q);
@@ -113,34 +145,10 @@ Linear load_quantized_linear(const io::TensorStore& store, const std::string& mo
     }
     return Linear::quantized(std::move(ql));
   }
-  checkpoint::PackedLinear p;
-  p.module = module;
-  p.n = n;
-  p.k = k;
-  p.bits = t.bits;
-  p.groups = t.groups;
-  copy_tensor(*t.qweight, p.qweight);
-  copy_tensor(*t.qzeros, p.qzeros);
-  if (n % 32 != 0) {
-    // Rows of ceil(N*b/32) words, padded here to whole packs (carries only run upward, so the
-    // padding never changes a real field); dequantize_packed keeps the first N columns.
-    const int64_t have = (n * t.bits + 31) / 32, want = (n + 31) / 32 * t.bits;
-    std::vector<int32_t> padded(static_cast<size_t>(t.groups * want), 0);
-    for (int64_t g = 0; g < t.groups; ++g) {
-      std::memcpy(&padded[g * want], &p.qzeros[g * have], static_cast<size_t>(have) * 4);
-    }
-    p.qzeros = std::move(padded);
-  }
-  copy_tensor(*t.scales, p.scales);
-  if (t.g_idx) {
-    copy_tensor(*t.g_idx, p.g_idx);
-  } else {
-    p.g_idx.resize(static_cast<size_t>(k));
-    for (int64_t i = 0; i < k; ++i) p.g_idx[i] = static_cast<int32_t>(i / t.group_size);
-  }
+  checkpoint::PackedLinear p = read_packed_linear(store, module, n, k, q);
   std::vector<float> bias;
   if (t.bias) bias = store.read_f32(module + ".bias", {n});
-  std::vector<float> w = dequantize_packed(p, t.zeros_are_v1 ? "gptq" : "gptq_v2");
+  std::vector<float> w = dequantize_packed(p, "gptq_v2");
   return Linear::dense(n, k, std::move(w), std::move(bias));
 }
 

@@ -111,6 +111,50 @@ TEST(Cli, ErrorsExitNonZeroWithAMessage) {
   EXPECT_NE(r.status, 0);
 }
 
+// quantize --format gguf writes one GGUF file (no folder left behind); export-gguf refuses an
+// existing output without --force and a 3-bit folder without --widen, naming the reason.
+TEST(Cli, QuantizeToGgufAndExportErrors) {
+  test::TempDir tmp;
+  const std::string out = (tmp.path() / "s.gguf").string();
+  const std::string calib = (test::data_dir() / "text" / "tinystories-calib.txt").string();
+  auto r = run("quantize -m " + kModel + " -o " + out + " --group-size 32 --calib " + calib +
+               " --nsamples 8 --seqlen 64 --format gguf --json");
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["exact_linears"], 20);
+  EXPECT_EQ(j["dense_linears"], 15);
+  EXPECT_TRUE(std::filesystem::is_regular_file(out));
+  EXPECT_FALSE(std::filesystem::exists(out + ".gptq-tmp"));
+  std::ifstream f(out, std::ios::binary);
+  char magic[4] = {};
+  f.read(magic, 4);
+  EXPECT_EQ(std::string(magic, 4), "GGUF");
+  r = run("export-gguf -m " + kModel + " -o " + out);
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("--force"), std::string::npos) << r.err;
+  const std::string q3 = (tmp.path() / "q3").string();
+  r = run("quantize -m " + kModel + " -o " + q3 + " --bits 3 --group-size 32 --calib " + calib +
+          " --nsamples 4 --seqlen 64");
+  ASSERT_EQ(r.status, 0) << r.err;
+  r = run("export-gguf -m " + q3 + " -o " + (tmp.path() / "q3.gguf").string());
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("--widen"), std::string::npos) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(tmp.path() / "q3.gguf"));
+  r = run("export-gguf -m " + q3 + " -o " + (tmp.path() / "q3.gguf").string() + " --widen --json");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["widened_linears"], 20);
+}
+
+// --llama-cpp scores only the second half of each window, as llama-perplexity does.
+TEST(Cli, PerplexityLlamaCppConvention) {
+  const auto r = run("perplexity -m " + kModel + " -f " + (test::data_dir() / "text" / "tinystories-eval.txt").string() +
+                     " -c 256 --chunks 8 --llama-cpp --json");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["tokens"], 8 * (256 - 256 / 2 - 1));
+  EXPECT_GT(j["ppl"].get<double>(), 1.0);
+}
+
 // --lm-head-bits 8 reaches the model: the 8-bit head changes the perplexity a little (see
 // tests/model/head_quant_test.cpp for the bound), and bench reports fewer bytes per token.
 TEST(Cli, LmHeadBits8) {

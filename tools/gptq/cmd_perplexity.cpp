@@ -22,6 +22,8 @@ Runner add_perplexity(CLI::App& app) {
   cmd->add_option("-f,--file", a->file, "UTF-8 text file")->required()->check(CLI::ExistingFile);
   cmd->add_option("-c,--ctx-size", a->p.ctx, "window length in tokens")->capture_default_str()->check(CLI::Range(2, 1 << 20));
   cmd->add_flag("--bos-per-window", a->p.bos_per_window, "start every window with BOS followed by ctx-1 text tokens");
+  cmd->add_flag("--llama-cpp", a->p.llama_cpp,
+                "llama-perplexity's convention: each window's first token replaced by BOS, only the second half scored");
   cmd->add_option("--chunks", a->p.max_windows, "evaluate only the first N windows (-1: all)")->capture_default_str();
   cmd->add_flag("--json", a->json, "print one JSON object of metrics");
   add_threads(cmd, &a->threads);

@@ -1,6 +1,7 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <filesystem>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
@@ -54,6 +55,7 @@ Runner add_quantize(CLI::App& app) {
     std::string model, out, shard = "4GB", dequant;
     std::vector<std::string> dynamic;
     QuantizeConfig q;
+    GgufExportOptions gguf;
     CalibrationOptions c;
     bool asym = false, no_true_seq = false, json = false, force = false;
     int threads = 0;
@@ -72,7 +74,10 @@ Runner add_quantize(CLI::App& app) {
   cmd->add_flag("--mse", a->q.mse, "search a clipping range per group (slower, slightly better)");
   cmd->add_flag("--damp-search", a->q.damp_search, "choose damp_percent per linear by cross-validation (10 extra solves each)");
   cmd->add_option("--method", a->q.method, "gptq or rtn (round-to-nearest baseline)")->capture_default_str();
-  cmd->add_option("--format", a->q.format, "gptq (v1 zeros, the default) or gptq_v2");
+  cmd->add_option("--format", a->q.format,
+                  "gptq (v1 zeros, the default), gptq_v2, or gguf (a GGUF file for llama.cpp at -o, codes carried "
+                  "exactly; the GPTQ folder is built next to it as OUT.gptq-tmp and removed afterwards)");
+  add_gguf_export_flags(cmd, &a->gguf);
   cmd->add_option("--dynamic", a->dynamic,
                   "per-module override, repeatable, first match wins: FILE.json (GPTQModel's \"dynamic\" object), "
                   "'REGEX=bits:8,group_size:64' or '-:REGEX' (leave unquantized)");
@@ -97,6 +102,18 @@ Runner add_quantize(CLI::App& app) {
         a->q.dynamic.push_back(parse_dynamic_arg(d));
       }
     }
+    const bool to_gguf = a->q.format == "gguf";
+    std::string folder = a->out;
+    if (to_gguf) {
+      // The GGUF is exported from a GPTQ folder (v2 zeros: no v1 round trip), which stays on disk
+      // only while the run is unfinished, so that an interrupted run resumes.
+      if (std::filesystem::exists(a->out) && !a->force) {
+        throw Error(ErrorKind::kArgument, a->out + " exists; pass --force to replace it");
+      }
+      a->q.format = "gptq_v2";
+      folder = a->out + ".gptq-tmp";
+      a->gguf.force = a->force;
+    }
     QuantizeRunOptions run;
     run.threads = a->threads;
     run.force = a->force;
@@ -105,7 +122,13 @@ Runner add_quantize(CLI::App& app) {
     run.dequantized_out = a->dequant;
     std::signal(SIGINT, on_interrupt);
     std::signal(SIGTERM, on_interrupt);
-    const QuantizeReport r = quantize_model(a->model, a->out, a->q, a->c, run);
+    const QuantizeReport r = quantize_model(a->model, folder, a->q, a->c, run);
+    if (to_gguf) {
+      const GgufExportReport g = export_gguf(folder, a->out, a->gguf);
+      std::filesystem::remove_all(folder);
+      std::fprintf(stderr, "quantized %lld layers in %.1f s\n", static_cast<long long>(r.layers), r.seconds);
+      return print_gguf_report(g, a->json);
+    }
     if (a->json) {
       nlohmann::json mods = nlohmann::json::array();
       for (const auto& m : r.modules) {

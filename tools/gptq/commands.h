@@ -15,6 +15,17 @@ Runner add_bench(CLI::App& app);
 Runner add_synth(CLI::App& app);
 Runner add_quantize(CLI::App& app);
 Runner add_solve_layer(CLI::App& app);
+Runner add_export_gguf(CLI::App& app);
+
+}  // namespace gptq::cli
+namespace gptq {
+struct GgufExportOptions;
+struct GgufExportReport;
+}  // namespace gptq
+namespace gptq::cli {
+// The export flags shared by export-gguf and quantize --format gguf, and the report printer.
+void add_gguf_export_flags(CLI::App* cmd, GgufExportOptions* o);
+int print_gguf_report(const GgufExportReport& r, bool as_json);
 
 // Common -t/--threads flag.
 inline void add_threads(CLI::App* cmd, int* threads) {
