@@ -15,6 +15,7 @@ Runner add_bench(CLI::App& app);
 Runner add_synth(CLI::App& app);
 Runner add_quantize(CLI::App& app);
 Runner add_solve_layer(CLI::App& app);
+Runner add_logits(CLI::App& app);
 
 // Common -t/--threads flag.
 inline void add_threads(CLI::App* cmd, int* threads) {

@@ -16,7 +16,7 @@ int main(int argc, char** argv) {
       {"generate", gptq::cli::add_generate}, {"perplexity", gptq::cli::add_perplexity},
       {"inspect", gptq::cli::add_inspect},   {"bench", gptq::cli::add_bench},
       {"synth", gptq::cli::add_synth},       {"quantize", gptq::cli::add_quantize},
-      {"solve-layer", gptq::cli::add_solve_layer},
+      {"solve-layer", gptq::cli::add_solve_layer}, {"logits", gptq::cli::add_logits},
   };
   for (const auto& [name, f] : kCommands) runners[name] = f(app);
   try {
