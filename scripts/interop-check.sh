@@ -11,8 +11,10 @@
 #
 #   scripts/interop-check.sh [BUILD_DIR]        (default: build)
 #
-# Environment: GPTQ_INTEROP_VENV (default /tmp/gptq-interop-venv; created with the pinned
-# packages below when missing), GPTQ_SMOLLM2_DIR, GPTQ_INTEROP_OUT (default: a temp folder).
+# Environment: GPTQ_INTEROP_VENV (default /tmp/gptq-interop-venv; created with torch and
+# transformers when missing; in any venv given, the packages of scripts/interop-requirements.txt
+# that are missing are installed with --no-deps), GPTQ_SMOLLM2_DIR, GPTQ_INTEROP_OUT (default: a
+# temp folder), GPTQ_INTEROP_SMOLLM2_REVERSE=1 (also let GPTQModel quantize SmolLM2: slow on CPU).
 set -euo pipefail
 set -f  # the settings below hold regexes: no globbing
 
@@ -23,29 +25,27 @@ venv=${GPTQ_INTEROP_VENV:-/tmp/gptq-interop-venv}
 out=${GPTQ_INTEROP_OUT:-$(mktemp -d /tmp/gptq-interop-XXXXXX)}
 smol=${GPTQ_SMOLLM2_DIR:-$HOME/.cache/gptq-models/smollm2-135m-instruct}
 
-# Pinned versions (the README's interop table names them).
+# Pinned versions (the README's interop table names them); the rest in interop-requirements.txt.
 TORCH=2.15.0
 TRANSFORMERS=5.24.0
-GPTQMODEL=7.7.0
-VLLM=0.33.0
 
 [ -x "$gptq" ] || { echo "interop-check: $gptq not found; build first (cmake --preset release && cmake --build build)" >&2; exit 2; }
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q "torch==$TORCH" --index-url https://download.pytorch.org/whl/cpu
-  "$venv/bin/pip" install -q "transformers==$TRANSFORMERS" numpy safetensors
-  # GPTQModel and vLLM without their GPU dependencies: only their CPU kernels and config classes run.
-  "$venv/bin/pip" install -q --no-deps "gptqmodel==$GPTQMODEL" "vllm==$VLLM"
+  "$venv/bin/pip" install -q "transformers==$TRANSFORMERS" numpy safetensors tokenizers
 fi
 py=$venv/bin/python
+# GPTQModel and vLLM without their GPU dependencies: only their CPU kernels, config classes and
+# kernel rules run. Packages already there at the pinned version are left alone.
+"$venv/bin/pip" install -q --disable-pip-version-check --no-deps -r "$here/scripts/interop-requirements.txt"
+versions=$("$py" -c 'import importlib.metadata as m; print(" ".join(f"{p}={m.version(p)}" for p in ("torch", "transformers", "gptqmodel", "vllm")))')
 
 mkdir -p "$out"
 calib=$here/tests/data/text/tinystories-calib.txt
 models=("stories260k:$here/tests/data/stories260k")
-"$gptq" synth --help >/dev/null 2>&1 && {
-  "$gptq" synth -o "$out/synth" --shape tiny --dtype fp32 --force >/dev/null 2>&1 \
-    && models+=("synth:$out/synth")
-}
+"$gptq" synth -o "$out/synth" --shape tiny --dtype fp32 --force >/dev/null
+models+=("synth:$out/synth")
 [ -f "$smol/config.json" ] && models+=("smollm2:$smol")
 
 # name|flags
@@ -61,20 +61,52 @@ settings=(
   "b2g64|--bits 2 --group-size 64"
   "b4mixed|--bits 4 --group-size 32 --dynamic .*self_attn\\.o_proj=bits:8,group_size:64"
 )
+# SmolLM2 (30 layers) only where its shapes add something: K = 576 is not a multiple of 128.
+smol_settings=(
+  "b4g64|--bits 4 --group-size 64"
+  "b4g64asym|--bits 4 --group-size 64 --asym"
+)
+
+# The synthetic model (every linear quantizable, shapes multiples of 64) with the settings whose
+# loader verdicts differ.
+synth_settings=(
+  "b4g128|--bits 4 --group-size 128"
+  "b8row|--bits 8 --group-size -1"
+  "b3g32asym|--bits 3 --group-size 32 --asym"
+  "b4g64asymv2|--bits 4 --group-size 64 --asym --format gptq_v2"
+  "b4g32act|--bits 4 --group-size 32 --desc-act"
+  "b4g32static|--bits 4 --group-size 32 --desc-act --static-groups"
+  "b4mixed|--bits 4 --group-size 32 --dynamic .*self_attn\\.o_proj=bits:8,group_size:64"
+)
 
 folders=()
-for m in "${models[@]}"; do
-  name=${m%%:*} dir=${m#*:}
-  for s in "${settings[@]}"; do
-    sname=${s%%|*} flags=${s#*|}
-    dst=$out/$name-$sname
+quantize() {  # NAME DIR SETTING...
+  local name=$1 dir=$2
+  shift 2
+  for s in "$@"; do
+    local sname=${s%%|*} flags=${s#*|}
+    local dst=$out/$name-$sname
     # shellcheck disable=SC2086
     "$gptq" quantize -m "$dir" -o "$dst" $flags --calib "$calib" --nsamples 16 --seqlen 256 --force --json \
       >"$dst.json" 2>"$dst.err" || { echo "interop-check: quantize $name $sname failed: $(tail -1 "$dst.err")" >&2; exit 1; }
     folders+=("$dst")
   done
+}
+for m in "${models[@]}"; do
+  name=${m%%:*} dir=${m#*:}
+  case $name in
+    smollm2) quantize "$name" "$dir" "${smol_settings[@]}" ;;
+    synth) quantize "$name" "$dir" "${synth_settings[@]}" ;;
+    *) quantize "$name" "$dir" "${settings[@]}" ;;
+  esac
 done
 
+# The other way: GPTQModel quantizes (NAME:DIR:BITS:GROUP:sym|asym), we load its folders.
+reverse=(--reverse "stories260k:$here/tests/data/stories260k:4:32:sym" --reverse "stories260k:$here/tests/data/stories260k:4:32:asym"
+         --reverse "synth:$out/synth:4:32:sym" --reverse "synth:$out/synth:4:64:asym")
+[ -f "$smol/config.json" ] && [ "${GPTQ_INTEROP_SMOLLM2_REVERSE:-0}" = 1 ] && reverse+=(--reverse "smollm2:$smol:4:64:sym")
+
+header="interop check ($versions, CPU); $(date -u +%Y-%m-%d); \`scripts/interop-check.sh\`"
+echo "interop-check: ${#folders[@]} folders in $out; the packages' logs go to $out/interop.log" >&2
 exec "$py" "$here/scripts/interop_check.py" --gptq "$gptq" --out "$out" --text "$here/tests/data/text/wikitext2-test.txt" \
-  --versions "torch=$TORCH transformers=$TRANSFORMERS gptqmodel=$GPTQMODEL vllm=$VLLM" \
-  --calib "$calib" ${smol:+--smollm2 "$smol"} "${folders[@]}"
+  --calib "$calib" --header "$header" "${reverse[@]}" "${folders[@]}" 2>"$out/interop.log"

@@ -62,9 +62,15 @@ std::vector<LoaderVerdict> loader_verdicts(const config::QuantizationConfig& q, 
     if (sc.group_size != -1 && sc.group_size != 32 && sc.group_size != 64 && sc.group_size != 128) {
       add(marlin, s_ma, "group", fmt::format("{}: group_size {} (Marlin: -1, 32, 64, 128)", l.module, sc.group_size));
     }
-    if (l.n % 64 != 0) add(marlin, s_ma, "n64", fmt::format("{}: N not divisible by 64", shape));
-    if (l.k % 128 != 0) add(marlin, s_ma, "k128", fmt::format("{}: K not divisible by 128", shape));
+    // Marlin zero-pads N and K to its tiles (64 x 128 or 128 x 64) at weight preparation, so the
+    // tile sizes are no rule; a group may not straddle the padding, and vLLM allocates qweight
+    // [K/(32/b), N] and qzeros [G, N/(32/b)] words with integer division.
     if (g < l.k && l.k % g != 0) add(marlin, s_ma, "kg", fmt::format("{}: K not divisible by the group", shape));
+    if ((sc.bits == 4 || sc.bits == 8) && (l.n % (32 / sc.bits) != 0 || l.k % (32 / sc.bits) != 0)) {
+      add(marlin, s_ma, "mpack",
+          fmt::format("{}: N or K not divisible by {} (vLLM sizes qzeros and qweight by whole words)", shape,
+                      32 / sc.bits));
+    }
     const int64_t pack = sc.bits == 3 ? 32 : 32 / sc.bits;
     if (l.n % pack != 0) add(exl, s_ex, "npack", fmt::format("{}: N not divisible by {}", shape, pack));
   }

@@ -29,7 +29,8 @@ struct LoaderVerdict {
 //   rule, or modules_in_block_to_quantize for transformers);
 // - vLLM gptq_marlin (vLLM 0.33's only GPTQ path, auto_gptq.py, and Marlin's shape rules): 4 or
 //   8 bits, symmetric, no act-order unless group -1 (per dynamic rule too), group
-//   -1/32/64/128, N % 64 == 0, K % 128 == 0 and K divisible by the group (when smaller than K);
+//   -1/32/64/128, K divisible by the group (when smaller than K), N and K divisible by 32/b
+//   (qzeros and qweight sized in whole words); Marlin pads N and K to its tiles itself;
 // - vLLM <= 0.11 gptq (exllama fallback): bits 2/3/4/8, K divisible by the group, N divisible by
 //   32/b (32 for 3 bits); it reads every folder's zeros as v1, so a gptq_v2 folder is off by one.
 std::vector<LoaderVerdict> loader_verdicts(const config::QuantizationConfig& q, const std::vector<LinearShape>& linears);

@@ -840,11 +840,16 @@ TEST(LoaderVerdicts, RulesOfEachLoader) {
   for (const char* l : {"transformers", "GPTQModel", "vLLM gptq_marlin", "vLLM <= 0.11 gptq"}) {
     EXPECT_TRUE(verdict(good, l).loads) << l;
   }
-  // K = 576 is not a multiple of 128 for Marlin; with g = 64 every loader's group rule holds.
+  // K = 576 is not a multiple of Marlin's 128-wide tile: vLLM 0.33 pads it (marlin_padded_nk), so
+  // with g = 64 every loader takes it. N = 172 (GPTQModel packs its qzeros into 22 words) does not
+  // fit vLLM's qzeros of N / 8 = 21 words.
   q.group_size = 64;
   const std::vector<LinearShape> k576 = {{"m.down", 576, 576, true}};
-  EXPECT_FALSE(verdict(k576, "vLLM gptq_marlin").loads);
+  EXPECT_TRUE(verdict(k576, "vLLM gptq_marlin").loads);
   EXPECT_TRUE(verdict(k576, "vLLM <= 0.11 gptq").loads);
+  const std::vector<LinearShape> n172 = {{"m.up", 172, 64, true}};
+  EXPECT_FALSE(verdict(n172, "vLLM gptq_marlin").loads);
+  EXPECT_TRUE(verdict(n172, "GPTQModel").loads);
   // K not divisible by the group.
   q.group_size = 128;
   const std::vector<LinearShape> k192 = {{"m.x", 256, 192, true}};

@@ -56,6 +56,38 @@ TEST(Cli, PerplexityJson) {
   EXPECT_EQ(j["tokens"], 64 * 255);
 }
 
+TEST(Cli, LogitsOfTheLastPositionMatchTheGolden) {
+  // The golden's last_logits come from the reference implementation, for the prompt's ids.
+  const auto g = test::read_json(test::stories_dir() / "golden" / "prompt_0.json");
+  std::string ids;
+  for (const auto& id : g["prompt_ids"]) {
+    if (!ids.empty()) ids += ',';
+    ids += std::to_string(id.get<int>());
+  }
+  std::string cmd = "logits -m " + kModel;
+  cmd += " --ids ";
+  cmd += ids;
+  cmd += " -t 1";
+  const auto r = run(cmd);
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  const auto& want = g["last_logits"];
+  ASSERT_EQ(j["logits"].size(), want.size());
+  EXPECT_EQ(j["vocab"], want.size());
+  for (size_t i = 0; i < want.size(); ++i) EXPECT_NEAR(j["logits"][i].get<double>(), want[i].get<double>(), 1e-4) << i;
+  // The same text given as a prompt tokenizes to the same ids.
+  std::string pcmd = "logits -m " + kModel;
+  pcmd += " -p '";
+  pcmd += g["prompt"].get<std::string>();
+  pcmd += "' -t 1";
+  const auto t = run(pcmd);
+  ASSERT_EQ(t.status, 0) << t.err;
+  EXPECT_EQ(nlohmann::json::parse(t.out)["ids"], g["prompt_ids"]);
+  const auto bad = run("logits -m " + kModel + " --ids 1,99999");
+  EXPECT_EQ(bad.status, 1);
+  EXPECT_NE(bad.err.find("gptq: error:"), std::string::npos) << bad.err;
+}
+
 TEST(Cli, InspectJson) {
   const auto r = run("inspect -m " + kModel + " --json");
   ASSERT_EQ(r.status, 0) << r.err;

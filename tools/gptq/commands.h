@@ -16,6 +16,7 @@ Runner add_synth(CLI::App& app);
 Runner add_quantize(CLI::App& app);
 Runner add_solve_layer(CLI::App& app);
 Runner add_export_gguf(CLI::App& app);
+Runner add_logits(CLI::App& app);
 
 }  // namespace gptq::cli
 namespace gptq {

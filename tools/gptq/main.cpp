@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
       {"inspect", gptq::cli::add_inspect},   {"bench", gptq::cli::add_bench},
       {"synth", gptq::cli::add_synth},       {"quantize", gptq::cli::add_quantize},
       {"solve-layer", gptq::cli::add_solve_layer}, {"export-gguf", gptq::cli::add_export_gguf},
+      {"logits", gptq::cli::add_logits},
   };
   for (const auto& [name, f] : kCommands) runners[name] = f(app);
   try {
