@@ -208,7 +208,9 @@ TEST(GgufExport, AsymmetricIsQ4_1AndEightBitIsQ8_0) {
   const Checked ca = check_against_loader(a, dir.path() / "asym.gguf");
   EXPECT_EQ(ca.types.at(io::kGgmlQ4_1), 20);
   // Only blocks whose offset needed rounding differ; if none did, all are exact.
-  if (ra.q4_1_inexact_offsets == 0) EXPECT_EQ(ca.exact, 20);
+  if (ra.q4_1_inexact_offsets == 0) {
+    EXPECT_EQ(ca.exact, 20);
+  }
 
   q = QuantizeConfig{};
   q.bits = 8;
