@@ -336,7 +336,13 @@ arch::Activation parse_activation(const json& j, const ModelConfig& c, std::stri
   const char* key = c.arch.keys.activation;
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) {
-    *name = "";
+    // The family's default, under transformers' name for it.
+    switch (c.arch.activation) {
+      case arch::Activation::kSilu: *name = "silu"; break;
+      case arch::Activation::kGelu: *name = "gelu"; break;
+      case arch::Activation::kGeluTanh: *name = "gelu_pytorch_tanh"; break;
+      case arch::Activation::kRelu: *name = "relu"; break;
+    }
     return c.arch.activation;
   }
   *name = get_str(j, key, origin);

@@ -68,7 +68,7 @@ std::vector<Corruption> corruptions() {
       {"config_heads_not_dividing",
        [](const fs::path& d) { edit_config(d, [](json& j) { j["num_key_value_heads"] = 3; }); }, ErrorKind::kConfig,
        "num_key_value_heads"},
-      {"config_unknown_type", [](const fs::path& d) { edit_config(d, [](json& j) { j["model_type"] = "gpt_neox"; }); },
+      {"config_unknown_type", [](const fs::path& d) { edit_config(d, [](json& j) { j["model_type"] = "gpt_bigcode"; }); },
        ErrorKind::kUnsupported, "llama, mistral, qwen2"},
       {"config_bad_rope", [](const fs::path& d) {
          edit_config(d, [](json& j) { j["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4.0}}; });
