@@ -253,7 +253,6 @@ void QLinear::run_int16_jobs(std::vector<Int16Job>& jobs, int64_t m, Isa isa) {
   int64_t total = 0;
   for (const auto& j : jobs) total += j.chunks;
   const bool vnni = isa == Isa::kAvxVnni;
-  const bool avx512 = uses_avx512(isa);
   core::parallel_for_dynamic(total, 1, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
       size_t i = 0;
@@ -262,9 +261,7 @@ void QLinear::run_int16_jobs(std::vector<Int16Job>& jobs, int64_t m, Isa isa) {
       Int16Job& j = jobs[i];
       const int64_t b0 = local * detail::kGemvChunkBlocks;
       const int64_t b1 = std::min(j.w.n_blocks, b0 + detail::kGemvChunkBlocks);
-      if (avx512) {
-        detail::qgemv_i16_avx512(j.w, j.xq.data(), j.d.data(), j.sx.data(), m, j.y, b0, b1);
-      } else if (vnni) {
+      if (vnni) {
         detail::qgemv_i16_avxvnni(j.w, j.xq.data(), j.d.data(), j.sx.data(), m, j.y, b0, b1);
       } else {
         detail::qgemv_i16_avx2(j.w, j.xq.data(), j.d.data(), j.sx.data(), m, j.y, b0, b1);
