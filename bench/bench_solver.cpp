@@ -132,12 +132,15 @@ void BM_RtnQuantize(benchmark::State& state) {
 }
 BENCHMARK(BM_RtnQuantize)->Arg(0)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(3);
 
-// H from the 8192 x 4096 calibration tokens.
+// H from the 8192 x 4096 calibration tokens; second argument 0: fp32, 1: bf16 operands
+// (vdpbf16ps where the active ISA has AVX512-BF16, else the slow scalar emulation).
 void BM_HessianAccumulate(benchmark::State& state) {
   const Problem& pr = problem();
   set_threads(state);
+  const auto dtype = state.range(1) ? gptq::quant::CalibDtype::kBf16 : gptq::quant::CalibDtype::kFp32;
+  state.SetLabel(state.range(1) ? "bf16" : "fp32");
   for (auto _ : state) {
-    gptq::quant::HessianAccumulator acc(kK);
+    gptq::quant::HessianAccumulator acc(kK, dtype);
     acc.add(pr.x.data(), kTokens);
     auto h = acc.hessian();
     benchmark::DoNotOptimize(h.data());
@@ -147,7 +150,12 @@ void BM_HessianAccumulate(benchmark::State& state) {
       static_cast<double>(kTokens) * kK * (kK + 1) * state.iterations() / 1e9,
       benchmark::Counter::kIsRate);
 }
-BENCHMARK(BM_HessianAccumulate)->Arg(0)->Unit(benchmark::kSecond)->UseRealTime()->Iterations(2);
+BENCHMARK(BM_HessianAccumulate)
+    ->Args({0, 0})
+    ->Args({0, 1})
+    ->Unit(benchmark::kSecond)
+    ->UseRealTime()
+    ->Iterations(2);
 
 // Baseline: C [4096, n] += A [4096, inner] B [inner, n], the shapes of the solver's updates
 // (n = columns right of a superblock, inner = 512; and inside a superblock, inner = 128).

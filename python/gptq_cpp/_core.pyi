@@ -30,6 +30,7 @@ class QuantizeConfig:
     true_sequential: bool
     method: str
     format: str
+    calib_dtype: str
     def __init__(self) -> None: ...
 
 class ModuleReport:

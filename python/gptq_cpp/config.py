@@ -31,7 +31,8 @@ class BaseQuantizeConfig:
 
     gptq.cpp's own fields: ``mse`` (search a clipping range per group; slower, slightly better),
     ``damp_search`` (damp_percent chosen per linear by cross-validation; slower),
-    ``act_group_aware`` (GPTQModel's group-aware act-order; not with desc_act) and ``method`` ("gptq", or "rtn" for the round-to-nearest baseline).
+    ``act_group_aware`` (GPTQModel's group-aware act-order; not with desc_act), ``method`` ("gptq", or "rtn" for the round-to-nearest baseline) and ``calib_dtype``
+    ("fp32" or "bf16": the precision of the calibration Hessians; None means fp32).
 
     Settings are checked when the object is made: a bad one raises ArgumentError (a ValueError)
     naming the field.
@@ -52,6 +53,7 @@ class BaseQuantizeConfig:
     damp_search: bool = False
     act_group_aware: bool = False
     method: str = "gptq"
+    calib_dtype: Optional[str] = None
 
     def __post_init__(self) -> None:
         self._to_cpp()  # validates
@@ -74,6 +76,7 @@ class BaseQuantizeConfig:
         q.damp_search = bool(self.damp_search)
         q.act_group_aware = bool(self.act_group_aware)
         q.method = str(self.method)
+        q.calib_dtype = "" if self.calib_dtype is None else str(self.calib_dtype).lower()
         q.format = "" if self.checkpoint_format is None else str(self.checkpoint_format).lower()
         _core.validate_quantize_config(q)
         return q

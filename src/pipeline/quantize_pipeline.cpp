@@ -32,6 +32,15 @@ std::string resolve_format(const QuantizeConfig& q) {
   return f;
 }
 
+std::string resolve_calib_dtype(const QuantizeConfig& q) {
+  // fp32 is the default on every CPU: bf16 costs 4% perplexity on SmolLM2 (README).
+  if (q.calib_dtype.empty()) return "fp32";
+  if (q.calib_dtype != "fp32" && q.calib_dtype != "bf16") {
+    throw Error(ErrorKind::kArgument, fmt::format("--calib-dtype {}: expected bf16 or fp32", q.calib_dtype));
+  }
+  return q.calib_dtype;
+}
+
 quant::QuantParams to_params(const QuantizeConfig& q) {
   quant::QuantParams p;
   p.bits = q.bits;
@@ -46,6 +55,7 @@ quant::QuantParams to_params(const QuantizeConfig& q) {
     throw Error(ErrorKind::kArgument, fmt::format("--method {}: expected gptq or rtn", q.method));
   }
   quant::validate(p);
+  (void)resolve_calib_dtype(q);
   const config::QuantizationConfig base = base_config(q);
   for (size_t i = 0; i < base.dynamic.size(); ++i) {
     const config::DynamicRule& r = base.dynamic[i];
@@ -155,7 +165,9 @@ checkpoint::PackedLinear read_packed(const io::SafetensorsFile& part, const std:
 
 QuantizationPipeline::QuantizationPipeline(const model::Decoder& decoder, const QuantizeConfig& q,
                                            std::vector<std::vector<int32_t>> samples)
-    : dec_(decoder), q_(q), params_(to_params(q)), base_(base_config(q)), format_(resolve_format(q)), samples_(std::move(samples)) {}
+    : dec_(decoder), q_(q), params_(to_params(q)), base_(base_config(q)), format_(resolve_format(q)),
+      calib_(resolve_calib_dtype(q) == "bf16" ? quant::CalibDtype::kBf16 : quant::CalibDtype::kFp32),
+      samples_(std::move(samples)) {}
 
 int64_t QuantizationPipeline::tokens() const {
   int64_t n = 0;
@@ -261,8 +273,8 @@ LayerResult QuantizationPipeline::quantize_layer(int64_t layer, model::BlockWeig
     for (Role r : todo) {
       const Role slot = desc.input_slot(r);
       ++users[slot];
-      if (!acc.count(slot)) acc.emplace(slot, quant::HessianAccumulator(block.at(r).k()));
-      if (search && !acc_odd.count(slot)) acc_odd.emplace(slot, quant::HessianAccumulator(block.at(r).k()));
+      if (!acc.count(slot)) acc.emplace(slot, quant::HessianAccumulator(block.at(r).k(), calib_));
+      if (search && !acc_odd.count(slot)) acc_odd.emplace(slot, quant::HessianAccumulator(block.at(r).k(), calib_));
       if (!stop_at || desc.input_order(slot) > desc.input_order(*stop_at)) stop_at = slot;
     }
     if (!rtn) {

@@ -24,6 +24,9 @@ struct LayerResult {
 // The file format a config asks for: "gptq" or "gptq_v2" (empty: "gptq", v1, whose asymmetric
 // zeros are packed as GPTQModel packs them, see quant::qzeros_v2_to_v1).
 std::string resolve_format(const QuantizeConfig& q);
+// "fp32" or "bf16" for q.calib_dtype ("" is fp32). Throws
+// Error(kArgument) for any other value.
+std::string resolve_calib_dtype(const QuantizeConfig& q);
 // The base settings as quant params; also checks every dynamic rule (regex, and the settings it
 // gives through quant::validate). Error(kArgument) naming the field or rule.
 quant::QuantParams to_params(const QuantizeConfig& q);
@@ -67,6 +70,7 @@ class QuantizationPipeline {
   quant::QuantParams params_;
   config::QuantizationConfig base_;
   std::string format_;
+  quant::CalibDtype calib_;
   std::vector<std::vector<int32_t>> samples_;
   std::vector<std::vector<float>> hidden_;  // per sample [T_s, D]
   size_t current_sample_ = 0;               // the sample run_block is on (hooks read it)

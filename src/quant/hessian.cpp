@@ -2,10 +2,15 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
+#include <cstring>
 
+#include "backend/cpu/isa.h"
 #include "core/gemm.h"
+#include "core/parallel.h"
 #include "gptq/error.h"
+#include "quant/hessian_kernels.h"
 #include "quant/quantizer.h"
 
 namespace gptq::quant {
@@ -34,9 +39,73 @@ void accumulate_chunk(const float* x, int64_t rows, int64_t k, double* sum,
   }
 }
 
+// fp32 -> bf16, round to nearest even; fp32 denormals become signed zeros (as vdpbf16ps treats
+// bf16 denormals). x is finite (add() checked it).
+uint16_t to_bf16(float v) {
+  uint32_t u;
+  std::memcpy(&u, &v, 4);
+  if ((u & 0x7F800000u) == 0) u &= 0x80000000u;
+  u += 0x7FFFu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+
+// The bf16 path of accumulate_chunk: x packed in token pairs (hessian_kernels.h), then tiles of
+// the upper triangle spread over the threads. Every output is one task's, summed in token order,
+// so the result does not depend on the thread count.
+void accumulate_chunk_bf16(const float* x, int64_t rows, int64_t k, double* sum,
+                           std::vector<uint32_t>& packed) {
+  if (rows == 0) return;
+  const int64_t pairs = (rows + 1) / 2;
+  const int64_t kp = (k + detail::kBf16Panel - 1) / detail::kBf16Panel * detail::kBf16Panel;
+  packed.assign(static_cast<size_t>(pairs * kp), 0u);
+  for (int64_t t = 0; t < pairs; ++t) {
+    const float* a = x + 2 * t * k;
+    const float* b = 2 * t + 1 < rows ? a + k : nullptr;
+    for (int64_t i = 0; i < k; ++i) {
+      packed[detail::bf16_index(t, i, pairs)] = to_bf16(a[i]) | (b ? uint32_t{to_bf16(b[i])} << 16 : 0u);
+    }
+  }
+  const int64_t tiles = (k + detail::kBf16Tile - 1) / detail::kBf16Tile;
+  const int64_t tasks = tiles * (tiles + 1) / 2;  // (it, jt) with jt >= it
+  const bool avx512 = backend::has_bf16(backend::active_isa());
+  const uint32_t* p = packed.data();
+  core::parallel_for_dynamic(tasks, 1, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      // Task c -> row tile it, column tile jt >= it (row-major over the upper triangle).
+      int64_t it = 0, rem = c;
+      while (rem >= tiles - it) rem -= tiles - it++;
+      const int64_t jt = it + rem;
+      const int64_t i0 = it * detail::kBf16Tile, i1 = std::min(k, i0 + detail::kBf16Tile);
+      const int64_t j0 = jt * detail::kBf16Tile, j1 = std::min(k, j0 + detail::kBf16Tile);
+      (avx512 ? detail::bf16_xtx_tile_avx512bf16 : detail::bf16_xtx_tile_scalar)(p, pairs, k, i0, i1, j0, j1, sum);
+    }
+  });
+}
+
 }  // namespace
 
-HessianAccumulator::HessianAccumulator(int64_t k) : k_(k) {
+namespace detail {
+
+void bf16_xtx_tile_scalar(const uint32_t* p, int64_t pairs, int64_t k, int64_t i0, int64_t i1,
+                          int64_t j0, int64_t j1, double* sum) {
+  auto lo = [](uint32_t v) { return std::bit_cast<float>(v << 16); };
+  auto hi = [](uint32_t v) { return std::bit_cast<float>(v & 0xFFFF0000u); };
+  for (int64_t i = i0; i < i1; ++i) {
+    for (int64_t j = std::max(i, j0); j < j1; ++j) {
+      float s = 0.0f;
+      for (int64_t t = 0; t < pairs; ++t) {
+        const uint32_t a = p[bf16_index(t, i, pairs)], b = p[bf16_index(t, j, pairs)];
+        s = s + hi(a) * hi(b);  // exact products: one rounding per step
+        s = s + lo(a) * lo(b);
+      }
+      sum[i * k + j] += s;
+    }
+  }
+}
+
+}  // namespace detail
+
+HessianAccumulator::HessianAccumulator(int64_t k, CalibDtype dtype) : k_(k), dtype_(dtype) {
   if (k < 1) {
     throw Error(ErrorKind::kArgument, fmt::format("HessianAccumulator: K = {} must be >= 1", k));
   }
@@ -62,7 +131,7 @@ void HessianAccumulator::add(const float* x, int64_t rows) {
   int64_t done = 0;
   while (done < rows) {
     if (pending_rows_ == 0 && rows - done >= kChunkRows) {  // a whole chunk straight from x
-      accumulate_chunk(x + done * k_, kChunkRows, k_, sum_.data(), scratch_);
+      accumulate(x + done * k_, kChunkRows);
       done += kChunkRows;
       continue;
     }
@@ -72,9 +141,17 @@ void HessianAccumulator::add(const float* x, int64_t rows) {
     pending_rows_ += take;
     done += take;
     if (pending_rows_ == kChunkRows) {
-      accumulate_chunk(pending_.data(), kChunkRows, k_, sum_.data(), scratch_);
+      accumulate(pending_.data(), kChunkRows);
       pending_rows_ = 0;
     }
+  }
+}
+
+void HessianAccumulator::accumulate(const float* x, int64_t rows) {
+  if (dtype_ == CalibDtype::kBf16) {
+    accumulate_chunk_bf16(x, rows, k_, sum_.data(), packed_);
+  } else {
+    accumulate_chunk(x, rows, k_, sum_.data(), scratch_);
   }
 }
 
@@ -82,8 +159,13 @@ std::vector<double> HessianAccumulator::hessian() const {
   std::vector<double> h = sum_;
   if (pending_rows_ > 0) {
     // The buffered tail goes through the same chunk path, as it would when the chunk fills.
-    std::vector<float> scratch;
-    accumulate_chunk(pending_.data(), pending_rows_, k_, h.data(), scratch);
+    if (dtype_ == CalibDtype::kBf16) {
+      std::vector<uint32_t> packed;
+      accumulate_chunk_bf16(pending_.data(), pending_rows_, k_, h.data(), packed);
+    } else {
+      std::vector<float> scratch;
+      accumulate_chunk(pending_.data(), pending_rows_, k_, h.data(), scratch);
+    }
   }
   // Scale the upper triangle and mirror it, in 64 x 64 tiles so that the strided (mirrored)
   // side stays in cache.

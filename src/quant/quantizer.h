@@ -67,27 +67,39 @@ struct QuantResult {
 // 512 products, relative error ~1e-6), added into the double sum. Chunks are cut at fixed
 // multiples of kChunkRows of the token stream (short calls are buffered), so H is bitwise the
 // same however the tokens are split across add() calls, and for any thread count.
+//
+// With CalibDtype::kBf16 each chunk's x^T x is taken from x rounded to bf16 (nearest even), with
+// fp32 sums in vdpbf16ps's order (quant/hessian_kernels.h): AVX512-BF16 where the active ISA
+// has it, else a scalar emulation with identical results (slow: for tests and CPUs without it).
+// Also independent of the thread count.
+enum class CalibDtype { kFp32, kBf16 };
+
 class HessianAccumulator {
  public:
   static constexpr int64_t kChunkRows = 512;
 
   // Throws Error(kArgument) for k < 1.
-  explicit HessianAccumulator(int64_t k);
+  explicit HessianAccumulator(int64_t k, CalibDtype dtype = CalibDtype::kFp32);
   // x is [rows, K] row-major fp32; rows may be 0. Throws Error(kNumeric) on NaN/Inf (and then
   // adds nothing).
   void add(const float* x, int64_t rows);
   int64_t k() const { return k_; }
+  CalibDtype dtype() const { return dtype_; }
   int64_t tokens() const { return n_; }
   // H as [K, K] (scaled by 2/n; zeros when no token was added).
   std::vector<double> hessian() const;
 
  private:
+  void accumulate(const float* x, int64_t rows);  // one chunk into sum_
+
   int64_t k_;
+  CalibDtype dtype_;
   int64_t n_ = 0;
   std::vector<double> sum_;       // [K, K] unscaled sum of x x^T, upper triangle (j >= i) only
   std::vector<float> pending_;    // [pending_rows_, K] tokens not yet in a full chunk
   int64_t pending_rows_ = 0;
   std::vector<float> scratch_;    // one panel of a chunk's x^T x
+  std::vector<uint32_t> packed_;  // bf16 path: a chunk in token pairs
 };
 
 // H prepared for GPTQ (SPEC §3 steps 1, 3, 4, 5): dead columns found, the act-order permutation

@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <numeric>
@@ -231,7 +232,15 @@ class IsaScope {
   Isa saved_;
 };
 
-bool skip_isa(Isa isa) { return !cpu_supports(isa); }
+// True (and says so once per ISA on stdout) when this CPU cannot run `isa`'s kernels.
+bool skip_isa(Isa isa) {
+  if (cpu_supports(isa)) return false;
+  static bool said[8] = {};
+  bool& s = said[static_cast<int>(isa)];
+  if (!s) std::printf("note: %s kernels skipped: this CPU lacks them\n", std::string(isa_name(isa)).c_str());
+  s = true;
+  return true;
+}
 
 // Tolerances, relative to sum_k |W[n,k] x[k]| per output (observed worst cases over this file's
 // cases in brackets, so the margins are visible):
@@ -303,7 +312,7 @@ std::string param_name(const ::testing::TestParamInfo<Params>& info) {
 
 INSTANTIATE_TEST_SUITE_P(
     All, QLinearVsReference,
-    ::testing::Combine(::testing::Values(Isa::kScalar, Isa::kAvx2, Isa::kAvxVnni), ::testing::Values(2, 3, 4, 8),
+    ::testing::Combine(::testing::Values(Isa::kScalar, Isa::kAvx2, Isa::kAvxVnni, Isa::kAvx512, Isa::kAmx), ::testing::Values(2, 3, 4, 8),
                        ::testing::Values(-1, 32, 64, 128), ::testing::Bool(), ::testing::Bool(),
                        ::testing::Bool(), ::testing::Values(1, 3, 17, 64),
                        // K, N multiples of 32 but not of 64/128; K = 96 with g = 128 is one partial
@@ -315,7 +324,7 @@ INSTANTIATE_TEST_SUITE_P(
 
 // Every row count of the GEMM microkernel remainder (m % 6) and of the GEMV (m <= 4).
 TEST(QLinear, EveryRowCountOnEveryIsa) {
-  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvxVnni}) {
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvxVnni, Isa::kAvx512, Isa::kAmx}) {
     if (skip_isa(isa)) continue;
     IsaScope scope(isa);
     for (int bits : {3, 4}) {
@@ -343,7 +352,7 @@ TEST(QLinear, EveryRowCountOnEveryIsa) {
 
 // Group sizes that are not multiples of 32 make the packer pad each group; g_idx omitted means k/g.
 TEST(QLinear, GroupsThatNeedPaddingAndImplicitGIdx) {
-  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvxVnni}) {
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvxVnni, Isa::kAvx512, Isa::kAmx}) {
     if (skip_isa(isa)) continue;
     IsaScope scope(isa);
     for (int group : {16, 48, 100}) {
@@ -377,7 +386,7 @@ TEST(QLinear, GroupsThatNeedPaddingAndImplicitGIdx) {
 // Results must not depend on the thread count (bit for bit), on either ISA and either kernel.
 TEST(QLinear, ThreadCountDoesNotChangeResults) {
   const int saved = core::num_threads();
-  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvxVnni}) {
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvxVnni, Isa::kAvx512, Isa::kAmx}) {
     if (skip_isa(isa)) continue;
     IsaScope scope(isa);
     for (int bits : {2, 3, 4, 8}) {
@@ -415,7 +424,7 @@ TEST(QLinear, ThreadCountDoesNotChangeResults) {
 // fp32 summation error, so the tolerance is the tight one; a wrong pair layout, a dropped unit
 // scale or a zero-point term computed from the unrounded x would all fail it.
 TEST(QLinear, Int16DecodeEqualsProductWithRoundedX) {
-  for (Isa isa : {Isa::kAvx2, Isa::kAvxVnni}) {
+  for (Isa isa : {Isa::kAvx2, Isa::kAvxVnni, Isa::kAvx512}) {
   if (skip_isa(isa)) continue;
   IsaScope scope(isa);
   for (int bits : {2, 4, 8}) {
@@ -456,14 +465,19 @@ TEST(QLinear, Int16DecodeEqualsProductWithRoundedX) {
   }
 }
 
-// vpdpwssd and vpmaddwd + vpaddd compute the same exact integer sums: the two decode kernels must
-// agree bit for bit.
-TEST(QLinear, AvxVnniDecodeEqualsAvx2Decode) {
-  if (skip_isa(Isa::kAvxVnni)) GTEST_SKIP() << "CPU lacks avxvnni";
+// vpdpwssd and vpmaddwd + vpaddd compute the same exact integer sums, and every decode kernel
+// converts and scales them in the same order per column: they must agree bit for bit. N = 12
+// blocks and 148 (four whole decode chunks of 32 blocks and a partial one).
+class DecodeEqualsAvx2Decode : public ::testing::TestWithParam<Isa> {};
+
+TEST_P(DecodeEqualsAvx2Decode, BitForBit) {
+  const Isa isa = GetParam();
+  if (skip_isa(isa)) GTEST_SKIP() << "CPU lacks " << isa_name(isa);
   for (int bits : {2, 4, 8}) {
+   for (int64_t n : {96, 1184}) {
     LayerSpec spec;
     spec.k = 640;
-    spec.n = 96;
+    spec.n = n;
     spec.bits = bits;
     spec.group_size = 128;
     spec.act_order = true;
@@ -478,20 +492,27 @@ TEST(QLinear, AvxVnniDecodeEqualsAvx2Decode) {
         q.forward(x.data(), m, a.data());
       }
       {
-        IsaScope scope(Isa::kAvxVnni);
+        IsaScope scope(isa);
         q.forward(x.data(), m, b.data());
       }
       EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float)))
-          << "bits=" << bits << " m=" << m;
+          << isa_name(isa) << " bits=" << bits << " n=" << n << " m=" << m;
     }
+   }
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Isas, DecodeEqualsAvx2Decode,
+                         ::testing::Values(Isa::kAvxVnni),
+                         [](const ::testing::TestParamInfo<Isa>& i) {
+                           return std::string(isa_name(i.param));
+                         });
 
 // Special activations on every path: a NaN or an infinity in x must not turn into a finite output
 // (the integer path cannot carry them, so it routes them through the unit scale); values below
 // 1e-30 next to zeros must not produce NaN (32767 / max would overflow).
 TEST(QLinear, NonFiniteAndTinyActivations) {
-  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvxVnni}) {
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvxVnni, Isa::kAvx512, Isa::kAmx}) {
     if (skip_isa(isa)) continue;
     IsaScope scope(isa);
     for (int bits : {2, 3, 4, 8}) {
@@ -546,7 +567,7 @@ TEST(QLinear, SharedInputEqualsSeparateForwards) {
     qs.push_back(QLinear::create(specs_layers.back().view(), "layer" + std::to_string(i)));
   }
   const std::vector<const QLinear*> layers = {&qs[0], &qs[1], &qs[2], &qs[3]};
-  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvxVnni}) {
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvxVnni, Isa::kAvx512, Isa::kAmx}) {
     if (skip_isa(isa)) continue;
     IsaScope scope(isa);
     for (int64_t m : {1, 3, 4, 9}) {
@@ -717,17 +738,79 @@ TEST(QLinearValidation, BadGroupSizeAndNullTensors) {
 }
 
 // ---- ISA selection ----
+constexpr Isa kAllIsas[] = {Isa::kScalar, Isa::kAvx2,       Isa::kAvxVnni,
+                            Isa::kAvx512, Isa::kAvx512Bf16, Isa::kAmx};
+
 TEST(Isa, EnvironmentValues) {
   EXPECT_EQ(isa_from_env_value("scalar"), Isa::kScalar);
-  expect_error([] { isa_from_env_value("avx512"); }, ErrorKind::kArgument,
-               {"GPTQ_FORCE_ISA", "avx512"});
-  if (cpu_supports(Isa::kAvxVnni)) {
-    EXPECT_EQ(isa_from_env_value("avxvnni"), Isa::kAvxVnni);
+  expect_error([] { isa_from_env_value("avx1024"); }, ErrorKind::kArgument,
+               {"GPTQ_FORCE_ISA", "avx1024"});
+  expect_error([] { isa_from_env_value("AVX2"); }, ErrorKind::kArgument, {"GPTQ_FORCE_ISA"});
+  for (Isa isa : kAllIsas) {
+    const std::string name(isa_name(isa));
+    if (cpu_supports(isa)) {
+      EXPECT_EQ(isa_from_env_value(name), isa) << name;
+    } else {
+      skip_isa(isa);
+      expect_error([&] { isa_from_env_value(name); }, ErrorKind::kUnsupported,
+                   {"GPTQ_FORCE_ISA=" + name, "lacks"});
+    }
   }
-  if (cpu_supports(Isa::kAvx2)) {
-    EXPECT_EQ(isa_from_env_value("avx2"), Isa::kAvx2);
+}
+
+// The levels nest (each one's kernels use the level below it), except that AVX-VNNI and AVX-512
+// are independent (Zen 4 has AVX-512 VNNI without AVX-VNNI).
+TEST(Isa, LevelsNest) {
+  EXPECT_TRUE(!cpu_supports(Isa::kAmx) || cpu_supports(Isa::kAvx512Bf16));
+  EXPECT_TRUE(!cpu_supports(Isa::kAvx512Bf16) || cpu_supports(Isa::kAvx512));
+  EXPECT_TRUE(!cpu_supports(Isa::kAvx512) || cpu_supports(Isa::kAvx2));
+  EXPECT_TRUE(!cpu_supports(Isa::kAvxVnni) || cpu_supports(Isa::kAvx2));
+  // Without GPTQ_FORCE_ISA, detection picks the highest level the CPU has, AVX-512 before
+  // AVX-VNNI (every test restores the ISA it switched).
+  if (std::getenv("GPTQ_FORCE_ISA") == nullptr) {
+    Isa best = Isa::kScalar;
+    for (Isa isa : {Isa::kAvx2, Isa::kAvxVnni, Isa::kAvx512, Isa::kAvx512Bf16, Isa::kAmx})
+      if (cpu_supports(isa)) best = isa;
+    EXPECT_EQ(active_isa(), best);
+  }
+}
+
+// Detection against the kernel's own account of the CPU: the flags of /proc/cpuinfo (Linux
+// reports a flag only when the OS also enables its register state).
+TEST(Isa, DetectionAgreesWithProcCpuinfo) {
+  std::FILE* f = std::fopen("/proc/cpuinfo", "r");
+  if (f == nullptr) GTEST_SKIP() << "no /proc/cpuinfo";
+  std::string flags;
+  char line[8192];
+  while (std::fgets(line, sizeof line, f) != nullptr) {
+    if (std::strncmp(line, "flags", 5) == 0) {
+      flags = std::string(" ") + (std::strchr(line, ':') + 1);
+      for (char& c : flags)
+        if (c == '\n' || c == '\t') c = ' ';
+      break;
+    }
+  }
+  std::fclose(f);
+  if (flags.empty()) GTEST_SKIP() << "no flags line in /proc/cpuinfo";
+  auto has = [&](const char* flag) { return flags.find(std::string(" ") + flag + " ") != std::string::npos; };
+  const bool avx2 = has("avx2") && has("fma") && has("f16c");
+  const bool avx512 = avx2 && has("avx512f") && has("avx512bw") && has("avx512vl") &&
+                      has("avx512dq") && has("avx512_vnni");
+  const bool bf16 = avx512 && has("avx512_bf16");
+  EXPECT_EQ(cpu_supports(Isa::kAvx2), avx2);
+  EXPECT_EQ(cpu_supports(Isa::kAvxVnni), avx2 && has("avx_vnni"));
+  EXPECT_EQ(cpu_supports(Isa::kAvx512), avx512);
+  EXPECT_EQ(cpu_supports(Isa::kAvx512Bf16), bf16);
+  const bool amx = bf16 && has("amx_tile") && has("amx_bf16") && has("amx_int8");
+  if (!amx) {
+    EXPECT_FALSE(cpu_supports(Isa::kAmx));
+    EXPECT_FALSE(request_amx_tile_permission());
+    std::printf("note: amx not tested: this CPU lacks AMX\n");
   } else {
-    expect_error([] { isa_from_env_value("avx2"); }, ErrorKind::kUnsupported, {"GPTQ_FORCE_ISA"});
+    // Linux lists the amx flags only when it manages the tile state (5.16 and later), and then
+    // grants the permission unless a policy forbids it.
+    EXPECT_TRUE(cpu_supports(Isa::kAmx));
+    EXPECT_TRUE(request_amx_tile_permission());
   }
 }
 

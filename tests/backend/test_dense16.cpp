@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <random>
 #include <string>
@@ -251,8 +252,11 @@ TEST(Dense16, GemmMatchesSgemmOnWidenedWeights) {
 TEST(Dense16, WidenEveryBitPattern) {
   std::vector<uint16_t> all(65536);
   for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<uint16_t>(i);
-  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvxVnni}) {
-    if (!cpu_supports(isa)) continue;
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvxVnni, Isa::kAvx512, Isa::kAmx}) {
+    if (!cpu_supports(isa)) {
+      std::printf("note: %s not tested: this CPU lacks it\n", std::string(isa_name(isa)).c_str());
+      continue;
+    }
     Dense16IsaScope scope(isa);
     for (DType dtype : {DType::kBF16, DType::kF16}) {
       // An odd count and offset, so the vector loop's tail and unaligned loads are covered.

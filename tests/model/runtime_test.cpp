@@ -193,6 +193,19 @@ TEST(Runtime, QuantizeConfigIsCheckedBeforeLoading) {
   q.format = "marlin";
   EXPECT_EQ(kind_of([&] { validate_quantize_config(q); }), ErrorKind::kArgument);
   q = {};
+  q.calib_dtype = "fp16";
+  try {
+    validate_quantize_config(q);
+    ADD_FAILURE();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kArgument);
+    EXPECT_NE(std::string(e.what()).find("--calib-dtype fp16"), std::string::npos) << e.what();
+  }
+  for (const char* ok : {"", "fp32", "bf16"}) {
+    q.calib_dtype = ok;
+    EXPECT_NO_THROW(validate_quantize_config(q)) << ok;
+  }
+  q = {};
   q.sym = false;
   q.format = "gptq";  // asymmetric v1: packed as GPTQModel packs it
   EXPECT_NO_THROW(validate_quantize_config(q));

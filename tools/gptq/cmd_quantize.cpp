@@ -73,6 +73,8 @@ Runner add_quantize(CLI::App& app) {
   cmd->add_option("--damp", a->q.damp_percent, "damp_percent; raised by 0.01 while Cholesky fails")->capture_default_str();
   cmd->add_flag("--mse", a->q.mse, "search a clipping range per group (slower, slightly better)");
   cmd->add_flag("--damp-search", a->q.damp_search, "choose damp_percent per linear by cross-validation (10 extra solves each)");
+  cmd->add_option("--calib-dtype", a->q.calib_dtype,
+                  "Hessian precision: fp32 (default) or bf16 (vdpbf16ps with AVX512-BF16; costs quality, README)");
   cmd->add_option("--method", a->q.method, "gptq or rtn (round-to-nearest baseline)")->capture_default_str();
   cmd->add_option("--format", a->q.format,
                   "gptq (v1 zeros, the default), gptq_v2, or gguf (a GGUF file for llama.cpp at -o, codes carried "

@@ -1,6 +1,7 @@
 // Instruction-set selection for the CPU kernels. The set is chosen once, on first use, from CPU
-// detection and the environment variable GPTQ_FORCE_ISA (scalar | avx2 | avxvnni); every kernel dispatcher
-// reads active_isa() per call, so tests may switch paths inside one process.
+// detection and the environment variable GPTQ_FORCE_ISA (scalar | avx2 | avxvnni | avx512 |
+// avx512bf16 | amx); every kernel dispatcher reads active_isa() per call, so tests may switch
+// paths inside one process.
 #pragma once
 
 #include <string_view>
@@ -8,20 +9,37 @@
 namespace gptq::backend {
 
 enum class Isa {
-  kScalar,  // plain C++ reference kernels, any x86-64 (or any CPU at all)
-  kAvx2,    // AVX2 + FMA + F16C (Haswell and later, Zen and later)
-  kAvxVnni, // kAvx2 plus AVX-VNNI (Alder Lake, Sapphire Rapids, Zen 5 and later): the AVX2
-            // kernels, except the int16 decode GEMV, which uses vpdpwssd
+  kScalar,      // plain C++ reference kernels, any x86-64 (or any CPU at all)
+  kAvx2,        // AVX2 + FMA + F16C (Haswell and later, Zen and later)
+  kAvxVnni,     // kAvx2 plus AVX-VNNI (Alder Lake, Sapphire Rapids, Zen 5 and later): the AVX2
+                // kernels, except the int16 decode GEMV, which uses vpdpwssd
+  kAvx512,      // kAvx2 plus AVX-512 F, BW, VL, DQ and VNNI (Ice Lake, Sapphire Rapids, Zen 4 and
+                // later; the OS must save the zmm and mask state). Runs the AVX2 kernels: no
+                // AVX-512 kernel measured faster end to end on Zen 4 (qgemm_kernels.h)
+  kAvx512Bf16,  // kAvx512 plus AVX512-BF16 (vdpbf16ps; Cooper Lake, Sapphire Rapids, Zen 4):
+                // the kAvx512 kernels, and bf16 calibration (the Hessian) with vdpbf16ps
+  kAmx,         // kAvx512Bf16 plus AMX-TILE, AMX-BF16 and AMX-INT8 with the tile state enabled
+                // in XCR0 (Sapphire Rapids and later). No kernel uses the tiles yet: this level
+                // runs the kAvx512Bf16 kernels (docs/design.md). An AMX kernel must first call
+                // request_amx_tile_permission().
 };
 
-// "scalar", "avx2" or "avxvnni".
+// "scalar", "avx2", "avxvnni", "avx512", "avx512bf16" or "amx".
 std::string_view isa_name(Isa isa);
 
-// True when this CPU can run the kernels of `isa`.
+// True when this CPU (and OS) can run the kernels of `isa`.
 bool cpu_supports(Isa isa);
 
 // True for the ISAs that run the AVX2 kernels (kAvx2 and its supersets).
 inline bool uses_avx2(Isa isa) { return isa != Isa::kScalar; }
+// True for the ISAs with vdpbf16ps (bf16 products with fp32 sums).
+inline bool has_bf16(Isa isa) { return isa == Isa::kAvx512Bf16 || isa == Isa::kAmx; }
+
+// Asks Linux for permission to use the AMX tile data state in this process
+// (arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)), once; later calls return the first
+// answer. An AMX kernel must call it before its first tile instruction (without the permission
+// the instruction raises SIGILL). False when the CPU lacks AMX or the kernel refuses.
+bool request_amx_tile_permission();
 
 // Parses a GPTQ_FORCE_ISA value. Throws Error(kArgument) for an unknown value and
 // Error(kUnsupported) for an ISA this CPU lacks; both messages name the variable and the value.
