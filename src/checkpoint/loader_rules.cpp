@@ -48,11 +48,27 @@ std::vector<LoaderVerdict> loader_verdicts(const config::QuantizationConfig& q, 
     }
     const int64_t g = sc.group_size == -1 ? l.k : sc.group_size;
     const std::string shape = fmt::format("{} [N = {}, K = {}]", l.module, l.n, l.k);
+    // transformers builds its GPTQ layers through optimum, which reads no dynamic rules: every
+    // quantized module gets the base scheme.
+    if (sc.bits != q.bits || sc.group_size != q.group_size || sc.sym != q.sym || sc.desc_act != q.desc_act) {
+      add(tf, s_tf, "dynamic",
+          fmt::format("{}: its own scheme ({} bits, group {}) from a dynamic rule; transformers (optimum) applies the "
+                      "base scheme ({} bits, group {}) to every module",
+                      l.module, sc.bits, sc.group_size, q.bits, q.group_size));
+    }
     if (l.k % g != 0) {
       const auto line = fmt::format("{}: K is not divisible by group_size {}", shape, sc.group_size);
       add(tf, s_tf, "kg", line);
       add(gm, s_gm, "kg", line);
       add(exl, s_ex, "kg", line);
+    }
+    // GPTQModel converts v1 zeros to v2 at load, and trusts asymmetric v1 zeros only from its own
+    // writer (meta.quantizer "gptqmodel:" >= 0.9.0; older AutoGPTQ files wrapped them).
+    if (!sc.sym && q.checkpoint_format == "gptq") {
+      add(gm, s_gm, "asymv1",
+          fmt::format("{}: asymmetric v1 zeros; GPTQModel loads those only from folders it wrote itself (use "
+                      "--format gptq_v2 for GPTQModel)",
+                      l.module));
     }
     if (sc.bits != 4 && sc.bits != 8) add(marlin, s_ma, "bits", fmt::format("{}: {} bits (Marlin: 4 or 8)", l.module, sc.bits));
     if (!sc.sym) add(marlin, s_ma, "sym", fmt::format("{}: asymmetric (Marlin's GPTQ types are symmetric)", l.module));

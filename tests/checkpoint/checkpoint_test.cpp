@@ -855,9 +855,15 @@ TEST(LoaderVerdicts, RulesOfEachLoader) {
   const std::vector<LinearShape> k192 = {{"m.x", 256, 192, true}};
   EXPECT_FALSE(verdict(k192, "GPTQModel").loads);
   EXPECT_FALSE(verdict(k192, "transformers").loads);
-  // Asymmetric, 3 bits: Marlin no; the others yes.
+  // Asymmetric, 3 bits: Marlin no; the others yes. GPTQModel 7.7 refuses asymmetric v1 zeros it
+  // did not write (models/loader.py), and takes them as v2.
   q.sym = false;
   EXPECT_FALSE(verdict(good, "vLLM gptq_marlin").loads);
+  EXPECT_FALSE(verdict(good, "GPTQModel").loads);
+  EXPECT_TRUE(verdict(good, "transformers").loads);
+  q.checkpoint_format = "gptq_v2";
+  EXPECT_TRUE(verdict(good, "GPTQModel").loads);
+  q.checkpoint_format = "gptq";
   q.sym = true;
   q.bits = 3;
   EXPECT_FALSE(verdict(good, "vLLM gptq_marlin").loads);
@@ -881,6 +887,9 @@ TEST(LoaderVerdicts, RulesOfEachLoader) {
   EXPECT_TRUE(verdict(unq, "vLLM gptq_marlin").loads);
   q.dynamic.push_back(config::parse_dynamic_rule("+:.*up_proj", R"({"bits": 2})", "t"));
   EXPECT_FALSE(verdict(unq, "vLLM gptq_marlin").loads);
+  // transformers (optimum 2.3 has no dynamic support) gives up_proj the base 4 bits.
+  EXPECT_FALSE(verdict(unq, "transformers").loads);
+  EXPECT_TRUE(verdict(unq, "GPTQModel").loads);
 }
 
 }  // namespace
