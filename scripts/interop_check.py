@@ -24,6 +24,10 @@ import subprocess
 import sys
 import traceback
 
+# GPTQModel compiles its dequantize_weight with torch.compile; a graph traced in fp16 at load then
+# refuses the fp32 copies this check makes ("torch.float16 != torch.float32"). Eager mode only.
+os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")
+
 CTX = 256
 CHUNKS = 4
 TOL = 1e-4         # our perplexity against GPTQModel's reading in fp32 (exact arithmetic on both sides)

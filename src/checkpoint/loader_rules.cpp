@@ -3,7 +3,9 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <map>
+#include <string_view>
 
 namespace gptq::checkpoint {
 namespace {
@@ -20,6 +22,19 @@ void modules_in_block(const config::QuantizationConfig& q, const std::string& mo
     if (module.size() >= s.size() && module.compare(module.size() - s.size(), s.size(), s) == 0) return;
   }
   *declared = true;
+}
+
+// meta.quantizer names "gptqmodel:X.Y.Z" with X.Y.Z >= 0.9.0 (GPTQModel's own writer, whose
+// asymmetric v1 zeros it reads as written).
+bool written_by_gptqmodel_0_9(const config::QuantizationConfig& q) {
+  for (const std::string& w : q.meta_quantizer) {
+    constexpr std::string_view kName = "gptqmodel:";
+    if (w.size() <= kName.size() || w.compare(0, kName.size(), kName) != 0) continue;
+    int major = 0, minor = 0;
+    if (std::sscanf(w.c_str() + kName.size(), "%d.%d", &major, &minor) != 2) continue;
+    if (major > 0 || minor >= 9) return true;
+  }
+  return false;
 }
 
 }  // namespace
@@ -64,7 +79,7 @@ std::vector<LoaderVerdict> loader_verdicts(const config::QuantizationConfig& q, 
     }
     // GPTQModel converts v1 zeros to v2 at load, and trusts asymmetric v1 zeros only from its own
     // writer (meta.quantizer "gptqmodel:" >= 0.9.0; older AutoGPTQ files wrapped them).
-    if (!sc.sym && q.checkpoint_format == "gptq") {
+    if (!sc.sym && q.checkpoint_format == "gptq" && !written_by_gptqmodel_0_9(q)) {
       add(gm, s_gm, "asymv1",
           fmt::format("{}: asymmetric v1 zeros; GPTQModel loads those only from folders it wrote itself (use "
                       "--format gptq_v2 for GPTQModel)",

@@ -129,6 +129,14 @@ QuantizationConfig parse_quant(const json& q, std::string_view origin) {
   }
   if (auto it = q.find("meta"); it != q.end() && it->is_object()) {
     if (auto d = it->find("desc_act"); d != it->end() && d->is_boolean()) c.meta_desc_act = d->get<bool>();
+    if (auto w = it->find("quantizer"); w != it->end()) {
+      if (w->is_string()) c.meta_quantizer.push_back(w->get<std::string>());
+      if (w->is_array()) {
+        for (const auto& e : *w) {
+          if (e.is_string()) c.meta_quantizer.push_back(e.get<std::string>());
+        }
+      }
+    }
   }
   return c;
 }

@@ -72,6 +72,8 @@ struct QuantizationConfig {
   // meta.desc_act as we write it: the act-order used when quantizing (with static groups the
   // file declares desc_act false, its g_idx being trivial).
   std::optional<bool> meta_desc_act;
+  // meta.quantizer: the tools that wrote the folder, "name:version" (a string or a list of them).
+  std::vector<std::string> meta_quantizer;
 
   // The scheme of `module` (a full name such as "model.layers.0.mlp.down_proj"): the first
   // matching dynamic rule's settings over the base ones, or not quantized for a "-:" rule.

@@ -861,6 +861,15 @@ TEST(LoaderVerdicts, RulesOfEachLoader) {
   EXPECT_FALSE(verdict(good, "vLLM gptq_marlin").loads);
   EXPECT_FALSE(verdict(good, "GPTQModel").loads);
   EXPECT_TRUE(verdict(good, "transformers").loads);
+  // ... unless meta.quantizer names GPTQModel 0.9.0 or later (its own v1 writer).
+  q.meta_quantizer = {"gptq.cpp:0.1.0", "gptqmodel:0.8.9"};
+  EXPECT_FALSE(verdict(good, "GPTQModel").loads);
+  q.meta_quantizer = {"gptqmodel:0.9.0"};
+  EXPECT_TRUE(verdict(good, "GPTQModel").loads);
+  q.meta_quantizer = {"gptqmodel:7.7.0"};
+  EXPECT_TRUE(verdict(good, "GPTQModel").loads);
+  EXPECT_FALSE(verdict(good, "vLLM gptq_marlin").loads);
+  q.meta_quantizer.clear();
   q.checkpoint_format = "gptq_v2";
   EXPECT_TRUE(verdict(good, "GPTQModel").loads);
   q.checkpoint_format = "gptq";

@@ -131,6 +131,16 @@ TEST(ModelConfig, RopeErrors) {
   expect(R"("rope_theta": -1)", ErrorKind::kConfig, "positive");
 }
 
+TEST(QuantizationConfig, ReadsMetaQuantizerAsStringOrList) {
+  EXPECT_EQ(parse_quantization_config(R"({"bits": 4, "meta": {"quantizer": "gptqmodel:1.2.3"}})", "q.json").meta_quantizer,
+            std::vector<std::string>{"gptqmodel:1.2.3"});
+  const auto q = parse_quantization_config(
+      R"({"bits": 4, "meta": {"quantizer": ["optimum:1.0", "gptqmodel:7.7.0"], "desc_act": true}})", "q.json");
+  EXPECT_EQ(q.meta_quantizer, (std::vector<std::string>{"optimum:1.0", "gptqmodel:7.7.0"}));
+  EXPECT_EQ(q.meta_desc_act, std::optional<bool>(true));
+  EXPECT_TRUE(parse_quantization_config(R"({"bits": 4})", "q.json").meta_quantizer.empty());
+}
+
 // GPTQModel's "dynamic" rules: file order, first match wins (re.match from the start), "-:"
 // excludes, "+:" or no prefix overrides.
 TEST(QuantizationConfig, DynamicRules) {
