@@ -10,7 +10,7 @@
 namespace gptq {
 
 struct GgufExportOptions {
-  bool force = false;   // replace an existing output file
+  bool force = false;  // replace an existing output file
   // 2/3-bit codes stored exactly in Q4_0 (4.5 bits per weight); without it they are refused.
   bool widen = false;
   // Linears with no exact ggml block (act-order with scattered groups, groups of 16, 8-bit
@@ -50,7 +50,7 @@ struct GgufExportReport {
 // and !force; Error(kUnsupported) naming the module and saying what to use instead for codes
 // that fit no ggml block (unless requant/widen), an architecture llama.cpp has no mapping for
 // here, or a tokenizer it cannot express; the loader's errors for bad folders.
-GgufExportReport export_gguf(const std::filesystem::path& model_dir, const std::filesystem::path& out,
-                             const GgufExportOptions& opts = {});
+GgufExportReport export_gguf(const std::filesystem::path& model_dir,
+                             const std::filesystem::path& out, const GgufExportOptions& opts = {});
 
 }  // namespace gptq

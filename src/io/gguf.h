@@ -100,7 +100,7 @@ struct GgufTensorInfo {
   std::string name;
   std::vector<uint64_t> ne;  // innermost (contiguous) dimension first, as ggml orders them
   uint32_t type = kGgmlF32;
-  uint64_t offset = 0;       // relative to the data section
+  uint64_t offset = 0;  // relative to the data section
   uint64_t nbytes = 0;
   const uint8_t* data = nullptr;  // into the mapping (or the parsed buffer)
 };
@@ -109,11 +109,11 @@ struct GgufTensorInfo {
 struct ParsedGguf {
   uint32_t version = 3;
   std::vector<std::pair<std::string, GgufValue>> kv;  // in file order
-  std::vector<GgufTensorInfo> tensors;               // in file order
+  std::vector<GgufTensorInfo> tensors;                // in file order
   uint32_t alignment = kGgufDefaultAlignment;
   uint64_t data_start = 0;
 
-  const GgufValue* find(std::string_view key) const;  // nullptr if absent
+  const GgufValue* find(std::string_view key) const;          // nullptr if absent
   const GgufTensorInfo* tensor(std::string_view name) const;  // nullptr if absent
 };
 

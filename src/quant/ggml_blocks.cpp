@@ -16,9 +16,12 @@ constexpr int64_t kBlock = 32;
 
 int64_t block_bytes(GgmlTarget t) {
   switch (t) {
-    case GgmlTarget::kQ4_0: return 18;
-    case GgmlTarget::kQ4_1: return 20;
-    case GgmlTarget::kQ8_0: return 34;
+    case GgmlTarget::kQ4_0:
+      return 18;
+    case GgmlTarget::kQ4_1:
+      return 20;
+    case GgmlTarget::kQ8_0:
+      return 34;
   }
   return 0;
 }
@@ -32,12 +35,14 @@ std::vector<int64_t> resolve_order(const std::vector<int64_t>& order, int64_t n,
     return id;
   }
   if (static_cast<int64_t>(order.size()) != n) {
-    throw Error(ErrorKind::kArgument, fmt::format("{}: row order of {} rows for {} rows", what, order.size(), n));
+    throw Error(ErrorKind::kArgument,
+                fmt::format("{}: row order of {} rows for {} rows", what, order.size(), n));
   }
   std::vector<char> seen(static_cast<size_t>(n), 0);
   for (int64_t r : order) {
     if (r < 0 || r >= n || seen[r]) {
-      throw Error(ErrorKind::kArgument, fmt::format("{}: row order is not a permutation of 0..{}", what, n - 1));
+      throw Error(ErrorKind::kArgument,
+                  fmt::format("{}: row order is not a permutation of 0..{}", what, n - 1));
     }
     seen[r] = 1;
   }
@@ -58,26 +63,34 @@ int64_t first_split_block(const GptqCodesView& c) {
 
 uint32_t ggml_type_id(GgmlTarget t) {
   switch (t) {
-    case GgmlTarget::kQ4_0: return 2;
-    case GgmlTarget::kQ4_1: return 3;
-    case GgmlTarget::kQ8_0: return 8;
+    case GgmlTarget::kQ4_0:
+      return 2;
+    case GgmlTarget::kQ4_1:
+      return 3;
+    case GgmlTarget::kQ8_0:
+      return 8;
   }
   return 0;
 }
 
 const char* ggml_target_name(GgmlTarget t) {
   switch (t) {
-    case GgmlTarget::kQ4_0: return "Q4_0";
-    case GgmlTarget::kQ4_1: return "Q4_1";
-    case GgmlTarget::kQ8_0: return "Q8_0";
+    case GgmlTarget::kQ4_0:
+      return "Q4_0";
+    case GgmlTarget::kQ4_1:
+      return "Q4_1";
+    case GgmlTarget::kQ8_0:
+      return "Q8_0";
   }
   return "?";
 }
 
-GgmlMapping choose_ggml_mapping(const GptqCodesView& c, const std::string& module, bool allow_widen) {
+GgmlMapping choose_ggml_mapping(const GptqCodesView& c, const std::string& module,
+                                bool allow_widen) {
   GgmlMapping m;
   if (c.k % kBlock != 0) {
-    m.why_not = fmt::format("{}: K = {} is not a multiple of 32, the width of a ggml block", module, c.k);
+    m.why_not =
+        fmt::format("{}: K = {} is not a multiple of 32, the width of a ggml block", module, c.k);
     return m;
   }
   const int64_t split = first_split_block(c);
@@ -93,15 +106,20 @@ GgmlMapping choose_ggml_mapping(const GptqCodesView& c, const std::string& modul
     }();
     if (permuted) {
       m.why_not = fmt::format(
-          "{}: act-order groups are not contiguous in column order (column {} is in group {}, column {} in group "
-          "{}), but a ggml block holds 32 consecutive columns with one scale; quantize with --desc-act "
-          "--static-groups or --act-group-aware (or without --desc-act) to export exactly, or pass --requant to "
+          "{}: act-order groups are not contiguous in column order (column {} is in group {}, "
+          "column {} in group "
+          "{}), but a ggml block holds 32 consecutive columns with one scale; quantize with "
+          "--desc-act "
+          "--static-groups or --act-group-aware (or without --desc-act) to export exactly, or pass "
+          "--requant to "
           "re-round the dequantized weights",
           module, split * kBlock, c.g_idx[split * kBlock], col, c.g_idx[col]);
     } else {
       m.why_not = fmt::format(
-          "{}: groups of fewer than 32 columns (columns {} and {} are in groups {} and {}), but a ggml block holds "
-          "32 columns with one scale; use a group size that is a multiple of 32 or -1, or pass --requant to "
+          "{}: groups of fewer than 32 columns (columns {} and {} are in groups {} and {}), but a "
+          "ggml block holds "
+          "32 columns with one scale; use a group size that is a multiple of 32 or -1, or pass "
+          "--requant to "
           "re-round the dequantized weights",
           module, split * kBlock, col, c.g_idx[split * kBlock], c.g_idx[col]);
     }
@@ -126,7 +144,8 @@ GgmlMapping choose_ggml_mapping(const GptqCodesView& c, const std::string& modul
         return m;
       }
       m.why_not = fmt::format(
-          "{}: 8-bit asymmetric codes (q - z spans [-255, 255]) fit no ggml block type exactly (Q8_0 holds int8 "
+          "{}: 8-bit asymmetric codes (q - z spans [-255, 255]) fit no ggml block type exactly "
+          "(Q8_0 holds int8 "
           "with one scale); quantize with symmetric 8 bits, or pass --requant to re-round to Q8_0",
           module);
       return m;
@@ -139,7 +158,8 @@ GgmlMapping choose_ggml_mapping(const GptqCodesView& c, const std::string& modul
         return m;
       }
       m.why_not = fmt::format(
-          "{}: ggml has no {}-bit block with a per-group scale and zero; pass --widen to store the codes exactly "
+          "{}: ggml has no {}-bit block with a per-group scale and zero; pass --widen to store the "
+          "codes exactly "
           "in Q4_0 (4.5 bits per weight), or quantize with 4 bits",
           module, c.bits);
       return m;
@@ -150,9 +170,11 @@ GgmlMapping choose_ggml_mapping(const GptqCodesView& c, const std::string& modul
 }
 
 std::vector<uint8_t> encode_ggml_blocks(const GptqCodesView& c, GgmlTarget target,
-                                        const std::vector<int64_t>& row_order, GgmlEncodeStats* stats) {
+                                        const std::vector<int64_t>& row_order,
+                                        GgmlEncodeStats* stats) {
   if (c.k % kBlock != 0 || c.k <= 0 || c.n <= 0) {
-    throw Error(ErrorKind::kArgument, fmt::format("ggml blocks: K = {} must be a positive multiple of 32", c.k));
+    throw Error(ErrorKind::kArgument,
+                fmt::format("ggml blocks: K = {} must be a positive multiple of 32", c.k));
   }
   if (first_split_block(c) >= 0) {
     throw Error(ErrorKind::kArgument, "ggml blocks: a block of 32 columns spans two groups");
@@ -176,7 +198,8 @@ std::vector<uint8_t> encode_ggml_blocks(const GptqCodesView& c, GgmlTarget targe
         for (int64_t i = 0; i < kBlock; ++i) {
           const int32_t v = static_cast<int32_t>(qb[i]) - z;
           if (v < -128 || v > 127) {
-            throw Error(ErrorKind::kArgument, fmt::format("ggml blocks: q - z = {} does not fit Q8_0", v));
+            throw Error(ErrorKind::kArgument,
+                        fmt::format("ggml blocks: q - z = {} does not fit Q8_0", v));
           }
           o[2 + i] = static_cast<uint8_t>(static_cast<int8_t>(v));
         }
@@ -191,7 +214,8 @@ std::vector<uint8_t> encode_ggml_blocks(const GptqCodesView& c, GgmlTarget targe
         const uint16_t m = core::fp32_to_fp16(-dz);
         const float mf = core::fp16_to_fp32(m);
         if (!std::isfinite(mf)) {
-          throw Error(ErrorKind::kNumeric, fmt::format("ggml blocks: Q4_1 offset -{} overflows fp16", dz));
+          throw Error(ErrorKind::kNumeric,
+                      fmt::format("ggml blocks: Q4_1 offset -{} overflows fp16", dz));
         }
         if (mf != -dz) {
           ++st.inexact_offsets;
@@ -208,9 +232,10 @@ std::vector<uint8_t> encode_ggml_blocks(const GptqCodesView& c, GgmlTarget targe
         const int32_t lo = static_cast<int32_t>(qb[i]) - z + off;
         const int32_t hi = static_cast<int32_t>(qb[i + 16]) - z + off;
         if (lo < 0 || lo > 15 || hi < 0 || hi > 15) {
-          throw Error(ErrorKind::kArgument,
-                      fmt::format("ggml blocks: codes of row {} do not fit {} (q - z outside [-8, 7])", row,
-                                  ggml_target_name(target)));
+          throw Error(
+              ErrorKind::kArgument,
+              fmt::format("ggml blocks: codes of row {} do not fit {} (q - z outside [-8, 7])", row,
+                          ggml_target_name(target)));
         }
         qs[i] = static_cast<uint8_t>(lo | (hi << 4));
       }
@@ -223,9 +248,11 @@ std::vector<uint8_t> encode_ggml_blocks(const GptqCodesView& c, GgmlTarget targe
 std::vector<uint8_t> rtn_ggml_blocks(const float* w, int64_t n, int64_t k, GgmlTarget target,
                                      const std::vector<int64_t>& row_order) {
   if (k % kBlock != 0 || k <= 0) {
-    throw Error(ErrorKind::kArgument, fmt::format("ggml RTN: K = {} must be a positive multiple of 32", k));
+    throw Error(ErrorKind::kArgument,
+                fmt::format("ggml RTN: K = {} must be a positive multiple of 32", k));
   }
-  if (target == GgmlTarget::kQ4_1) throw Error(ErrorKind::kArgument, "ggml RTN: Q4_1 is not offered");
+  if (target == GgmlTarget::kQ4_1)
+    throw Error(ErrorKind::kArgument, "ggml RTN: Q4_1 is not offered");
   const auto order = resolve_order(row_order, n, "ggml RTN");
   const int64_t nb = k / kBlock, bb = block_bytes(target);
   std::vector<uint8_t> out(static_cast<size_t>(n * nb * bb));
@@ -253,26 +280,31 @@ std::vector<uint8_t> rtn_ggml_blocks(const float* w, int64_t n, int64_t k, GgmlT
         const float d = amax / 127.0f;
         const float id = d != 0 ? 1.0f / d : 0.0f;
         put16(o, core::fp32_to_fp16(d));
-        for (int64_t i = 0; i < kBlock; ++i) o[2 + i] = static_cast<uint8_t>(static_cast<int8_t>(std::round(x[i] * id)));
+        for (int64_t i = 0; i < kBlock; ++i)
+          o[2 + i] = static_cast<uint8_t>(static_cast<int8_t>(std::round(x[i] * id)));
       }
     }
   }
   return out;
 }
 
-std::vector<uint8_t> f16_rows(const float* w, int64_t n, int64_t k, const std::vector<int64_t>& row_order) {
+std::vector<uint8_t> f16_rows(const float* w, int64_t n, int64_t k,
+                              const std::vector<int64_t>& row_order) {
   const auto order = resolve_order(row_order, n, "F16 rows");
   std::vector<uint8_t> out(static_cast<size_t>(n * k * 2));
   for (int64_t r = 0; r < n; ++r) {
-    for (int64_t i = 0; i < k; ++i) put16(out.data() + (r * k + i) * 2, core::fp32_to_fp16(w[order[r] * k + i]));
+    for (int64_t i = 0; i < k; ++i)
+      put16(out.data() + (r * k + i) * 2, core::fp32_to_fp16(w[order[r] * k + i]));
   }
   return out;
 }
 
 std::vector<int64_t> llama_rope_row_order(int64_t rows, int64_t heads) {
   if (heads <= 0 || rows % (2 * heads) != 0) {
-    throw Error(ErrorKind::kArgument,
-                fmt::format("rope row order: {} rows are not a whole number of heads ({}) of even size", rows, heads));
+    throw Error(
+        ErrorKind::kArgument,
+        fmt::format("rope row order: {} rows are not a whole number of heads ({}) of even size",
+                    rows, heads));
   }
   const int64_t d = rows / heads, half = d / 2;
   std::vector<int64_t> order(static_cast<size_t>(rows));

@@ -22,10 +22,10 @@ namespace gptq::quant {
 struct GptqCodesView {
   int64_t n = 0, k = 0, groups = 0;
   int bits = 4;
-  const uint8_t* codes = nullptr;   // [N, K]
-  const int32_t* zeros = nullptr;   // [G, N]
-  const uint16_t* scales = nullptr; // [G, N] fp16 bits
-  const int32_t* g_idx = nullptr;   // [K], values in [0, G)
+  const uint8_t* codes = nullptr;    // [N, K]
+  const int32_t* zeros = nullptr;    // [G, N]
+  const uint16_t* scales = nullptr;  // [G, N] fp16 bits
+  const int32_t* g_idx = nullptr;    // [K], values in [0, G)
 };
 
 enum class GgmlTarget { kQ4_0, kQ4_1, kQ8_0 };
@@ -42,7 +42,8 @@ struct GgmlMapping {
 
 // Chooses the ggml type that holds these codes exactly (see the file comment). `module` names the
 // linear in why_not. With allow_widen, 2/3-bit codes are mapped to Q4_0; without, refused.
-GgmlMapping choose_ggml_mapping(const GptqCodesView& c, const std::string& module, bool allow_widen);
+GgmlMapping choose_ggml_mapping(const GptqCodesView& c, const std::string& module,
+                                bool allow_widen);
 
 struct GgmlEncodeStats {
   int64_t blocks = 0;
@@ -67,7 +68,8 @@ std::vector<uint8_t> rtn_ggml_blocks(const float* w, int64_t n, int64_t k, GgmlT
                                      const std::vector<int64_t>& row_order = {});
 
 // fp32 [N, K] -> F16 rows (row_order as above), round to nearest even.
-std::vector<uint8_t> f16_rows(const float* w, int64_t n, int64_t k, const std::vector<int64_t>& row_order = {});
+std::vector<uint8_t> f16_rows(const float* w, int64_t n, int64_t k,
+                              const std::vector<int64_t>& row_order = {});
 
 // llama.cpp's row order for q/k projections of llama-style models (its converter's permute):
 // HF keeps each head's rotary pairs as (i, i + d/2); ggml's rotation pairs (2i, 2i + 1). New row

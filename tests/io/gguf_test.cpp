@@ -1,6 +1,8 @@
 // GGUF container: our writer's files read back exactly; a file written by llama.cpp's gguf-py
 // (tests/data/gguf/fixture.gguf, from make_fixture.py) reads as that script wrote it; hostile and
 // truncated files, built byte by byte here, are refused with an Error naming the file.
+#include "io/gguf.h"
+
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -12,7 +14,6 @@
 #include <vector>
 
 #include "gptq/error.h"
-#include "io/gguf.h"
 
 namespace gptq::io {
 namespace {
@@ -22,8 +23,8 @@ using KV = std::vector<std::pair<std::string, GgufValue>>;
 
 fs::path temp_path(const std::string& tag) {
   static int counter = 0;
-  return fs::temp_directory_path() /
-         ("gptq_gguf_" + tag + "_" + std::to_string(::getpid()) + "_" + std::to_string(counter++) + ".gguf");
+  return fs::temp_directory_path() / ("gptq_gguf_" + tag + "_" + std::to_string(::getpid()) + "_" +
+                                      std::to_string(counter++) + ".gguf");
 }
 
 std::vector<uint8_t> read_all(const fs::path& p) {
@@ -97,7 +98,8 @@ TEST(Gguf, RoundTripEveryValueTypeAndTensors) {
     }
     // No temporary file is left next to the output.
     for (const auto& e : fs::directory_iterator(p.parent_path())) {
-      EXPECT_EQ(e.path().string().find(p.filename().string() + ".tmp."), std::string::npos) << e.path();
+      EXPECT_EQ(e.path().string().find(p.filename().string() + ".tmp."), std::string::npos)
+          << e.path();
     }
     fs::remove(p);
   }
@@ -127,14 +129,17 @@ TEST(Gguf, ReadsTheGgufPyFixtureExactly) {
   EXPECT_EQ(one("test.f32", GgufType::kFloat32).floats[0], static_cast<double>(0.1f));
   EXPECT_EQ(one("test.bool", GgufType::kBool).ints[0], 1);
   EXPECT_EQ(one("test.str", GgufType::kString).strings[0], "h\xc3\xa9llo \xe2\x96\x81world");
-  EXPECT_EQ(static_cast<uint64_t>(one("test.u64", GgufType::kUint64).ints[0]), 18000000000000000000ull);
+  EXPECT_EQ(static_cast<uint64_t>(one("test.u64", GgufType::kUint64).ints[0]),
+            18000000000000000000ull);
   EXPECT_EQ(one("test.i64", GgufType::kInt64).ints[0], -9000000000000000000ll);
   EXPECT_EQ(one("test.f64", GgufType::kFloat64).floats[0], 2.5e-300);
   const auto& ai = one("test.arr_i32", GgufType::kArray);
   EXPECT_EQ(ai.elem, GgufType::kInt32);
   EXPECT_EQ(ai.ints, (std::vector<int64_t>{1, -2, 3}));
   EXPECT_EQ(one("test.arr_f32", GgufType::kArray).floats, (std::vector<double>{0.5, -1.25}));
-  EXPECT_EQ(one("test.arr_str", GgufType::kArray).strings, (std::vector<std::string>{"a", "", "\xe2\x96\x81" "b"}));
+  EXPECT_EQ(one("test.arr_str", GgufType::kArray).strings, (std::vector<std::string>{"a", "",
+                                                                                     "\xe2\x96\x81"
+                                                                                     "b"}));
   EXPECT_EQ(one("test.arr_u8", GgufType::kArray).ints, (std::vector<int64_t>{0, 255}));
   const auto& ab = one("test.arr_bool", GgufType::kArray);
   EXPECT_EQ(ab.elem, GgufType::kBool);
@@ -199,7 +204,8 @@ struct Spec {
   std::optional<uint64_t> n_tensors, n_kv;
   std::function<void(Bytes&)> kv = [](Bytes& o) {
     o.str("general.architecture").put<uint32_t>(8).str("llama");
-    o.str("a.list").put<uint32_t>(9).put<uint32_t>(5).put<uint64_t>(2).put<int32_t>(1).put<int32_t>(2);
+    o.str("a.list").put<uint32_t>(9).put<uint32_t>(5).put<uint64_t>(2).put<int32_t>(1).put<int32_t>(
+        2);
   };
   uint64_t kv_count = 2;
   uint32_t alignment = 32;
@@ -228,7 +234,8 @@ std::vector<uint8_t> build(const Spec& s) {
   return o.b;
 }
 
-void expect_refused(const std::vector<uint8_t>& bytes, const std::string& needle, const std::string& label) {
+void expect_refused(const std::vector<uint8_t>& bytes, const std::string& needle,
+                    const std::string& label) {
   const fs::path name = "/data/hostile.gguf";
   try {
     parse_gguf(bytes.data(), bytes.size(), name);
@@ -237,7 +244,8 @@ void expect_refused(const std::vector<uint8_t>& bytes, const std::string& needle
     EXPECT_EQ(e.kind(), ErrorKind::kFormat) << label;
     const std::string m = e.what();
     EXPECT_NE(m.find(name.string()), std::string::npos) << label << ": " << m;
-    EXPECT_NE(m.find(needle), std::string::npos) << label << ": expected \"" << needle << "\" in: " << m;
+    EXPECT_NE(m.find(needle), std::string::npos)
+        << label << ": expected \"" << needle << "\" in: " << m;
   }
 }
 
@@ -278,9 +286,16 @@ TEST(Gguf, HostileFilesAreRefusedWithTheReason) {
       {"huge tensor count", [](Spec& s) { s.n_tensors = ~uint64_t{0}; }, "tensor count"},
       {"kv count past the data", [](Spec& s) { s.n_kv = 3; }, "GGUF"},
       {"huge string length",
-       [](Spec& s) { s.kv = [](Bytes& o) { o.put<uint64_t>(~uint64_t{0} / 2); }; s.kv_count = 1; }, "key 0: expected"},
+       [](Spec& s) {
+         s.kv = [](Bytes& o) { o.put<uint64_t>(~uint64_t{0} / 2); };
+         s.kv_count = 1;
+       },
+       "key 0: expected"},
       {"unknown value type",
-       [](Spec& s) { s.kv = [](Bytes& o) { o.str("k").put<uint32_t>(13).put<uint32_t>(0); }; s.kv_count = 1; },
+       [](Spec& s) {
+         s.kv = [](Bytes& o) { o.str("k").put<uint32_t>(13).put<uint32_t>(0); };
+         s.kv_count = 1;
+       },
        "unknown value type 13"},
       {"nested array",
        [](Spec& s) {
@@ -290,12 +305,17 @@ TEST(Gguf, HostileFilesAreRefusedWithTheReason) {
        "arrays of arrays"},
       {"huge array",
        [](Spec& s) {
-         s.kv = [](Bytes& o) { o.str("k").put<uint32_t>(9).put<uint32_t>(6).put<uint64_t>(uint64_t{1} << 61); };
+         s.kv = [](Bytes& o) {
+           o.str("k").put<uint32_t>(9).put<uint32_t>(6).put<uint64_t>(uint64_t{1} << 61);
+         };
          s.kv_count = 1;
        },
        "array of"},
       {"bool 2",
-       [](Spec& s) { s.kv = [](Bytes& o) { o.str("k").put<uint32_t>(7).put<uint8_t>(2); }; s.kv_count = 1; },
+       [](Spec& s) {
+         s.kv = [](Bytes& o) { o.str("k").put<uint32_t>(7).put<uint8_t>(2); };
+         s.kv_count = 1;
+       },
        "bool"},
       {"duplicate key",
        [](Spec& s) {
@@ -306,17 +326,35 @@ TEST(Gguf, HostileFilesAreRefusedWithTheReason) {
        },
        "given twice"},
       {"alignment of 48",
-       [](Spec& s) { s.kv = [](Bytes& o) { o.str("general.alignment").put<uint32_t>(4).put<uint32_t>(48); }; s.kv_count = 1; },
+       [](Spec& s) {
+         s.kv = [](Bytes& o) { o.str("general.alignment").put<uint32_t>(4).put<uint32_t>(48); };
+         s.kv_count = 1;
+       },
        "power of two"},
       {"alignment as a string",
-       [](Spec& s) { s.kv = [](Bytes& o) { o.str("general.alignment").put<uint32_t>(8).str("32"); }; s.kv_count = 1; },
+       [](Spec& s) {
+         s.kv = [](Bytes& o) { o.str("general.alignment").put<uint32_t>(8).str("32"); };
+         s.kv_count = 1;
+       },
        "expected a uint32"},
       {"duplicate tensor", [](Spec& s) { s.tensors[1].name = "w"; }, "given twice"},
-      {"five dims", [](Spec& s) { s.tensors[1].ne = {1, 1, 1, 1, 4}; }, "dims"},
+      {"five dims",
+       [](Spec& s) {
+         s.tensors[1].ne = {1, 1, 1, 1, 4};
+       },
+       "dims"},
       {"zero dims", [](Spec& s) { s.tensors[1].ne = {}; }, "dims"},
       {"unknown ggml type", [](Spec& s) { s.tensors[1].type = 99; }, "unknown ggml type 99"},
-      {"row not whole blocks", [](Spec& s) { s.tensors[0].ne = {33, 2}; }, "multiple of 32"},
-      {"dims overflow", [](Spec& s) { s.tensors[1].ne = {uint64_t{1} << 40, uint64_t{1} << 40}; }, "64 bits"},
+      {"row not whole blocks",
+       [](Spec& s) {
+         s.tensors[0].ne = {33, 2};
+       },
+       "multiple of 32"},
+      {"dims overflow",
+       [](Spec& s) {
+         s.tensors[1].ne = {uint64_t{1} << 40, uint64_t{1} << 40};
+       },
+       "64 bits"},
       {"unaligned offset", [](Spec& s) { s.tensors[1].offset = 80 + 4; }, "alignment"},
       {"offset past the end", [](Spec& s) { s.tensors[1].offset = 160; }, "past the end"},
       {"overlap", [](Spec& s) { s.tensors[1].offset = 64; }, "overlaps"},
@@ -335,7 +373,8 @@ TEST(Gguf, WriterRefusesBadInputAndKeepsTheOldFile) {
   write_gguf(p, {{"general.architecture", GgufValue::str("llama")}}, {});
   const auto before = read_all(p);
   std::vector<uint8_t> data(40);
-  auto refused = [&](const KV& kv, const std::vector<GgufTensorToWrite>& t, const std::string& needle) {
+  auto refused = [&](const KV& kv, const std::vector<GgufTensorToWrite>& t,
+                     const std::string& needle) {
     try {
       write_gguf(p, kv, t);
       ADD_FAILURE() << needle << ": accepted";
@@ -349,7 +388,8 @@ TEST(Gguf, WriterRefusesBadInputAndKeepsTheOldFile) {
   refused({{"a", GgufValue::u8(1)}, {"a", GgufValue::u8(2)}}, {}, "given twice");
   refused({{"general.alignment", GgufValue::u32(3)}}, {}, "power of two");
   refused({}, {{"x", {32}, kGgmlQ8_0, data.data(), 40}}, "need 34 bytes");
-  refused({}, {{"x", {10}, kGgmlF32, data.data(), 40}, {"x", {10}, kGgmlF32, data.data(), 40}}, "given twice");
+  refused({}, {{"x", {10}, kGgmlF32, data.data(), 40}, {"x", {10}, kGgmlF32, data.data(), 40}},
+          "given twice");
   refused({}, {{std::string(64, 'n'), {10}, kGgmlF32, data.data(), 40}}, "at most 63");
   refused({}, {{"x", {10}, 77, data.data(), 40}}, "unknown ggml type");
   EXPECT_THROW(GgufValue::int_array(GgufType::kUint8, {256}), Error);

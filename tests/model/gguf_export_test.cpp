@@ -36,7 +36,8 @@ float ggml_at(const io::GgufTensorInfo& t, int64_t k, int64_t r, int64_t c) {
       std::memcpy(&v, t.data + (r * k + c) * 4, 4);
       return v;
     }
-    case io::kGgmlF16: return h2f(t.data + (r * k + c) * 2);
+    case io::kGgmlF16:
+      return h2f(t.data + (r * k + c) * 2);
     case io::kGgmlQ8_0: {
       const uint8_t* blk = t.data + (r * nb + b) * 34;
       return h2f(blk) * static_cast<float>(static_cast<int8_t>(blk[2 + j]));
@@ -47,7 +48,8 @@ float ggml_at(const io::GgufTensorInfo& t, int64_t k, int64_t r, int64_t c) {
       const uint8_t* blk = t.data + (r * nb + b) * (q41 ? 20 : 18);
       const uint8_t* qs = blk + (q41 ? 4 : 2);
       const int q = j < 16 ? (qs[j] & 0x0f) : (qs[j - 16] >> 4);
-      return q41 ? h2f(blk) * static_cast<float>(q) + h2f(blk + 2) : h2f(blk) * static_cast<float>(q - 8);
+      return q41 ? h2f(blk) * static_cast<float>(q) + h2f(blk + 2)
+                 : h2f(blk) * static_cast<float>(q - 8);
     }
   }
   ADD_FAILURE() << "type " << t.type;
@@ -82,8 +84,9 @@ Checked check_against_loader(const fs::path& folder, const fs::path& gguf_path) 
   auto f = io::GgufFile::open(gguf_path);
   const auto& g = f->contents();
   const std::map<std::string, std::string> roles = {
-      {"self_attn.q_proj", "attn_q"}, {"self_attn.k_proj", "attn_k"}, {"self_attn.v_proj", "attn_v"},
-      {"self_attn.o_proj", "attn_output"}, {"mlp.gate_proj", "ffn_gate"}, {"mlp.up_proj", "ffn_up"},
+      {"self_attn.q_proj", "attn_q"}, {"self_attn.k_proj", "attn_k"},
+      {"self_attn.v_proj", "attn_v"}, {"self_attn.o_proj", "attn_output"},
+      {"mlp.gate_proj", "ffn_gate"},  {"mlp.up_proj", "ffn_up"},
       {"mlp.down_proj", "ffn_down"}};
   Checked out;
   for (int l = 0; l < cfg.num_hidden_layers; ++l) {
@@ -93,8 +96,10 @@ Checked check_against_loader(const fs::path& folder, const fs::path& gguf_path) 
       const auto* t = g.tensor("blk." + std::to_string(l) + "." + gname + ".weight");
       EXPECT_NE(t, nullptr) << module;
       if (!t) continue;
-      const auto [n, k] = std::array<int64_t, 2>{static_cast<int64_t>(t->ne[1]), static_cast<int64_t>(t->ne[0])};
-      model::Linear ref = model::load_quantized_linear(store, module, n, k, cfg.quant->for_module(module), true);
+      const auto [n, k] =
+          std::array<int64_t, 2>{static_cast<int64_t>(t->ne[1]), static_cast<int64_t>(t->ne[0])};
+      model::Linear ref =
+          model::load_quantized_linear(store, module, n, k, cfg.quant->for_module(module), true);
       const int64_t heads = role == "self_attn.q_proj"   ? cfg.num_attention_heads
                             : role == "self_attn.k_proj" ? cfg.num_key_value_heads
                                                          : 0;
@@ -151,7 +156,8 @@ TEST(GgufExport, SymmetricGroupsAndWholeRowsAreQ4_0BitForBitWithLlamaMetadata) {
     EXPECT_EQ(kv(g, "llama.attention.head_count_kv").ints.at(0), 4);
     EXPECT_EQ(kv(g, "llama.rope.dimension_count").ints.at(0), 8);
     EXPECT_EQ(kv(g, "llama.context_length").ints.at(0), 512);
-    EXPECT_FLOAT_EQ(static_cast<float>(kv(g, "llama.attention.layer_norm_rms_epsilon").floats.at(0)), 1e-5f);
+    EXPECT_FLOAT_EQ(
+        static_cast<float>(kv(g, "llama.attention.layer_norm_rms_epsilon").floats.at(0)), 1e-5f);
     EXPECT_EQ(kv(g, "tokenizer.ggml.model").strings.at(0), "llama");
     const auto& tokens = kv(g, "tokenizer.ggml.tokens");
     ASSERT_EQ(tokens.strings.size(), 512u);
@@ -229,7 +235,8 @@ void expect_unsupported(const fs::path& folder, const fs::path& out, const GgufE
     ADD_FAILURE() << folder << ": exported";
   } catch (const Error& e) {
     EXPECT_EQ(e.kind(), ErrorKind::kUnsupported) << e.what();
-    for (const auto& s : needles) EXPECT_NE(std::string(e.what()).find(s), std::string::npos) << s << " in: " << e.what();
+    for (const auto& s : needles)
+      EXPECT_NE(std::string(e.what()).find(s), std::string::npos) << s << " in: " << e.what();
   }
   EXPECT_FALSE(fs::exists(out));
 }
@@ -240,7 +247,8 @@ TEST(GgufExport, ScatteredActOrderAndThreeBitAreRefusedUnlessAsked) {
   q.group_size = 32;
   q.desc_act = true;
   const fs::path act = quantize_stories(dir.path(), "act", q);
-  expect_unsupported(act, dir.path() / "act.gguf", {}, {"act-order", "--static-groups", "--requant"});
+  expect_unsupported(act, dir.path() / "act.gguf", {},
+                     {"act-order", "--static-groups", "--requant"});
   GgufExportOptions rq;
   rq.requant = true;
   const GgufExportReport r = export_gguf(act, dir.path() / "act.gguf", rq);

@@ -24,7 +24,8 @@ float h2f(const uint8_t* p) {
 }
 
 // Row r, column c of a ggml tensor of `type` with K columns.
-float naive_ggml(const std::vector<uint8_t>& data, GgmlTarget type, int64_t k, int64_t r, int64_t c) {
+float naive_ggml(const std::vector<uint8_t>& data, GgmlTarget type, int64_t k, int64_t r,
+                 int64_t c) {
   const int64_t nb = k / 32, b = c / 32, j = c % 32;
   if (type == GgmlTarget::kQ8_0) {
     const uint8_t* blk = data.data() + (r * nb + b) * 34;
@@ -70,7 +71,8 @@ Linear random_linear(int64_t n, int64_t k, int bits, int g, bool sym, uint32_t s
   return l;
 }
 
-void expect_decodes_exactly(const Linear& l, GgmlTarget want, bool widen, const std::vector<int64_t>& order = {}) {
+void expect_decodes_exactly(const Linear& l, GgmlTarget want, bool widen,
+                            const std::vector<int64_t>& order = {}) {
   const GgmlMapping m = choose_ggml_mapping(l.view(), "layer", widen);
   ASSERT_TRUE(m.exact) << m.why_not;
   ASSERT_EQ(m.target, want);
@@ -87,7 +89,8 @@ void expect_decodes_exactly(const Linear& l, GgmlTarget want, bool widen, const 
       if (want == GgmlTarget::kQ4_1 && st.inexact_offsets > 0) {
         // The offset m = -s*z rounded to fp16: off by at most st.max_offset_error * s.
         const float s = core::fp16_to_fp32(l.scales[l.g_idx[c] * l.n + src]);
-        EXPECT_LE(std::fabs(got - ref), st.max_offset_error * s * 1.0000001 + 1e-12) << r << "," << c;
+        EXPECT_LE(std::fabs(got - ref), st.max_offset_error * s * 1.0000001 + 1e-12)
+            << r << "," << c;
       } else if (std::memcmp(&got, &ref, 4) != 0) {
         ++mismatches;
       }
@@ -97,17 +100,20 @@ void expect_decodes_exactly(const Linear& l, GgmlTarget want, bool widen, const 
 }
 
 TEST(GgmlBlocks, FourBitSymmetricIsQ4_0BitForBit) {
-  for (int g : {32, 64, 128, -1}) expect_decodes_exactly(random_linear(6, 256, 4, g, true, 1 + g), GgmlTarget::kQ4_0, false);
+  for (int g : {32, 64, 128, -1})
+    expect_decodes_exactly(random_linear(6, 256, 4, g, true, 1 + g), GgmlTarget::kQ4_0, false);
 }
 
 TEST(GgmlBlocks, EightBitSymmetricIsQ8_0BitForBit) {
-  for (int g : {32, 96, -1}) expect_decodes_exactly(random_linear(5, 192, 8, g, true, 7 + g), GgmlTarget::kQ8_0, false);
+  for (int g : {32, 96, -1})
+    expect_decodes_exactly(random_linear(5, 192, 8, g, true, 7 + g), GgmlTarget::kQ8_0, false);
 }
 
 TEST(GgmlBlocks, TwoAndThreeBitWidenIntoQ4_0BitForBit) {
   for (int bits : {2, 3}) {
     for (bool sym : {true, false}) {
-      expect_decodes_exactly(random_linear(4, 128, bits, 64, sym, 11 + bits), GgmlTarget::kQ4_0, true);
+      expect_decodes_exactly(random_linear(4, 128, bits, 64, sym, 11 + bits), GgmlTarget::kQ4_0,
+                             true);
     }
   }
 }
@@ -144,7 +150,8 @@ void expect_refused(const Linear& l, bool widen, const std::vector<std::string>&
   const GgmlMapping m = choose_ggml_mapping(l.view(), "model.layers.0.mlp.up_proj", widen);
   EXPECT_FALSE(m.exact);
   EXPECT_NE(m.why_not.find("model.layers.0.mlp.up_proj"), std::string::npos) << m.why_not;
-  for (const auto& s : needles) EXPECT_NE(m.why_not.find(s), std::string::npos) << s << " in: " << m.why_not;
+  for (const auto& s : needles)
+    EXPECT_NE(m.why_not.find(s), std::string::npos) << s << " in: " << m.why_not;
   EXPECT_THROW(encode_ggml_blocks(l.view(), GgmlTarget::kQ4_0), Error);
 }
 
@@ -182,9 +189,9 @@ TEST(GgmlBlocks, RoundToNearestFollowsGgmlsRule) {
   w[17] = 0.71f;
   const auto q4 = rtn_ggml_blocks(w.data(), 1, 32, GgmlTarget::kQ4_0);
   EXPECT_EQ(h2f(q4.data()), core::fp16_to_fp32(core::fp32_to_fp16(0.1f)));
-  EXPECT_EQ(q4[2] & 0x0f, 0);         // -0.8 -> 0
-  EXPECT_EQ(q4[3] & 0x0f, 11);        // 0.3 / 0.1 + 8.5 = 11.5 -> 11
-  EXPECT_EQ(q4[2 + 1] >> 4, 15);      // 0.71 / 0.1 + 8.5 = 15.6 -> 15 (clamped)
+  EXPECT_EQ(q4[2] & 0x0f, 0);     // -0.8 -> 0
+  EXPECT_EQ(q4[3] & 0x0f, 11);    // 0.3 / 0.1 + 8.5 = 11.5 -> 11
+  EXPECT_EQ(q4[2 + 1] >> 4, 15);  // 0.71 / 0.1 + 8.5 = 15.6 -> 15 (clamped)
   const auto q8 = rtn_ggml_blocks(w.data(), 1, 32, GgmlTarget::kQ8_0);
   EXPECT_EQ(static_cast<int8_t>(q8[2]), -127);
   EXPECT_EQ(static_cast<int8_t>(q8[3]), 48);  // 0.3 / (0.8 / 127) = 47.6

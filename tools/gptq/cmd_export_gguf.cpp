@@ -8,20 +8,24 @@ namespace gptq::cli {
 
 void add_gguf_export_flags(CLI::App* cmd, GgufExportOptions* o) {
   cmd->add_flag("--widen", o->widen, "store 2/3-bit codes exactly in Q4_0 (4.5 bits per weight)");
-  cmd->add_flag("--requant", o->requant,
-                "re-round linears that fit no ggml block exactly (scattered act-order groups, groups of 16, "
-                "8-bit asym) to Q4_0/Q8_0 by round-to-nearest, and say which");
-  cmd->add_option("--dense-type", o->dense_type,
-                  "token embedding and output head: f32, f16, bf16, q8_0 or q4_0 (default: as stored)")
+  cmd->add_flag(
+      "--requant", o->requant,
+      "re-round linears that fit no ggml block exactly (scattered act-order groups, groups of 16, "
+      "8-bit asym) to Q4_0/Q8_0 by round-to-nearest, and say which");
+  cmd->add_option(
+         "--dense-type", o->dense_type,
+         "token embedding and output head: f32, f16, bf16, q8_0 or q4_0 (default: as stored)")
       ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0", "q4_0"}));
-  cmd->add_option("--tokenizer-pre", o->tokenizer_pre,
-                  "llama.cpp's pre-tokenizer name for a byte-level BPE tokenizer (default: recognised)");
+  cmd->add_option(
+      "--tokenizer-pre", o->tokenizer_pre,
+      "llama.cpp's pre-tokenizer name for a byte-level BPE tokenizer (default: recognised)");
 }
 
 int print_gguf_report(const GgufExportReport& r, bool as_json) {
   if (as_json) {
     nlohmann::json t = nlohmann::json::array();
-    for (const auto& x : r.tensors) t.push_back({{"name", x.name}, {"type", x.type}, {"source", x.source}, {"note", x.note}});
+    for (const auto& x : r.tensors)
+      t.push_back({{"name", x.name}, {"type", x.type}, {"source", x.source}, {"note", x.note}});
     nlohmann::json j = {{"output", r.output.string()},
                         {"bytes", r.bytes},
                         {"exact_linears", r.exact_linears},
@@ -37,12 +41,14 @@ int print_gguf_report(const GgufExportReport& r, bool as_json) {
   }
   std::printf("| tensor | type | from | note |\n|---|---|---|---|\n");
   for (const auto& x : r.tensors) {
-    std::printf("| %s | %s | %s | %s |\n", x.name.c_str(), x.type.c_str(), x.source.c_str(), x.note.c_str());
+    std::printf("| %s | %s | %s | %s |\n", x.name.c_str(), x.type.c_str(), x.source.c_str(),
+                x.note.c_str());
   }
-  std::printf("wrote %s (%llu bytes): %lld linears exact, %lld widened, %lld re-rounded, %lld dense\n",
-              r.output.string().c_str(), static_cast<unsigned long long>(r.bytes),
-              static_cast<long long>(r.exact_linears), static_cast<long long>(r.widened_linears),
-              static_cast<long long>(r.requantized_linears), static_cast<long long>(r.dense_linears));
+  std::printf(
+      "wrote %s (%llu bytes): %lld linears exact, %lld widened, %lld re-rounded, %lld dense\n",
+      r.output.string().c_str(), static_cast<unsigned long long>(r.bytes),
+      static_cast<long long>(r.exact_linears), static_cast<long long>(r.widened_linears),
+      static_cast<long long>(r.requantized_linears), static_cast<long long>(r.dense_linears));
   return 0;
 }
 
@@ -53,9 +59,11 @@ Runner add_export_gguf(CLI::App& app) {
     bool json = false;
   };
   auto a = std::make_shared<Args>();
-  auto* cmd = app.add_subcommand("export-gguf",
-                                 "write a GPTQ folder as a GGUF file for llama.cpp, carrying the codes exactly");
-  cmd->add_option("-m,--model", a->model, "GPTQ model folder (ours or a community one)")->required();
+  auto* cmd = app.add_subcommand(
+      "export-gguf",
+      "write a GPTQ folder as a GGUF file for llama.cpp, carrying the codes exactly");
+  cmd->add_option("-m,--model", a->model, "GPTQ model folder (ours or a community one)")
+      ->required();
   cmd->add_option("-o,--out", a->out, "output .gguf file")->required();
   add_gguf_export_flags(cmd, &a->o);
   cmd->add_option("--name", a->o.name, "general.name (default: the folder's name)");
