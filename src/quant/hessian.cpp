@@ -104,4 +104,13 @@ std::vector<double> HessianAccumulator::hessian() const {
   return h;
 }
 
+std::vector<double> HessianAccumulator::raw_sum() const {
+  std::vector<double> h = sum_;
+  if (pending_rows_ > 0) {
+    std::vector<float> scratch;
+    accumulate_chunk(pending_.data(), pending_rows_, k_, h.data(), scratch);
+  }
+  return h;
+}
+
 }  // namespace gptq::quant
