@@ -156,7 +156,7 @@ void Group::check_all(const std::string& error) const {
                        all.substr(static_cast<size_t>(displs[static_cast<size_t>(r)]),
                                   static_cast<size_t>(lens[static_cast<size_t>(r)])));
   }
-  throw Error(ErrorKind::kArgument, msg);
+  throw GroupError(ErrorKind::kArgument, msg);
 #endif
 }
 

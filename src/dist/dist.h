@@ -8,7 +8,15 @@
 #include <string>
 #include <vector>
 
+#include "gptq/error.h"
+
 namespace gptq::dist {
+
+// The error Group::check_all throws on every rank at once (so no rank needs to end the others).
+class GroupError : public Error {
+ public:
+  using Error::Error;
+};
 
 class Group {
  public:
@@ -29,7 +37,7 @@ class Group {
   // Rank 0's bytes to every rank (others' vectors are resized to match).
   void broadcast(std::vector<uint8_t>& bytes) const;
   // Collective: every rank passes "" or its error message; when any rank has one, every rank
-  // throws Error(kArgument) naming each failing rank and its message ("rank 1 of 3: ...").
+  // throws GroupError(kArgument) naming each failing rank and its message ("rank 1 of 3: ...").
   void check_all(const std::string& error) const;
 
  private:

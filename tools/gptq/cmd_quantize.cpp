@@ -132,6 +132,12 @@ Runner add_quantize(CLI::App& app) {
     QuantizeReport r;
     try {
       r = quantize_model(a->model, folder, a->q, a->c, run);
+    } catch (const dist::GroupError& e) {
+      if (group.size() == 1) throw;
+      // Every rank has this error (it names the failing ranks): each stops on its own.
+      std::fprintf(stderr, "gptq: error: %s\n", e.what());
+      dist::finalize();
+      return 1;
     } catch (const std::exception& e) {
       if (group.size() == 1) throw;
       // Ends every rank: none may wait on this one.
