@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 
 #include <chrono>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "arch/arch.h"
@@ -9,6 +10,7 @@
 #include "core/dtype.h"
 #include "core/log.h"
 #include "core/parallel.h"
+#include "dist/dist.h"
 #include "gptq/error.h"
 #include "gptq/quantize.h"
 #include "io/safetensors.h"
@@ -54,6 +56,22 @@ uint64_t hash_samples(const std::vector<std::vector<int32_t>>& s) {
   return h;
 }
 
+// Runs f on every rank of the group; when it throws on any rank, every rank throws one error that
+// names each failing rank (so no rank waits forever for one that gave up).
+template <typename F>
+auto on_every_rank(const dist::Group& g, F&& f) -> decltype(f()) {
+  std::string err;
+  std::optional<decltype(f())> v;
+  try {
+    v.emplace(f());
+  } catch (const std::exception& e) {
+    err = e.what();
+    if (g.size() == 1) throw;
+  }
+  g.check_all(err);
+  return std::move(*v);
+}
+
 }  // namespace
 
 QuantizeReport quantize_model(const std::filesystem::path& model_dir, const std::filesystem::path& out,
@@ -61,7 +79,10 @@ QuantizeReport quantize_model(const std::filesystem::path& model_dir, const std:
                               const QuantizeRunOptions& run) {
   const auto t_start = std::chrono::steady_clock::now();
   core::set_num_threads(run.threads);
-  config::ModelConfig cfg = config::load_model_config(model_dir);
+  // Under mpirun every rank runs this function; rank 0 solves and writes (docs/distributed.md).
+  const dist::Group group = dist::Group::world();
+  const ProgressCallback progress = group.root() ? run.progress : ProgressCallback{};
+  config::ModelConfig cfg = on_every_rank(group, [&] { return config::load_model_config(model_dir); });
   if (cfg.quant) {
     throw Error(ErrorKind::kArgument,
                 fmt::format("{}: the model is already GPTQ-quantized; quantize the original model", model_dir.string()));
@@ -70,11 +91,13 @@ QuantizeReport quantize_model(const std::filesystem::path& model_dir, const std:
   const model::Decoder dec(cfg, desc);
   const std::string format = pipeline::resolve_format(qcfg);
   (void)pipeline::to_params(qcfg);  // validates bits, group size, damp before any work
-  const Tokenizer tok = Tokenizer::from_dir(model_dir);
-  const io::TensorStore store = io::TensorStore::open_dir(model_dir);
-
-  std::vector<std::vector<int32_t>> samples;
-  if (qcfg.method != "rtn") samples = pipeline::build_calibration(calib, tok, cfg.vocab_size, cfg.max_position_embeddings);
+  const io::TensorStore store = on_every_rank(group, [&] { return io::TensorStore::open_dir(model_dir); });
+  std::vector<std::vector<int32_t>> samples = on_every_rank(group, [&] {
+    std::vector<std::vector<int32_t>> s;
+    const Tokenizer tok = Tokenizer::from_dir(model_dir);
+    if (qcfg.method != "rtn") s = pipeline::build_calibration(calib, tok, cfg.vocab_size, cfg.max_position_embeddings);
+    return s;
+  });
 
   json sig = {{"bits", qcfg.bits}, {"group_size", qcfg.group_size}, {"desc_act", qcfg.desc_act},
               {"static_groups", qcfg.static_groups}, {"act_group_aware", qcfg.act_group_aware}, {"sym", qcfg.sym}, {"damp", qcfg.damp_percent},
@@ -97,9 +120,14 @@ QuantizeReport quantize_model(const std::filesystem::path& model_dir, const std:
   wo.max_shard_bytes = run.max_shard_bytes;
   wo.resume = true;
   wo.run_signature = sig.dump();
-  checkpoint::CheckpointWriter writer(model_dir, out, wo);
+  // Only rank 0 writes; the others learn from it which layers are done.
+  std::optional<checkpoint::CheckpointWriter> writer;
+  on_every_rank(group, [&] {
+    if (group.root()) writer.emplace(model_dir, out, wo);
+    return 0;
+  });
 
-  pipeline::QuantizationPipeline pipe(dec, qcfg, samples);
+  pipeline::QuantizationPipeline pipe(dec, qcfg, samples, group);
   const io::TensorInfo& emb = store.get(desc.embed + ".weight");
   const int64_t D = cfg.hidden_size;
   if (emb.shape != Shape{cfg.vocab_size, D}) {
@@ -122,59 +150,77 @@ QuantizeReport quantize_model(const std::filesystem::path& model_dir, const std:
 
   std::vector<io::TensorToWrite> dequant_out;
   std::vector<std::vector<float>> dequant_keep;
-  const auto parts_dir = writer.partial_dir() / "parts";
+  const auto parts_dir = group.root() ? writer->partial_dir() / "parts" : std::filesystem::path();
   for (int64_t layer = 0; layer < cfg.num_hidden_layers; ++layer) {
     model::BlockWeights block = model::load_block(store, cfg, desc, static_cast<int>(layer));
     const auto report_path = parts_dir / fmt::format("layer-{:05}.report.json", layer);
     std::vector<ModuleReport> reps;
     std::vector<checkpoint::PackedLinear> packed;
-    if (writer.has_layer(layer) && std::filesystem::exists(report_path)) {
+    std::vector<uint8_t> resumed = {static_cast<uint8_t>(
+        group.root() && writer->has_layer(layer) && std::filesystem::exists(report_path))};
+    group.broadcast(resumed);
+    if (resumed[0]) {
       // Resume: rebuild the quantized block from the saved part and only advance the activations.
-      const json j = json::parse(io::read_text_file(report_path));
-      for (const auto& r : j) reps.push_back(report_from_json(r));
-      const auto& part = writer.layer_part(layer);
-      for (auto& r : reps) {
-        if (r.bits == 0) continue;
+      if (group.root()) {
+        const json j = json::parse(io::read_text_file(report_path));
+        for (const auto& r : j) reps.push_back(report_from_json(r));
+        const auto& part = writer->layer_part(layer);
+        for (auto& r : reps) {
+          if (r.bits == 0) continue;
+          packed.push_back(pipeline::read_packed(part, r.module, r.n, r.k, r.bits, r.group_size));
+        }
+      }
+      if (group.size() > 1) {
+        std::vector<uint8_t> bytes;
+        if (group.root()) bytes = pipeline::encode_results(reps, packed);
+        group.broadcast(bytes);
+        if (!group.root()) pipeline::decode_results(bytes, reps, packed);
+      }
+      for (const auto& p : packed) {
         for (const auto& ld : desc.linears) {
-          if (desc.block_module(static_cast<int>(layer), ld.name) != r.module) continue;
-          auto p = pipeline::read_packed(part, r.module, r.n, r.k, r.bits, r.group_size);
+          if (desc.block_module(static_cast<int>(layer), ld.name) != p.module) continue;
           block.at(ld.role).mutable_weight() = model::dequantize_packed(p, format);
-          packed.push_back(std::move(p));
         }
       }
       pipe.advance(block);
       ++report.layers_resumed;
-      core::log_info("layer {} of {}: resumed from {}", layer + 1, cfg.num_hidden_layers, writer.partial_dir().string());
-    } else {
-      pipeline::LayerResult res = pipe.quantize_layer(layer, block, run.progress);
-      reps = res.reports;
-      json j = json::array();
-      for (const auto& r : reps) j.push_back(report_to_json(r));
-      std::vector<io::TensorToWrite> tensors;
-      for (const auto& p : res.packed) {
-        auto t = checkpoint::tensors_of(p);
-        tensors.insert(tensors.end(), t.begin(), t.end());
+      if (group.root()) {
+        core::log_info("layer {} of {}: resumed from {}", layer + 1, cfg.num_hidden_layers, writer->partial_dir().string());
       }
-      std::filesystem::create_directories(parts_dir);
-      io::write_file_atomic(report_path, j.dump());  // before the part: a part implies its report
-      writer.write_layer(layer, tensors);
+    } else {
+      pipeline::LayerResult res = pipe.quantize_layer(layer, block, progress);
+      reps = res.reports;
+      if (group.root()) {
+        json j = json::array();
+        for (const auto& r : reps) j.push_back(report_to_json(r));
+        std::vector<io::TensorToWrite> tensors;
+        for (const auto& p : res.packed) {
+          auto t = checkpoint::tensors_of(p);
+          tensors.insert(tensors.end(), t.begin(), t.end());
+        }
+        std::filesystem::create_directories(parts_dir);
+        io::write_file_atomic(report_path, j.dump());  // before the part: a part implies its report
+        writer->write_layer(layer, tensors);
+      }
       packed = std::move(res.packed);
     }
     for (auto& r : reps) {
       pipeline::add_to_summary(r, base, summary);
       report.modules.push_back(r);
     }
-    if (!run.dequantized_out.empty()) {
+    if (!run.dequantized_out.empty() && group.root()) {
       for (const auto& p : packed) {
         dequant_keep.push_back(model::dequantize_packed(p, format));
         dequant_out.push_back({p.module, DType::kF32, {p.n, p.k}, dequant_keep.back().data(),
                                dequant_keep.back().size() * sizeof(float)});
       }
     }
-    if (run.progress) run.progress({"quantize", layer + 1, cfg.num_hidden_layers, fmt::format("layer {} done", layer)});
+    if (progress) progress({"quantize", layer + 1, cfg.num_hidden_layers, fmt::format("layer {} done", layer)});
   }
-  writer.finalize(store, cfg, summary);
-  if (!run.dequantized_out.empty()) io::write_safetensors(run.dequantized_out, dequant_out);
+  if (group.root()) {
+    writer->finalize(store, cfg, summary);
+    if (!run.dequantized_out.empty()) io::write_safetensors(run.dequantized_out, dequant_out);
+  }
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
   return report;
 }

@@ -11,6 +11,7 @@
 #include "core/log.h"
 #include "gptq/error.h"
 #include "gptq/runtime.h"
+#include "pipeline/sharded_hessian.h"
 #include "quant/damp_search.h"
 
 namespace gptq::pipeline {
@@ -163,11 +164,115 @@ checkpoint::PackedLinear read_packed(const io::SafetensorsFile& part, const std:
   return p;
 }
 
+namespace {
+
+class ByteWriter {
+ public:
+  template <typename T>
+  void pod(const T& v) {
+    const auto* p = reinterpret_cast<const uint8_t*>(&v);
+    out.insert(out.end(), p, p + sizeof(T));
+  }
+  void str(const std::string& s) {
+    pod<uint64_t>(s.size());
+    out.insert(out.end(), s.begin(), s.end());
+  }
+  template <typename T>
+  void vec(const std::vector<T>& v) {
+    pod<uint64_t>(v.size());
+    const auto* p = reinterpret_cast<const uint8_t*>(v.data());
+    out.insert(out.end(), p, p + v.size() * sizeof(T));
+  }
+  std::vector<uint8_t> out;
+};
+
+class ByteReader {
+ public:
+  explicit ByteReader(const std::vector<uint8_t>& b) : b_(b) {}
+  template <typename T>
+  T pod() {
+    T v;
+    std::memcpy(&v, take(sizeof(T)), sizeof(T));
+    return v;
+  }
+  std::string str() {
+    const auto n = pod<uint64_t>();
+    const uint8_t* p = take(n);
+    return std::string(reinterpret_cast<const char*>(p), n);
+  }
+  template <typename T>
+  std::vector<T> vec() {
+    const auto n = pod<uint64_t>();
+    if (n > b_.size()) bad();
+    std::vector<T> v(n);
+    if (n) std::memcpy(v.data(), take(n * sizeof(T)), n * sizeof(T));
+    return v;
+  }
+  bool done() const { return pos_ == b_.size(); }
+
+ private:
+  [[noreturn]] void bad() const {
+    throw Error(ErrorKind::kFormat, "dist: a malformed layer result came from rank 0 (same gptq build on every rank?)");
+  }
+  const uint8_t* take(size_t n) {
+    if (n > b_.size() - pos_) bad();
+    const uint8_t* p = b_.data() + pos_;
+    pos_ += n;
+    return p;
+  }
+  const std::vector<uint8_t>& b_;
+  size_t pos_ = 0;
+};
+
+}  // namespace
+
+std::vector<uint8_t> encode_results(const std::vector<ModuleReport>& reports,
+                                    const std::vector<checkpoint::PackedLinear>& packed) {
+  ByteWriter w;
+  w.pod<uint64_t>(reports.size());
+  for (const auto& r : reports) {
+    w.str(r.module);
+    w.pod(r.bits), w.pod(r.group_size), w.pod(r.n), w.pod(r.k), w.pod(r.loss), w.pod(r.damp), w.pod(r.seconds);
+    w.str(r.note);
+  }
+  w.pod<uint64_t>(packed.size());
+  for (const auto& p : packed) {
+    w.str(p.module);
+    w.pod(p.n), w.pod(p.k), w.pod(p.groups), w.pod(p.bits);
+    w.vec(p.qweight), w.vec(p.qzeros), w.vec(p.scales), w.vec(p.g_idx), w.vec(p.bias);
+  }
+  return std::move(w.out);
+}
+
+void decode_results(const std::vector<uint8_t>& bytes, std::vector<ModuleReport>& reports,
+                    std::vector<checkpoint::PackedLinear>& packed) {
+  ByteReader rd(bytes);
+  const auto nr = rd.pod<uint64_t>();
+  for (uint64_t i = 0; i < nr; ++i) {
+    ModuleReport r;
+    r.module = rd.str();
+    r.bits = rd.pod<int>(), r.group_size = rd.pod<int>(), r.n = rd.pod<int64_t>(), r.k = rd.pod<int64_t>();
+    r.loss = rd.pod<double>(), r.damp = rd.pod<double>(), r.seconds = rd.pod<double>();
+    r.note = rd.str();
+    reports.push_back(std::move(r));
+  }
+  const auto np = rd.pod<uint64_t>();
+  for (uint64_t i = 0; i < np; ++i) {
+    checkpoint::PackedLinear p;
+    p.module = rd.str();
+    p.n = rd.pod<int64_t>(), p.k = rd.pod<int64_t>(), p.groups = rd.pod<int64_t>(), p.bits = rd.pod<int>();
+    p.qweight = rd.vec<int32_t>(), p.qzeros = rd.vec<int32_t>(), p.scales = rd.vec<uint16_t>();
+    p.g_idx = rd.vec<int32_t>(), p.bias = rd.vec<uint16_t>();
+    packed.push_back(std::move(p));
+  }
+  if (!rd.done()) throw Error(ErrorKind::kFormat, "dist: trailing bytes in a layer result from rank 0");
+}
+
 QuantizationPipeline::QuantizationPipeline(const model::Decoder& decoder, const QuantizeConfig& q,
-                                           std::vector<std::vector<int32_t>> samples)
+                                           std::vector<std::vector<int32_t>> samples, dist::Group group)
     : dec_(decoder), q_(q), params_(to_params(q)), base_(base_config(q)), format_(resolve_format(q)),
       calib_(resolve_calib_dtype(q) == "bf16" ? quant::CalibDtype::kBf16 : quant::CalibDtype::kFp32),
-      samples_(std::move(samples)) {}
+      samples_(std::move(samples)), group_(group), shard_size_(shard_samples(static_cast<int64_t>(samples_.size()))) {}
 
 int64_t QuantizationPipeline::tokens() const {
   int64_t n = 0;
@@ -178,12 +283,14 @@ int64_t QuantizationPipeline::tokens() const {
 void QuantizationPipeline::start(const std::function<void(int32_t, float*)>& embed_row,
                                  const std::vector<float>& positions) {
   const int64_t D = dec_.config().hidden_size;
-  hidden_.clear();
-  for (const auto& s : samples_) {
+  hidden_.assign(samples_.size(), {});
+  for (size_t j = 0; j < samples_.size(); ++j) {
+    if (!owns(j)) continue;
+    const auto& s = samples_[j];
     std::vector<float> h(s.size() * static_cast<size_t>(D));
     for (size_t i = 0; i < s.size(); ++i) embed_row(s[i], h.data() + i * D);
     dec_.finish_embedding(h.data(), static_cast<int64_t>(s.size()), 0, positions);
-    hidden_.push_back(std::move(h));
+    hidden_[j] = std::move(h);
   }
 }
 
@@ -192,6 +299,7 @@ void QuantizationPipeline::run_block(const model::BlockWeights& block, const mod
   const auto& c = dec_.config();
   std::vector<float> scratch;
   for (size_t s = 0; s < samples_.size(); ++s) {
+    if (!owns(s)) continue;
     check_interrupt();
     current_sample_ = s;
     const int64_t t = static_cast<int64_t>(samples_[s].size());
@@ -226,6 +334,8 @@ LayerResult QuantizationPipeline::quantize_layer(int64_t layer, model::BlockWeig
     groups = {all};
   }
   LayerResult out;
+  const auto t_layer = std::chrono::steady_clock::now();
+  double exchange_s = 0;  // rank 0: time in the reductions and the broadcast of results
   for (const auto& group : groups) {
     // Which linears of the group are quantized, each with its own settings: the first
     // matching dynamic rule over the base ones. A group larger than K becomes one group per row
@@ -265,53 +375,84 @@ LayerResult QuantizationPipeline::quantize_layer(int64_t layer, model::BlockWeig
     }
     if (todo.empty()) continue;
     // With the damp search, even and odd calibration sequences go to two accumulators (the
-    // folds of the cross-validation); H for the final solve is their token-weighted mean.
+    // folds of the cross-validation); H for the final solve is their token-weighted mean. Each
+    // is summed over canonical shards in a fixed order (sharded_hessian.h).
     const bool search = q_.damp_search && !rtn;
-    std::map<Role, quant::HessianAccumulator> acc, acc_odd;
+    std::map<Role, ShardedHessian> acc, acc_odd;
     std::map<Role, int> users;  // linears of each input slot still to quantize
     std::optional<Role> stop_at;
     for (Role r : todo) {
       const Role slot = desc.input_slot(r);
       ++users[slot];
-      if (!acc.count(slot)) acc.emplace(slot, quant::HessianAccumulator(block.at(r).k(), calib_));
-      if (search && !acc_odd.count(slot)) acc_odd.emplace(slot, quant::HessianAccumulator(block.at(r).k(), calib_));
+      if (!acc.count(slot)) acc.emplace(slot, ShardedHessian(block.at(r).k(), group_, calib_));
+      if (search && !acc_odd.count(slot)) acc_odd.emplace(slot, ShardedHessian(block.at(r).k(), group_, calib_));
       if (!stop_at || desc.input_order(slot) > desc.input_order(*stop_at)) stop_at = slot;
     }
+    // Tokens of each fold over all samples (every rank knows every sample's length).
+    int64_t tok_even = 0, tok_odd = 0;
+    for (size_t i = 0; i < samples_.size(); ++i) {
+      (search && i % 2 == 1 ? tok_odd : tok_even) += static_cast<int64_t>(samples_[i].size());
+    }
+    const int64_t nshards = (static_cast<int64_t>(samples_.size()) + shard_size_ - 1) / shard_size_;
     if (!rtn) {
       model::LinearInputHook hook = [&](Role r, const float* x, int64_t t) {
         auto& target = search && current_sample_ % 2 == 1 ? acc_odd : acc;
         auto it = target.find(r);
-        if (it != target.end()) it->second.add(x, t);
+        if (it != target.end()) it->second.add(static_cast<int64_t>(current_sample_) / shard_size_, x, t);
       };
       run_block(block, &hook, stop_at, false);
     }
     // Per slot with the damp search: the two folds' Hessians, and H (their token-weighted mean).
+    // The reductions are collective: every rank runs them, for the slots in the same order; the
+    // Hessians exist on rank 0 only, which solves.
     struct Folds {
       std::vector<double> ha, hb, h;
     };
     std::map<Role, Folds> folds;
-    auto folds_of = [&](Role slot) -> Folds& {
-      auto it = folds.find(slot);
-      if (it != folds.end()) return it->second;
-      Folds f;
-      const auto& a = acc.at(slot);
-      const auto& b = acc_odd.at(slot);
-      f.ha = a.hessian();
-      f.hb = b.hessian();
-      const double wa = static_cast<double>(a.tokens()), wb = static_cast<double>(b.tokens());
-      if (wb == 0) {  // a single calibration sequence: nothing to hold out
-        f.hb = f.ha;
+    std::map<Role, std::vector<double>> hessians;
+    const auto t_exchange = std::chrono::steady_clock::now();
+    if (!rtn) {
+      for (auto& [slot, a] : acc) {
+        if (search) {
+          Folds f;
+          f.ha = a.reduce(nshards, tok_even);
+          f.hb = acc_odd.at(slot).reduce(nshards, tok_odd);
+          if (group_.root()) {
+            const double wa = static_cast<double>(tok_even), wb = static_cast<double>(tok_odd);
+            if (wb == 0) f.hb = f.ha;  // a single calibration sequence: nothing to hold out
+            f.h.resize(f.ha.size());
+            for (size_t i = 0; i < f.h.size(); ++i) f.h[i] = (wa * f.ha[i] + wb * f.hb[i]) / (wa + wb);
+          }
+          folds.emplace(slot, std::move(f));
+        } else {
+          hessians.emplace(slot, a.reduce(nshards, tok_even));
+        }
       }
-      f.h.resize(f.ha.size());
-      for (size_t i = 0; i < f.h.size(); ++i) f.h[i] = (wa * f.ha[i] + wb * f.hb[i]) / (wa + wb);
-      acc.erase(slot);
-      acc_odd.erase(slot);
-      return folds.emplace(slot, std::move(f)).first->second;
-    };
+      acc.clear();
+      acc_odd.clear();
+    }
+    exchange_s += seconds_since(t_exchange);
+    if (!group_.root()) {
+      // Rank 0 solves; take its results.
+      std::vector<uint8_t> bytes;
+      group_.broadcast(bytes);
+      std::vector<ModuleReport> reps;
+      std::vector<checkpoint::PackedLinear> packed;
+      decode_results(bytes, reps, packed);
+      for (size_t i = 0; i < packed.size(); ++i) {
+        for (Role r : todo) {
+          if (desc.block_module(static_cast<int>(layer), desc.linear(r).name) != packed[i].module) continue;
+          block.at(r).mutable_weight() = model::dequantize_packed(packed[i], format_);
+        }
+        out.reports.push_back(reps[i]);
+        out.packed.push_back(std::move(packed[i]));
+      }
+      continue;
+    }
+    const size_t first_solved = out.packed.size(), first_report = out.reports.size();
     // Keyed by act-order too: linears sharing an input may differ in it (dynamic rules).
     std::map<std::tuple<Role, double, bool>, quant::HessianFactor> searched;
     std::map<std::pair<Role, bool>, quant::HessianFactor> factors;
-    std::map<Role, std::vector<double>> hessians;
     for (Role r : todo) {
       check_interrupt();
       const auto t0 = std::chrono::steady_clock::now();
@@ -325,7 +466,7 @@ LayerResult QuantizationPipeline::quantize_layer(int64_t layer, model::BlockWeig
       if (rtn) {
         res = quant::rtn_quantize(lin.weight().data(), lin.n(), lin.k(), pm);
       } else if (search) {
-        Folds& fo = folds_of(desc.input_slot(r));
+        Folds& fo = folds.at(slot);
         const quant::DampChoice choice = quant::choose_damp(lin.weight().data(), lin.n(), lin.k(), fo.ha, fo.hb,
                                                             pm, quant::default_damp_candidates());
         quant::QuantParams pc = pm;
@@ -338,10 +479,6 @@ LayerResult QuantizationPipeline::quantize_layer(int64_t layer, model::BlockWeig
         // Linears that share an input (q/k/v, gate/up) share one factorization of its Hessian
         // per act-order setting. The accumulator is dropped as soon as H is out, and H after its
         // last user: at K = 5632 each copy is 250 MB.
-        if (!hessians.count(slot)) {
-          hessians.emplace(slot, acc.at(slot).hessian());
-          acc.erase(slot);
-        }
         auto f = factors.find({slot, pm.desc_act});
         if (f == factors.end()) {
           f = factors.emplace(std::pair{slot, pm.desc_act}, quant::prepare_hessian(hessians.at(slot), lin.k(), pm)).first;
@@ -367,8 +504,21 @@ LayerResult QuantizationPipeline::quantize_layer(int64_t layer, model::BlockWeig
       out.reports.push_back(rep);
       out.packed.push_back(std::move(packed));
     }
+    if (group_.size() > 1) {
+      std::vector<ModuleReport> reps(out.reports.begin() + static_cast<std::ptrdiff_t>(first_report), out.reports.end());
+      std::vector<checkpoint::PackedLinear> packed(out.packed.begin() + static_cast<std::ptrdiff_t>(first_solved),
+                                                   out.packed.end());
+      std::vector<uint8_t> bytes = encode_results(reps, packed);
+      const auto t_send = std::chrono::steady_clock::now();
+      group_.broadcast(bytes);
+      exchange_s += seconds_since(t_send);
+    }
   }
   if (!rtn) run_block(block, nullptr, std::nullopt, true);
+  if (group_.size() > 1 && group_.root()) {
+    core::log_info("layer {}: {:.3f} s of {:.3f} s in the exchange (Hessians in, results out, waits included)", layer,
+                   exchange_s, seconds_since(t_layer));
+  }
   return out;
 }
 

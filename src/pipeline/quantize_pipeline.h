@@ -9,6 +9,7 @@
 #include "arch/arch.h"
 #include "checkpoint/gptq_checkpoint.h"
 #include "config/model_config.h"
+#include "dist/dist.h"
 #include "gptq/quantize.h"
 #include "model/decoder.h"
 #include "model/weights.h"
@@ -44,7 +45,11 @@ checkpoint::QuantizationSummary make_summary(const QuantizeConfig& q, const conf
 
 class QuantizationPipeline {
  public:
-  QuantizationPipeline(const model::Decoder& decoder, const QuantizeConfig& q, std::vector<std::vector<int32_t>> samples);
+  // With a group of several ranks (quantize_model under mpirun), this rank keeps and runs only
+  // the samples of its shards (sharded_hessian.h); rank 0 solves every linear and sends the
+  // packed results to the others, so every rank ends each layer with the same weights.
+  QuantizationPipeline(const model::Decoder& decoder, const QuantizeConfig& q, std::vector<std::vector<int32_t>> samples,
+                       dist::Group group = dist::Group::single());
 
   // Sets every sample's hidden state to its embedding. `embed_row(id, out)` writes row id of the
   // embedding matrix (so callers can read rows straight from a mapped file).
@@ -62,6 +67,10 @@ class QuantizationPipeline {
   int64_t tokens() const;
 
  private:
+  bool owns(size_t sample) const {
+    return static_cast<int64_t>(sample) / shard_size_ % group_.size() == group_.rank();
+  }
+
   void run_block(const model::BlockWeights& block, const model::LinearInputHook* hook, std::optional<arch::Role> stop_at,
                  bool update_hidden);
 
@@ -74,7 +83,15 @@ class QuantizationPipeline {
   std::vector<std::vector<int32_t>> samples_;
   std::vector<std::vector<float>> hidden_;  // per sample [T_s, D]
   size_t current_sample_ = 0;               // the sample run_block is on (hooks read it)
+  dist::Group group_;
+  int64_t shard_size_ = 8;                  // samples per canonical shard
 };
+
+// Solved linears as bytes, for sending from rank 0 to the other ranks (same build on every rank).
+std::vector<uint8_t> encode_results(const std::vector<ModuleReport>& reports,
+                                    const std::vector<checkpoint::PackedLinear>& packed);
+void decode_results(const std::vector<uint8_t>& bytes, std::vector<ModuleReport>& reports,
+                    std::vector<checkpoint::PackedLinear>& packed);
 
 // Packs a quantization result for disk in the given format ("gptq" or "gptq_v2").
 checkpoint::PackedLinear pack_result(const std::string& module, const quant::QuantResult& r, const std::string& format,

@@ -156,17 +156,7 @@ void HessianAccumulator::accumulate(const float* x, int64_t rows) {
 }
 
 std::vector<double> HessianAccumulator::hessian() const {
-  std::vector<double> h = sum_;
-  if (pending_rows_ > 0) {
-    // The buffered tail goes through the same chunk path, as it would when the chunk fills.
-    if (dtype_ == CalibDtype::kBf16) {
-      std::vector<uint32_t> packed;
-      accumulate_chunk_bf16(pending_.data(), pending_rows_, k_, h.data(), packed);
-    } else {
-      std::vector<float> scratch;
-      accumulate_chunk(pending_.data(), pending_rows_, k_, h.data(), scratch);
-    }
-  }
+  std::vector<double> h = raw_sum();
   // Scale the upper triangle and mirror it, in 64 x 64 tiles so that the strided (mirrored)
   // side stays in cache.
   const double scale = n_ > 0 ? 2.0 / static_cast<double>(n_) : 0.0;
@@ -181,6 +171,21 @@ std::vector<double> HessianAccumulator::hessian() const {
       for (int64_t j = j0; j < j1; ++j) {
         for (int64_t i = i0; i < std::min(i1, j); ++i) h[j * k_ + i] = h[i * k_ + j];
       }
+    }
+  }
+  return h;
+}
+
+std::vector<double> HessianAccumulator::raw_sum() const {
+  std::vector<double> h = sum_;
+  if (pending_rows_ > 0) {
+    // The buffered tail goes through the same chunk path, as it would when the chunk fills.
+    if (dtype_ == CalibDtype::kBf16) {
+      std::vector<uint32_t> packed;
+      accumulate_chunk_bf16(pending_.data(), pending_rows_, k_, h.data(), packed);
+    } else {
+      std::vector<float> scratch;
+      accumulate_chunk(pending_.data(), pending_rows_, k_, h.data(), scratch);
     }
   }
   return h;

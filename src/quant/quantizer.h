@@ -88,6 +88,10 @@ class HessianAccumulator {
   int64_t tokens() const { return n_; }
   // H as [K, K] (scaled by 2/n; zeros when no token was added).
   std::vector<double> hessian() const;
+  // The unscaled sum of x x^T so far, buffered tail included exactly as hessian() adds it, as
+  // [K, K] whose upper triangle (j >= i) holds the sum (the rest is unspecified): partial sums
+  // that callers add in a fixed order (pipeline::ShardedHessian).
+  std::vector<double> raw_sum() const;
 
  private:
   void accumulate(const float* x, int64_t rows);  // one chunk into sum_

@@ -1,11 +1,15 @@
 #include <unistd.h>
 
+#include <fmt/format.h>
+
 #include <csignal>
 #include <filesystem>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "core/log.h"
+#include "dist/dist.h"
 #include "gptq/gptq.h"
 
 namespace gptq::cli {
@@ -124,7 +128,26 @@ Runner add_quantize(CLI::App& app) {
     run.dequantized_out = a->dequant;
     std::signal(SIGINT, on_interrupt);
     std::signal(SIGTERM, on_interrupt);
-    const QuantizeReport r = quantize_model(a->model, folder, a->q, a->c, run);
+    // Under mpirun (-np N) every rank runs the same command; rank 0 logs, prints and writes.
+    const dist::Group group = dist::Group::world();
+    if (!group.root()) core::set_log_level(core::LogLevel::kError);
+    QuantizeReport r;
+    try {
+      r = quantize_model(a->model, folder, a->q, a->c, run);
+    } catch (const dist::GroupError& e) {
+      if (group.size() == 1) throw;
+      // Every rank has this error (it names the failing ranks): each stops on its own.
+      std::fprintf(stderr, "gptq: error: %s\n", e.what());
+      dist::finalize();
+      return 1;
+    } catch (const std::exception& e) {
+      if (group.size() == 1) throw;
+      // Ends every rank: none may wait on this one.
+      std::fflush(stdout);
+      dist::abort(fmt::format("gptq: error: rank {} of {}: {}", group.rank(), group.size(), e.what()), 1);
+    }
+    dist::finalize();
+    if (!group.root()) return 0;
     if (to_gguf) {
       const GgufExportReport g = export_gguf(folder, a->out, a->gguf);
       std::filesystem::remove_all(folder);
