@@ -92,7 +92,8 @@ TEST(ShardedHessian, NoTokensGivesZeros) {
 TEST(DistWire, LayerResultsRoundTrip) {
   ModuleReport r;
   r.module = "model.layers.1.mlp.down_proj";
-  r.bits = 3, r.group_size = 64, r.n = 32, r.k = 64, r.loss = 1.25, r.damp = 0.02, r.seconds = 0.5, r.note = "x";
+  r.bits = 3, r.group_size = 64, r.n = 32, r.k = 64, r.loss = 1.25, r.damp = 0.02, r.seconds = 0.5;
+  r.note.push_back('x');  // not r.note = "x": GCC 12 -Wrestrict misfires on that assignment
   checkpoint::PackedLinear p;
   p.module = r.module, p.n = 32, p.k = 64, p.groups = 1, p.bits = 3;
   p.qweight = {1, -2, 3}, p.qzeros = {4}, p.scales = {0x3c00, 0x4000}, p.g_idx = {0, 0}, p.bias = {};
