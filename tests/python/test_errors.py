@@ -55,9 +55,9 @@ def test_malformed_files_are_value_errors_naming_the_file(tmp_path):
         gptq_cpp.AutoGPTQForCausalLM.from_quantized(bad)
     assert isinstance(e.value, gptq_cpp.GPTQError) and "config.json" in str(e.value)
     cfg = json.loads((STORIES / "config.json").read_text())
-    cfg["model_type"] = "gpt_neox"
+    cfg["model_type"] = "gpt_bigcode"
     (bad / "config.json").write_text(json.dumps(cfg), encoding="utf-8")
-    with pytest.raises(NotImplementedError, match="gpt_neox"):
+    with pytest.raises(NotImplementedError, match="gpt_bigcode"):
         gptq_cpp.AutoGPTQForCausalLM.from_pretrained(bad, gptq_cpp.BaseQuantizeConfig())
 
 
