@@ -10,27 +10,6 @@ namespace gptq::pipeline {
 
 int64_t shard_samples(int64_t nsamples) { return std::max<int64_t>(8, (nsamples + 63) / 64); }
 
-std::vector<double> hessian_from_sum(std::vector<double> h, int64_t k, int64_t tokens) {
-  if (static_cast<int64_t>(h.size()) != k * k) {
-    throw Error(ErrorKind::kArgument, fmt::format("hessian_from_sum: {} values for K = {}", h.size(), k));
-  }
-  const double scale = tokens > 0 ? 2.0 / static_cast<double>(tokens) : 0.0;
-  constexpr int64_t kTile = 64;
-  for (int64_t i0 = 0; i0 < k; i0 += kTile) {
-    const int64_t i1 = std::min(k, i0 + kTile);
-    for (int64_t j0 = i0; j0 < k; j0 += kTile) {
-      const int64_t j1 = std::min(k, j0 + kTile);
-      for (int64_t i = i0; i < i1; ++i) {
-        for (int64_t j = std::max(i, j0); j < j1; ++j) h[i * k + j] *= scale;
-      }
-      for (int64_t j = j0; j < j1; ++j) {
-        for (int64_t i = i0; i < std::min(i1, j); ++i) h[j * k + i] = h[i * k + j];
-      }
-    }
-  }
-  return h;
-}
-
 ShardedHessian::ShardedHessian(int64_t k, const dist::Group& group, quant::CalibDtype dtype)
     : k_(k), group_(group), dtype_(dtype) {
   if (k < 1) throw Error(ErrorKind::kArgument, fmt::format("ShardedHessian: K = {} must be >= 1", k));
@@ -71,7 +50,7 @@ std::vector<double> ShardedHessian::reduce(int64_t nshards, int64_t tokens) {
   const size_t kk = static_cast<size_t>(k_ * k_);
   if (group_.size() == 1) {
     if (total_.empty()) total_.assign(kk, 0.0);
-    return hessian_from_sum(std::move(total_), k_, tokens);
+    return quant::HessianAccumulator::hessian_from_sum(std::move(total_), k_, tokens);
   }
   const int n = group_.size();
   if (!group_.root()) {
@@ -97,7 +76,7 @@ std::vector<double> ShardedHessian::reduce(int64_t nshards, int64_t tokens) {
       add_into(total, buf);
     }
   }
-  return hessian_from_sum(std::move(total), k_, tokens);
+  return quant::HessianAccumulator::hessian_from_sum(std::move(total), k_, tokens);
 }
 
 }  // namespace gptq::pipeline

@@ -22,10 +22,6 @@ namespace gptq::pipeline {
 // Samples per shard: max(8, ceil(nsamples / 64)), so at most 64 shards.
 int64_t shard_samples(int64_t nsamples);
 
-// [K, K] H from an unscaled sum whose upper triangle holds the values: scaled by 2/tokens (zeros
-// when tokens is 0) and mirrored, as HessianAccumulator::hessian() does.
-std::vector<double> hessian_from_sum(std::vector<double> sum, int64_t k, int64_t tokens);
-
 // The Hessian of one input slot (one fold of the damp search) over the shards a rank owns.
 class ShardedHessian {
  public:

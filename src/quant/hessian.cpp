@@ -155,21 +155,25 @@ void HessianAccumulator::accumulate(const float* x, int64_t rows) {
   }
 }
 
-std::vector<double> HessianAccumulator::hessian() const {
-  std::vector<double> h = raw_sum();
+std::vector<double> HessianAccumulator::hessian() const { return hessian_from_sum(raw_sum(), k_, n_); }
+
+std::vector<double> HessianAccumulator::hessian_from_sum(std::vector<double> h, int64_t k, int64_t tokens) {
+  if (static_cast<int64_t>(h.size()) != k * k) {
+    throw Error(ErrorKind::kArgument, fmt::format("hessian_from_sum: {} values for K = {}", h.size(), k));
+  }
   // Scale the upper triangle and mirror it, in 64 x 64 tiles so that the strided (mirrored)
   // side stays in cache.
-  const double scale = n_ > 0 ? 2.0 / static_cast<double>(n_) : 0.0;
+  const double scale = tokens > 0 ? 2.0 / static_cast<double>(tokens) : 0.0;
   constexpr int64_t kTile = 64;
-  for (int64_t i0 = 0; i0 < k_; i0 += kTile) {
-    const int64_t i1 = std::min(k_, i0 + kTile);
-    for (int64_t j0 = i0; j0 < k_; j0 += kTile) {
-      const int64_t j1 = std::min(k_, j0 + kTile);
+  for (int64_t i0 = 0; i0 < k; i0 += kTile) {
+    const int64_t i1 = std::min(k, i0 + kTile);
+    for (int64_t j0 = i0; j0 < k; j0 += kTile) {
+      const int64_t j1 = std::min(k, j0 + kTile);
       for (int64_t i = i0; i < i1; ++i) {
-        for (int64_t j = std::max(i, j0); j < j1; ++j) h[i * k_ + j] *= scale;
+        for (int64_t j = std::max(i, j0); j < j1; ++j) h[i * k + j] *= scale;
       }
       for (int64_t j = j0; j < j1; ++j) {
-        for (int64_t i = i0; i < std::min(i1, j); ++i) h[j * k_ + i] = h[i * k_ + j];
+        for (int64_t i = i0; i < std::min(i1, j); ++i) h[j * k + i] = h[i * k + j];
       }
     }
   }

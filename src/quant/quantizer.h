@@ -92,6 +92,9 @@ class HessianAccumulator {
   // [K, K] whose upper triangle (j >= i) holds the sum (the rest is unspecified): partial sums
   // that callers add in a fixed order (pipeline::ShardedHessian).
   std::vector<double> raw_sum() const;
+  // H from such a sum (sum.size() == k * k; Error(kArgument) otherwise) of `tokens` rows: the
+  // upper triangle scaled by 2/tokens (zeros when tokens is 0) and mirrored below.
+  static std::vector<double> hessian_from_sum(std::vector<double> sum, int64_t k, int64_t tokens);
 
  private:
   void accumulate(const float* x, int64_t rows);  // one chunk into sum_

@@ -72,7 +72,7 @@ TEST(ShardedHessian, ShardsSumInOrderToTheNaiveHessian) {
     }
   }
   const auto h = sh.reduce(static_cast<int64_t>(xs.size()), n);
-  const auto expect = hessian_from_sum(by_hand, k, n);
+  const auto expect = quant::HessianAccumulator::hessian_from_sum(by_hand, k, n);
   for (int64_t i = 0; i < k; ++i) {
     for (int64_t j = 0; j < k; ++j) {
       const size_t ij = static_cast<size_t>(i * k + j), ji = static_cast<size_t>(j * k + i);
