@@ -230,13 +230,25 @@ def unpack_axis0(words, bits):
 
 
 def pack_qweight(codes_nk, bits):
-    """codes [N, K] -> qweight [K*b/32, N]: packed along the input dim."""
-    return pack_axis0(np.asarray(codes_nk).T, bits)
+    """codes [N, K] -> qweight [ceil(K*b/32), N]: packed along the input dim. K need not be a
+    multiple of 32 (2/4/8 bits): GPTQModel's pack_original then keeps ceil(K*b/32) rows, the
+    fields of the last word past K left 0."""
+    codes = np.asarray(codes_nk).T
+    k, n = codes.shape
+    pad = (-k) % 32
+    words = pack_axis0(np.concatenate([codes, np.zeros((pad, n), dtype=codes.dtype)], axis=0), bits)
+    return np.ascontiguousarray(words[:-(-k * bits // 32)])
 
 
-def unpack_qweight(qweight, bits):
-    """qweight [K*b/32, N] -> codes [K, N]."""
-    return unpack_axis0(qweight, bits)
+def unpack_qweight(qweight, bits, k=None):
+    """qweight [ceil(K*b/32), N] -> codes [K, N] (K = rows*32/b when not given); the fields past
+    K of a part-filled last word are ignored, as GPTQModel's dequantize_weight cuts them off."""
+    words = np.asarray(qweight)
+    k = words.shape[0] * 32 // bits if k is None else k
+    whole = -(-k // 32) * bits
+    if words.shape[0] < whole:
+        words = np.concatenate([words, np.zeros((whole - words.shape[0], words.shape[1]), dtype=words.dtype)], axis=0)
+    return unpack_axis0(words, bits)[:k]
 
 
 def pack_qzeros(stored_gn, bits):
@@ -290,7 +302,7 @@ def zeros_from_qzeros(qzeros, fmt, bits, n=None):
 
 def dequantize(qweight, qzeros, scales_f32, g_idx, bits, fmt):
     """-> W [N, K] float32, W[n, k] = scales[g_idx[k], n] * (q - z[g_idx[k], n])."""
-    q = unpack_qweight(qweight, bits)                      # [K, N]
+    q = unpack_qweight(qweight, bits, len(g_idx))          # [K, N]
     z = zeros_from_qzeros(qzeros, fmt, bits, q.shape[1])  # [G, N]
     g = np.asarray(g_idx, dtype=np.int64)
     w = scales_f32[g, :] * (q - z[g, :]).astype(np.float32)  # [K, N]; exact in fp32
@@ -419,8 +431,12 @@ def cmd_pack(args):
         module = m.group(1)
         n, k = src.shape(name)
         sch = module_scheme(module, base_qc)
-        odd_n = n % 32 and getattr(args, "odd_n", False) and (sch or {}).get("bits") != 3
-        if (n % 32 and not odd_n) or k % 32 or sch is None:
+        # GPTQModel's packer takes N and K not multiples of 32 at 2, 4 and 8 bits (ceil(N*b/32)
+        # qzeros words, ceil(K*b/32) qweight rows); at 3 bits it fails on them.
+        not3 = (sch or {}).get("bits") != 3
+        odd_n = n % 32 and getattr(args, "odd_n", False) and not3
+        odd_k = k % 32 and getattr(args, "odd_k", False) and not3
+        if (n % 32 and not odd_n) or (k % 32 and not odd_k) or sch is None:
             unquantized.append(module)
             continue
         w = src.f32(name)
@@ -569,14 +585,17 @@ def check_linear(folder, module, qc, problems):
             return None
     if module + ".weight" in folder.where:
         problems.append(f"{module}: both .weight and .qweight present")
-    qws = folder.shape(names["qweight"])
-    if len(qws) != 2 or qws[0] * 32 % bits:
-        problems.append(f"{module}: qweight shape {list(qws)} is not [K*{bits}/32, N]")
+    qws, gis = folder.shape(names["qweight"]), folder.shape(names["g_idx"])
+    if len(qws) != 2 or len(gis) != 1:
+        problems.append(f"{module}: qweight shape {list(qws)} / g_idx shape {list(gis)} are not "
+                        f"[ceil(K*{bits}/32), N] / [K]")
         return None
-    k, n = qws[0] * 32 // bits, qws[1]
+    # K from g_idx (always written): qweight's ceil(K*b/32) rows do not give K when it is not a
+    # multiple of 32.
+    k, n = gis[0], qws[1]
     gsz = k if qc["group_size"] == -1 else qc["group_size"]
     groups = -(-k // gsz)
-    expect = {"qweight": ("I32", (k * bits // 32, n)), "qzeros": ("I32", (groups, -(-n * bits // 32))),
+    expect = {"qweight": ("I32", (-(-k * bits // 32), n)), "qzeros": ("I32", (groups, -(-n * bits // 32))),
               "scales": ("F16", (groups, n)), "g_idx": ("I32", (k,))}
     ok = True
     for leaf, (dt, shape) in expect.items():
@@ -588,8 +607,8 @@ def check_linear(folder, module, qc, problems):
         got = (folder.dtype(names["bias"]), folder.shape(names["bias"]))
         if got != ("F16", (n,)):
             problems.append(f"{names['bias']}: expected F16 [{n}], found {got[0]} {list(got[1])}")
-    if k % 32 or (n % 32 and bits == 3):
-        problems.append(f"{module}: K = {k} (and N = {n} at 3 bits) must be multiples of 32")
+    if bits == 3 and (k % 32 or n % 32):
+        problems.append(f"{module}: at 3 bits K = {k} and N = {n} must be multiples of 32")
         ok = False
     if not ok:
         return None
@@ -820,6 +839,11 @@ def cmd_selftest(_args):
         check(np.array_equal(unpack_qzeros(pack_qzeros(z, bits), bits), z),
               f"{bits}-bit qzeros pack/unpack")
         check(pack_qweight(codes, bits).shape == (96 * bits // 32, 64), f"{bits}-bit qweight shape")
+        if bits != 3:  # K = 44: the last word part-filled, its fields past K zero
+            odd = pack_qweight(codes[:, :44], bits)
+            check(odd.shape == (-(-44 * bits // 32), 64)
+                  and np.array_equal(unpack_qweight(odd, bits, 44).T, codes[:, :44])
+                  and not (unpack_qweight(odd, bits)[44:] != 0).any(), f"{bits}-bit qweight of K = 44")
     # v1 asymmetric words, by hand: 4-bit zero points 0, 3, 0, ... 0 (field 0 and 2..7 zero) are
     # the v2 word 0x00000030; minus 0x11111111 modulo 2^32 that is 0xEEEEEF1F: field 0 a wrapped
     # 15 that borrowed from field 1 (3 - 1 - 1 = 1), field 2 another wrapped 15 whose borrow runs
@@ -893,6 +917,22 @@ def cmd_selftest(_args):
                                                           "self_attn.q_proj", "self_attn.v_proj"]],
               "modules_in_block_to_quantize lists the quantized suffixes", qc)
         check("lm_head.weight" not in Folder(out).where, "tied lm_head not written")
+        # The same shapes quantized as GPTQModel packs them (gate/up N = 80: ceil(N*b/32) qzeros
+        # words; down K = 80: ceil(K*b/32) qweight rows, a last group of 16 columns), at each
+        # bit width its packer takes them.
+        for b, fmt, act in ((2, "gptq", False), (4, "gptq", False), (8, "gptq_v2", False), (4, "gptq", True)):
+            out = os.path.join(tmp, f"out80-{b}{fmt}{act}")
+            rc, text = run_quiet(cmd_pack, argparse.Namespace(
+                source=src80, out=out, force=False, reference=None, max_shard_bytes=None, bits=b,
+                group_size=32, desc_act=act, asym=not act, format=fmt, odd_n=True, odd_k=True))
+            check(rc == 0 and "0 left as they were" in text, f"pack {b}-bit odd N and K", text)
+            rc, text = run_quiet(cmd_verify, argparse.Namespace(
+                out_dir=out, reference=os.path.join(out, "reference.safetensors"), atol=0.0))
+            check(rc == 0, f"verify {b}-bit odd N and K", text)
+            f = Folder(out)
+            check(f.shape("model.layers.0.mlp.down_proj.qweight") == (-(-80 * b // 32), 64)
+                  and f.shape("model.layers.0.mlp.down_proj.scales") == (3, 64),
+                  f"{b}-bit K = 80: qweight [ceil(K*b/32), N], scales [ceil(K/g), N]")
 
         # verify catches broken folders.
         def broken(name, mutate, expect):
@@ -979,6 +1019,9 @@ def main(argv=None):
     p.add_argument("--format", choices=("gptq", "gptq_v2"), default="gptq")
     p.add_argument("--odd-n", action="store_true",
                    help="also quantize linears whose N is not a multiple of 32 (GPTQModel's ceil(N*b/32) qzeros)")
+    p.add_argument("--odd-k", action="store_true",
+                   help="also quantize linears whose K is not a multiple of 32 (GPTQModel's ceil(K*b/32) qweight "
+                        "rows, a partial last group)")
     p.add_argument("--dynamic", default=None,
                    help='JSON object of GPTQModel "dynamic" rules, e.g. {"+:.*o_proj": {"bits": 8}}')
     p.add_argument("--max-shard-bytes", type=int, default=None)

@@ -437,6 +437,20 @@ GgufExportReport export_gguf(const fs::path& model_dir, const fs::path& out,
     const std::vector<uint64_t> ne = {static_cast<uint64_t>(k), static_cast<uint64_t>(n)};
     const checkpoint::PackedLinear p =
         model::read_packed_linear(store, module, n, k, cfg.quant->for_module(module));
+    if (k % 32 != 0) {
+      // GPTQModel quantizes linears of any K (stories260k's down_proj, K = 172), but a ggml block
+      // holds 32 inputs with one scale: no block type holds these codes, and re-rounding would
+      // need whole blocks too. The dequantized weights go in as F32, which holds them exactly.
+      const auto w = model::dequantize_packed(p, "gptq_v2");
+      auto [type, bytes] = dense_bytes(w, n, k, "f32", order, module);
+      rep.dense_linears++;
+      as.add(name + ".weight", ne, type, std::move(bytes), module,
+             fmt::format("dequantized to F32, exact (K = {} is not a multiple of 32, the width of "
+                         "a ggml block)",
+                         k) +
+                 order_note);
+      return;
+    }
     const auto codes = quant::unpack_qweight(p.qweight.data(), n, k, p.bits);  // [N, K]
     const int64_t np = (n + 31) / 32 * 32;
     const auto padded = quant::unpack_qzeros(p.qzeros.data(), p.groups, np, p.bits);  // [G, np]

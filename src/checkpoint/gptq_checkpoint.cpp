@@ -241,11 +241,14 @@ QuantizedLinearTensors find_quantized_linear(const io::TensorStore& store, const
                 fmt::format("{}: {}: expected positive N and K, found N = {}, K = {}", where,
                             module, n, k));
   }
-  // N need not be a multiple of 32: GPTQModel packs such qzeros rows into ceil(N*b/32) words.
-  if (k % 32 != 0 || (n % 32 != 0 && q.bits == 3)) {
+  // K and N need not be multiples of 32 at 2, 4 and 8 bits: GPTQModel's packer then keeps
+  // ceil(K*b/32) qweight rows and ceil(N*b/32) qzeros words per row, the last word part-filled.
+  // At 3 bits its packer fails on such shapes, so no file has them.
+  if (q.bits == 3 && (k % 32 != 0 || n % 32 != 0)) {
     throw Error(ErrorKind::kShape,
-                fmt::format("{}: {}: packed GPTQ weights need K (inputs) to be a multiple of 32 (and N too "
-                            "at 3 bits), found K = {}, N = {}",
+                fmt::format("{}: {}: 3-bit GPTQ weights need K (inputs) and N (outputs) to be "
+                            "multiples of 32 (no packer writes 3-bit words part-filled), found "
+                            "K = {}, N = {}",
                             where, module, k, n));
   }
   if (q.group_size != -1 && q.group_size <= 0) {
@@ -288,13 +291,17 @@ QuantizedLinearTensors find_quantized_linear(const io::TensorStore& store, const
   };
 
   r.qweight = find(".qweight", true);
+  const int64_t qweight_rows = (k * b + 31) / 32;  // ceil(K*b/32)
   std::string hint;
-  if (r.qweight->shape.size() == 2 && r.qweight->shape[0] != packed_rows(k, q.bits) &&
-      (r.qweight->shape[0] * 32) % k == 0) {
-    hint = fmt::format(" (the config says {} bits; {} rows would mean {} bits)", q.bits,
-                       r.qweight->shape[0], r.qweight->shape[0] * 32 / k);
+  if (r.qweight->shape.size() == 2 && r.qweight->shape[0] != qweight_rows) {
+    for (int other : {2, 3, 4, 8}) {
+      if (other != q.bits && r.qweight->shape[0] == (k * other + 31) / 32) {
+        hint = fmt::format(" (the config says {} bits; {} rows would mean {} bits)", q.bits,
+                           r.qweight->shape[0], other);
+      }
+    }
   }
-  check(r.qweight, {DType::kI32}, {k * b / 32, n}, hint);
+  check(r.qweight, {DType::kI32}, {qweight_rows, n}, hint);
   r.qzeros = find(".qzeros", true);
   check(r.qzeros, {DType::kI32}, {r.groups, (n * b + 31) / 32});
   r.scales = find(".scales", true);

@@ -21,6 +21,8 @@ struct PackedLinear {
   std::string module;              // "model.layers.3.self_attn.q_proj"
   int64_t n = 0, k = 0, groups = 0;
   int bits = 4;
+  // Written by us: K and N multiples of 32. Read from a file (model::read_packed_linear): padded
+  // to whole packs of 32 inputs / outputs, i.e. [ceil(K/32)*b, N] and [G, ceil(N/32)*b].
   std::vector<int32_t> qweight;    // [K*b/32, N]
   std::vector<int32_t> qzeros;     // [G, N*b/32], already in the file's zero convention
   std::vector<uint16_t> scales;    // [G, N] fp16 bits
@@ -125,11 +127,13 @@ std::string quantization_config_json(const QuantizationSummary& s);
 std::string exact_module_regex(const std::string& name);
 
 // Finds the raw tensors of a quantized linear in a store and checks dtypes and shapes against
-// the config before anything is allocated: qweight I32 [K*b/32, N], qzeros I32 [G, N*b/32],
+// the config before anything is allocated: qweight I32 [ceil(K*b/32), N], qzeros I32 [G, ceil(N*b/32)],
 // scales F16 [G, N], g_idx I32 [K] (optional, every value in [0, G)), bias F16/F32/BF16 [N]
-// (optional). qzeros has ceil(N*b/32) words per row when N is not a multiple of 32 (as GPTQModel
-// packs it; not at 3 bits). Throws Error(kUnsupported) for bits not in {2,3,4,8}; Error(kShape)
-// for K not a multiple of 32 (or N at 3 bits), a missing tensor, a wrong dtype or shape, or a g_idx value out of range,
+// (optional). K and N need not be multiples of 32 at 2, 4 and 8 bits: qweight then has
+// ceil(K*b/32) rows and qzeros ceil(N*b/32) words per row, the last word part-filled (as
+// GPTQModel packs them), and G = ceil(K/g) with a partial last group. Throws
+// Error(kUnsupported) for bits not in {2,3,4,8}; Error(kShape) for K or N not a multiple of 32
+// at 3 bits, a missing tensor, a wrong dtype or shape, or a g_idx value out of range,
 // naming the file, the tensor, what was expected and what was found; Error(kConfig) for a bad
 // group size. The tensors are not converted: v1 files store z - 1 per field (zeros_are_v1), and
 // adding the 1 back is the reader's business.

@@ -96,8 +96,9 @@ namespace gptq::model {
 Linear load_quantized_linear(const io::TensorStore& store, const std::string& module, int64_t n, int64_t k,
                              const config::QuantizationConfig& q, bool dequantize = false);
 // Reads "<module>.qweight/.qzeros/.scales/.g_idx" (validated as load_quantized_linear does) into
-// a PackedLinear with v2 zeros (v1 words converted as GPTQModel reads them), qzeros rows padded to
-// whole packs of 32 columns, and g_idx = k / g when the file has none; the bias is not read.
+// a PackedLinear with v2 zeros (v1 words converted as GPTQModel reads them), qweight padded to
+// whole packs of 32 inputs ([ceil(K/32)*b, N]) and qzeros rows to whole packs of 32 columns
+// ([G, ceil(N/32)*b]), and g_idx = k / g when the file has none; the bias is not read.
 // dequantize_packed(p, "gptq_v2") is the checkpoint's dequantized view.
 checkpoint::PackedLinear read_packed_linear(const io::TensorStore& store, const std::string& module, int64_t n,
                                             int64_t k, const config::QuantizationConfig& q);

@@ -54,7 +54,9 @@ void Linear::forward_shared_input(std::span<const Linear* const> layers, const f
 size_t Linear::quantized_weight_bytes() const { return q_->weight_bytes(); }
 
 std::vector<float> dequantize_packed(const checkpoint::PackedLinear& p, const std::string& format) {
-  const auto codes = quant::unpack_qweight(p.qweight.data(), p.n, p.k, p.bits);  // [N, K]
+  // qweight rows padded to whole packs of 32 inputs when K is not a multiple of 32.
+  const int64_t kp = (p.k + 31) / 32 * 32;
+  const auto codes = quant::unpack_qweight(p.qweight.data(), p.n, kp, p.bits);  // [N, kp]
   std::vector<int32_t> words = p.qzeros;
   if (format == "gptq") quant::qzeros_v1_to_v2(words, p.bits);
   // qzeros rows padded to whole packs of 32 columns when N is not a multiple of 32.
@@ -69,7 +71,7 @@ std::vector<float> dequantize_packed(const checkpoint::PackedLinear& p, const st
     for (int64_t k = 0; k < p.k; ++k) {
       const int64_t g = p.g_idx[k];
       const float s = core::fp16_to_fp32(p.scales[g * p.n + n]);
-      w[n * p.k + k] = s * static_cast<float>(static_cast<int32_t>(codes[n * p.k + k]) - zeros[g * p.n + n]);
+      w[n * p.k + k] = s * static_cast<float>(static_cast<int32_t>(codes[n * kp + k]) - zeros[g * p.n + n]);
     }
   }
   return w;
@@ -85,6 +87,11 @@ checkpoint::PackedLinear read_packed_linear(const io::TensorStore& store, const 
   p.bits = t.bits;
   p.groups = t.groups;
   copy_tensor(*t.qweight, p.qweight);
+  if (k % 32 != 0) {
+    // ceil(K*b/32) rows, padded here with zero rows to whole packs of 32 inputs; the codes of
+    // inputs past K (in the part-filled last word and the new rows) are never read.
+    p.qweight.resize(static_cast<size_t>((k + 31) / 32 * t.bits * n), 0);
+  }
   copy_tensor(*t.qzeros, p.qzeros);
   if (n % 32 != 0) {
     // Rows of ceil(N*b/32) words, padded here to whole packs (carries only run upward, so the
@@ -110,7 +117,8 @@ checkpoint::PackedLinear read_packed_linear(const io::TensorStore& store, const 
 Linear load_quantized_linear(const io::TensorStore& store, const std::string& module, int64_t n, int64_t k,
                              const config::QuantizationConfig& q, bool dequantize) {
   const auto t = checkpoint::find_quantized_linear(store, module, n, k, q);
-  // N not a multiple of 32: the kernels need whole packs, so such a linear runs dense.
+  // N not a multiple of 32: the kernels need whole blocks of outputs, so such a linear runs
+  // dense. K not a multiple of 32 is fine for them (the last group is padded at repacking).
   if (n % 32 != 0) dequantize = true;
   if (!dequantize) {
     // The kernels read the checkpoint's tensors once, straight from the mapping, and keep their

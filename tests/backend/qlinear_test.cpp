@@ -43,10 +43,11 @@ void set_field(WordRef words, int bits, int64_t j, uint32_t value) {
   if (off + bits > 32) words(bit / 32 + 1) |= value >> (32 - off);
 }
 
-// codes [N, K] -> qweight [K*b/32, N].
+// codes [N, K] -> qweight [ceil(K*b/32), N]. K need not be a multiple of 32: the fields of the
+// last word past K stay 0, as GPTQModel's pack_original leaves them.
 std::vector<int32_t> pack_qweight(const std::vector<uint8_t>& codes, int64_t n, int64_t k,
                                   int bits) {
-  std::vector<uint32_t> q(static_cast<size_t>(k * bits / 32 * n), 0u);
+  std::vector<uint32_t> q(static_cast<size_t>((k * bits + 31) / 32 * n), 0u);
   for (int64_t c = 0; c < n; ++c) {
     for (int64_t i = 0; i < k; ++i) {
       set_field([&](int64_t r) -> uint32_t& { return q[r * n + c]; }, bits, i, codes[c * k + i]);
@@ -166,7 +167,10 @@ Layer make_layer(const LayerSpec& spec) {
       l.bias[i] = core::fp16_to_fp32(l.bias_fp16[i]);
     }
   }
-  l.qweight = quant::pack_qweight(l.codes.data(), n, k, spec.bits);
+  // quant::pack_qweight (our writer's) takes whole packs of 32 inputs only; other K are packed
+  // by this file's packer, as GPTQModel writes them.
+  l.qweight = k % 32 == 0 ? quant::pack_qweight(l.codes.data(), n, k, spec.bits)
+                          : pack_qweight(l.codes, n, k, spec.bits);
   l.qzeros = quant::pack_qzeros(stored.data(), l.n_groups, n, spec.bits);
   return l;
 }
@@ -377,6 +381,53 @@ TEST(QLinear, GroupsThatNeedPaddingAndImplicitGIdx) {
           expect_matches_reference(l, x, m, y, tolerance(isa),
                                    std::string(isa_name(isa)) + " g=" + std::to_string(group),
                                    x_rounding(isa, spec.bits, m));
+        }
+      }
+    }
+  }
+}
+
+// K not a multiple of 32 (stories260k's down_proj as GPTQModel quantizes it: K = 172, qweight
+// [ceil(K*b/32), N], 6 groups of 32 of which the last holds 12 inputs): the repacker pads the last
+// group. Whatever the fields past K of the part-filled last word hold is ignored, as GPTQModel's
+// dequantize_weight ignores it (they are set to all ones here).
+TEST(QLinear, KNotAMultipleOf32AsGptqModelPacksIt) {
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvxVnni, Isa::kAvx512, Isa::kAmx}) {
+    if (skip_isa(isa)) continue;
+    IsaScope scope(isa);
+    for (int bits : {2, 3, 4, 8}) {
+      for (int group : {32, -1, 48}) {
+        for (bool act : {false, true}) {
+          LayerSpec spec;
+          spec.k = 172;
+          spec.n = 64;
+          spec.bits = bits;
+          spec.group_size = group;
+          spec.act_order = act;
+          spec.sym = act;
+          spec.v2 = !act;
+          spec.seed = static_cast<uint32_t>(bits * 31 + group + act);
+          Layer l = make_layer(spec);
+          ASSERT_EQ(l.qweight.size(), static_cast<size_t>((172 * bits + 31) / 32 * 64));
+          const int64_t used = 172 * bits - (172 * bits + 31) / 32 * 32 + 32;  // bits of the last row in use
+          const uint32_t pad = used == 32 ? 0u : ~((uint32_t{1} << used) - 1u);
+          for (int64_t c = 0; c < 64; ++c) l.qweight[l.qweight.size() - 64 + c] |= static_cast<int32_t>(pad);
+          const QLinear q = QLinear::create(l.view(), "model.layers.0.mlp.down_proj");
+          EXPECT_TRUE(q.permuted());
+          const std::string what = std::string(isa_name(isa)) + " b" + std::to_string(bits) + " g" +
+                                   std::to_string(group) + (act ? " act" : "");
+          const std::vector<float> deq = q.dequantize();
+          int64_t mismatches = 0;
+          for (int64_t c = 0; c < spec.n; ++c)
+            for (int64_t i = 0; i < spec.k; ++i)
+              mismatches += deq[c * spec.k + i] != static_cast<float>(l.w(c, i));
+          EXPECT_EQ(mismatches, 0) << what;
+          for (int64_t m : {1, 3, 9}) {
+            const std::vector<float> x = random_x(m, spec.k, 11);
+            std::vector<float> y(static_cast<size_t>(m * spec.n));
+            q.forward(x.data(), m, y.data());
+            expect_matches_reference(l, x, m, y, tolerance(isa), what, x_rounding(isa, bits, m));
+          }
         }
       }
     }
@@ -699,13 +750,14 @@ TEST(QLinearValidation, FiveBitsIsUnsupported) {
                ErrorKind::kUnsupported, {"model.layers.3.self_attn.q_proj", "5-bit"});
 }
 
-TEST(QLinearValidation, KNotMultipleOf32) {
+// K may be any positive size (KNotAMultipleOf32AsGptqModelPacksIt); N must be a multiple of 32.
+TEST(QLinearValidation, KNotPositiveOrNNotMultipleOf32) {
   LayerSpec spec;
   const Layer l = make_layer(spec);
   QuantizedLinearView v = l.view();
-  v.k = 100;
+  v.k = 0;
   expect_error([&] { QLinear::create(v, "blk.o_proj"); }, ErrorKind::kShape,
-               {"blk.o_proj", "K = 100", "N = 32"});
+               {"blk.o_proj", "K = 0", "N = 32"});
   v = l.view();
   v.n = 40;
   expect_error([&] { QLinear::create(v, "blk.o_proj"); }, ErrorKind::kShape,

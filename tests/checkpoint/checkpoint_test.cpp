@@ -793,11 +793,74 @@ TEST_F(FindQuantizedLinear, UnsupportedBitsAndSizes) {
   const io::TensorStore s = store();
   const std::string m = expect_error(ErrorKind::kUnsupported, [&] { find_quantized_linear(s, "blk.lin", 64, 128, cfg(5)); });
   EXPECT_NE(m.find("5"), std::string::npos) << m;
+  // K = 120 is readable (ceil(K*b/32) = 15 rows), but this file's qweight has 16.
   const std::string m2 = expect_error(ErrorKind::kShape, [&] { find_quantized_linear(s, "blk.lin", 64, 120, cfg()); });
-  EXPECT_NE(m2.find("K = 120"), std::string::npos) << m2;
+  EXPECT_NE(m2.find("blk.lin.qweight"), std::string::npos) << m2;
+  EXPECT_NE(m2.find("expected I32 [15, 64]"), std::string::npos) << m2;
   expect_error(ErrorKind::kShape, [&] { find_quantized_linear(s, "blk.lin", 48, 128, cfg()); });
   // A config at another bit width than the file.
   expect_error(ErrorKind::kShape, [&] { find_quantized_linear(s, "blk.lin", 64, 128, cfg(8)); });
+}
+
+// K and N not multiples of 32, as GPTQModel 7.7 packs stories260k's MLP (gate/up K = 64,
+// N = 172; down K = 172, N = 64) at 4 bits, g = 32: qweight [ceil(K*b/32), N], qzeros
+// [ceil(K/g), ceil(N*b/32)], scales [ceil(K/g), N], g_idx [K]. Shapes are exact: one row or word
+// more or less is refused, naming the tensor; 3 bits (whose packer refuses such shapes) too.
+TEST_F(FindQuantizedLinear, ShapesThatAreNotMultiplesOf32) {
+  struct Case {
+    int64_t n, k;
+    int bits, group;
+    int64_t qw_rows, groups, qz_words;
+  };
+  for (const Case c : {Case{64, 172, 4, 32, 22, 6, 8}, Case{172, 64, 4, 32, 8, 2, 22},
+                       Case{64, 172, 2, 32, 11, 6, 4}, Case{172, 172, 8, -1, 43, 1, 43},
+                       Case{172, 64, 2, 32, 4, 2, 11}}) {
+    std::vector<int32_t> qw(static_cast<size_t>(c.qw_rows * c.n)), qz(static_cast<size_t>(c.groups * c.qz_words));
+    std::vector<uint16_t> sc(static_cast<size_t>(c.groups * c.n), 0x3c00);
+    std::vector<int32_t> gi(static_cast<size_t>(c.k));
+    for (int64_t i = 0; i < c.k; ++i) gi[i] = static_cast<int32_t>(c.group == -1 ? 0 : i / c.group);
+    auto t = [](const char* name, DType dt, Shape shape, const void* data, size_t bytes) {
+      return io::TensorToWrite{name, dt, std::move(shape), data, bytes};
+    };
+    std::map<std::string, io::TensorToWrite> good = {
+        {"blk.lin.qweight", t("blk.lin.qweight", DType::kI32, {c.qw_rows, c.n}, qw.data(), qw.size() * 4)},
+        {"blk.lin.qzeros", t("blk.lin.qzeros", DType::kI32, {c.groups, c.qz_words}, qz.data(), qz.size() * 4)},
+        {"blk.lin.scales", t("blk.lin.scales", DType::kF16, {c.groups, c.n}, sc.data(), sc.size() * 2)},
+        {"blk.lin.g_idx", t("blk.lin.g_idx", DType::kI32, {c.k}, gi.data(), gi.size() * 4)}};
+    const std::string what = "N = " + std::to_string(c.n) + ", K = " + std::to_string(c.k) + ", " +
+                             std::to_string(c.bits) + " bits";
+    const io::TensorStore s = store(good, {"blk.lin.bias"});
+    const QuantizedLinearTensors r = find_quantized_linear(s, "blk.lin", c.n, c.k, cfg(c.bits, c.group));
+    EXPECT_EQ(r.groups, c.groups) << what;
+    // One qweight row fewer (K*b/32 rounded down) or one qzeros word fewer: refused.
+    auto less = good;
+    less["blk.lin.qweight"].shape = {c.qw_rows - 1, c.n};
+    less["blk.lin.qweight"].nbytes = static_cast<uint64_t>((c.qw_rows - 1) * c.n * 4);
+    const io::TensorStore s2 = store(less, {"blk.lin.bias"});
+    const std::string m = expect_error(ErrorKind::kShape, [&] { find_quantized_linear(s2, "blk.lin", c.n, c.k, cfg(c.bits, c.group)); });
+    const std::string want = "expected I32 [" + std::to_string(c.qw_rows) + ", " + std::to_string(c.n) + "]";
+    EXPECT_NE(m.find(want), std::string::npos) << what << ": " << m;
+    less = good;
+    less["blk.lin.qzeros"].shape = {c.groups, c.qz_words - 1};
+    less["blk.lin.qzeros"].nbytes = static_cast<uint64_t>(c.groups * (c.qz_words - 1) * 4);
+    const io::TensorStore s3 = store(less, {"blk.lin.bias"});
+    const std::string m3 = expect_error(ErrorKind::kShape, [&] { find_quantized_linear(s3, "blk.lin", c.n, c.k, cfg(c.bits, c.group)); });
+    EXPECT_NE(m3.find("blk.lin.qzeros"), std::string::npos) << what << ": " << m3;
+    // A scales row fewer (groups counted as floor(K/g), dropping the partial one): refused.
+    if (c.group != -1) {
+      less = good;
+      less["blk.lin.scales"].shape = {c.groups - 1, c.n};
+      less["blk.lin.scales"].nbytes = static_cast<uint64_t>((c.groups - 1) * c.n * 2);
+      const io::TensorStore s4 = store(less, {"blk.lin.bias"});
+      expect_error(ErrorKind::kShape, [&] { find_quantized_linear(s4, "blk.lin", c.n, c.k, cfg(c.bits, c.group)); });
+    }
+  }
+  // 3 bits: no packer writes part-filled 96-bit streams; the message names the module and rule.
+  const io::TensorStore s = store();
+  const std::string m = expect_error(ErrorKind::kShape, [&] { find_quantized_linear(s, "blk.lin", 64, 172, cfg(3)); });
+  EXPECT_NE(m.find("blk.lin"), std::string::npos) << m;
+  EXPECT_NE(m.find("3-bit"), std::string::npos) << m;
+  EXPECT_NE(m.find("K = 172"), std::string::npos) << m;
 }
 
 TEST_F(FindQuantizedLinear, MissingOrMistypedTensors) {

@@ -167,6 +167,28 @@ TEST(ForeignCheckpoint, AsymmetricV1AndDynamicRules) {
   EXPECT_NEAR(ppl(tmp.path() / "mixed", false), ppl(tmp.path() / "mixed", true), 1e-3 * ppl(tmp.path() / "mixed", true));
 }
 
+// Every linear of stories260k quantized as GPTQModel 7.7 quantizes it: gate/up N = 172
+// (ceil(N*b/32) qzeros words) and down_proj K = 172 (ceil(K*b/32) qweight rows, the fields past
+// K of the last word 0; 6 groups of 32, the last one of 12 inputs). Packed by the numpy packer
+// written from GPTQModel's pack_original, not by our writer; read exactly, and down_proj runs on
+// the kernels (the last group padded), gate/up dense.
+TEST(ForeignCheckpoint, GptqModelShapesNotMultiplesOf32) {
+  test::TempDir tmp;
+  const int asym = check_foreign("--bits 4 --group-size 32 --asym --format gptq --odd-n --odd-k", tmp.path() / "a");
+  if (asym < 0) GTEST_SKIP() << "no python3 with numpy found at configure time";
+  EXPECT_EQ(asym, 35);
+  EXPECT_EQ(check_foreign("--bits 4 --group-size 32 --format gptq --odd-n --odd-k", tmp.path() / "s"), 35);
+  EXPECT_EQ(check_foreign("--bits 2 --group-size 64 --asym --format gptq_v2 --odd-n --odd-k", tmp.path() / "b2"), 35);
+  EXPECT_EQ(check_foreign("--bits 8 --group-size -1 --desc-act --format gptq --odd-n --odd-k", tmp.path() / "b8"), 35);
+  const auto a = CausalLM::from_pretrained(tmp.path() / "a");
+  const auto& down = api::impl(a).weights.blocks[0].at(arch::Role::kDown);
+  ASSERT_TRUE(down.is_quantized());
+  EXPECT_EQ(down.k(), 172);
+  EXPECT_TRUE(down.qlinear()->permuted());
+  const double kernels = ppl(tmp.path() / "a", false), dense = ppl(tmp.path() / "a", true);
+  EXPECT_NEAR(kernels, dense, 1e-3 * dense);
+}
+
 // --desc-act --static-groups: the g_idx is trivial, so the folder says desc_act false (meta keeps
 // the setting); the independent checker and our loader read exactly the weights quantized.
 TEST(StaticGroups, DeclaredWithoutActOrderAndReadExactly) {

@@ -65,11 +65,14 @@ QLinear QLinear::create(const QuantizedLinearView& v, std::string_view name) {
                 fmt::format("layer '{}': {}-bit weights are not supported (expected 2, 3, 4 or 8)",
                             name, v.bits));
   }
-  if (v.k <= 0 || v.n <= 0 || v.k % 32 != 0 || v.n % 32 != 0) {
+  // K may be any positive size: the inputs are regrouped below into whole units of 32 anyway
+  // (each group padded with code 0 against x = 0), so a K that is not a multiple of 32 only
+  // lengthens the last group's padding. N must fill the kernels' blocks of output columns.
+  if (v.k <= 0 || v.n <= 0 || v.n % 32 != 0) {
     throw Error(
         ErrorKind::kShape,
-        fmt::format("layer '{}': K = {} inputs and N = {} outputs must be positive multiples "
-                    "of 32 for the quantized kernels",
+        fmt::format("layer '{}': K = {} inputs must be positive and N = {} outputs a positive "
+                    "multiple of 32 for the quantized kernels",
                     name, v.k, v.n));
   }
   if (v.group_size != -1 && v.group_size < 1) {
@@ -83,8 +86,10 @@ QLinear QLinear::create(const QuantizedLinearView& v, std::string_view name) {
   }
   const int64_t group = v.group_size == -1 ? v.k : v.group_size;
   const int64_t n_groups = (v.k + group - 1) / group;  // G
-  // 3-bit weights: K*3/32 and N*3/32 are whole words because K and N are multiples of 32.
-  // Zero points are read below as stored fields; 8 bits at most, so they fit the u8 layout.
+  // qweight has ceil(K*b/32) rows: only fields of inputs k < K are read, so a part-filled last
+  // word's padding is never looked at. N*b/32 qzeros words per row are whole because N is a
+  // multiple of 32. Zero points are read below as stored fields; 8 bits at most, so they fit the
+  // u8 layout.
 
   std::vector<int32_t> g_idx(static_cast<size_t>(v.k));
   for (int64_t k = 0; k < v.k; ++k) {

@@ -28,7 +28,7 @@ struct QuantizedLinearView {
   int64_t k = 0;                        // K inputs
   int bits = 4;                         // b: 2, 3, 4 or 8
   int group_size = 128;                 // g, or -1 for one group spanning K
-  const int32_t* qweight = nullptr;     // [K*b/32, N] codes packed along K
+  const int32_t* qweight = nullptr;     // [ceil(K*b/32), N] codes packed along K
   const int32_t* qzeros = nullptr;      // [G, N*b/32] zero points packed along N
   const uint16_t* scales = nullptr;     // [G, N] fp16
   const int32_t* g_idx = nullptr;       // [K] group of each input; nullptr means k / g
@@ -41,7 +41,8 @@ class QLinear {
   // Validates the view and repacks it into the kernels' layout (qgemm_kernels.h). Throws
   // gptq::Error naming the layer `name`:
   //   kUnsupported  bits not in {2, 3, 4, 8};
-  //   kShape        K or N not a positive multiple of 32 (with both sizes), a group size that is
+  //   kShape        K not positive or N not a positive multiple of 32 (with both sizes; K need
+  //                 not be a multiple of 32: GPTQModel's ceil(K*b/32) rows), a group size that is
   //                 neither -1 nor >= 1, a g_idx value outside [0, G) (with index, value and G);
   //   kArgument     a null qweight, qzeros or scales pointer.
   static QLinear create(const QuantizedLinearView& view, std::string_view name);
