@@ -16,6 +16,11 @@ void add(LoaderVerdict& v, std::map<std::string, int>& seen, const std::string& 
   if (seen[kind]++ == 0) v.reasons.push_back(line);
 }
 
+// A caveat for a loader that takes the folder anyway (once per kind).
+void note(LoaderVerdict& v, std::map<std::string, int>& seen, const std::string& kind, const std::string& line) {
+  if (seen[kind]++ == 0) v.reasons.push_back(line);
+}
+
 void modules_in_block(const config::QuantizationConfig& q, const std::string& module, bool* declared) {
   if (q.modules_in_block_to_quantize.empty()) return;
   for (const auto& s : q.modules_in_block_to_quantize) {
@@ -74,7 +79,10 @@ std::vector<LoaderVerdict> loader_verdicts(const config::QuantizationConfig& q, 
     if (l.k % g != 0) {
       const auto line = fmt::format("{}: K is not divisible by group_size {}", shape, sc.group_size);
       add(tf, s_tf, "kg", line);
-      add(gm, s_gm, "kg", line);
+      // GPTQModel 7.7's TorchLinear and TorchFusedLinear declare SUPPORTS_AUTO_PADDING and take
+      // such a K (it quantizes and loads stories260k's down_proj, K = 172 under g = 32); only its
+      // AVX-512 kernel (TorchCpuAvx512Linear) needs K divisible by the group.
+      note(gm, s_gm, "kg", line + " (GPTQModel: its torch kernel only, not TorchCpuAvx512Linear)");
       add(exl, s_ex, "kg", line);
     }
     // GPTQModel converts v1 zeros to v2 at load, and trusts asymmetric v1 zeros only from its own

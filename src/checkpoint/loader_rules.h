@@ -24,10 +24,11 @@ struct LoaderVerdict {
 };
 
 // For each loader, whether it takes a folder with quantization config `q` and these linears:
-// - transformers (through GPTQModel) and GPTQModel's CPU kernel: bits 2/3/4/8, every quantized
-//   linear's K divisible by its group size, and every unquantized block linear declared (a "-:"
-//   rule, or modules_in_block_to_quantize for transformers); transformers (through optimum)
-//   reads no "+:" overrides, so every quantized module must have the base scheme there;
+// - transformers (through GPTQModel's kernels) and GPTQModel: bits 2/3/4/8, and every
+//   unquantized block linear declared (a "-:" rule, or modules_in_block_to_quantize for
+//   transformers); transformers also needs every quantized linear's K divisible by its group
+//   size (GPTQModel takes other K on its torch kernel, which pads: a caveat, not a refusal), and
+//   reads no "+:" overrides (optimum), so every quantized module must have the base scheme there;
 // - vLLM gptq_marlin (vLLM 0.33's only GPTQ path, auto_gptq.py, and Marlin's shape rules): 4 or
 //   8 bits, symmetric, no act-order unless group -1 (per dynamic rule too), group
 //   -1/32/64/128, K divisible by the group (when smaller than K), N and K divisible by 32/b

@@ -913,10 +913,13 @@ TEST(LoaderVerdicts, RulesOfEachLoader) {
   const std::vector<LinearShape> n172 = {{"m.up", 172, 64, true}};
   EXPECT_FALSE(verdict(n172, "vLLM gptq_marlin").loads);
   EXPECT_TRUE(verdict(n172, "GPTQModel").loads);
-  // K not divisible by the group.
+  // K not divisible by the group: transformers no; GPTQModel yes (its torch kernel pads K, as it
+  // loads its own stories260k with down_proj K = 172 under g = 32), with the caveat said.
   q.group_size = 128;
   const std::vector<LinearShape> k192 = {{"m.x", 256, 192, true}};
-  EXPECT_FALSE(verdict(k192, "GPTQModel").loads);
+  EXPECT_TRUE(verdict(k192, "GPTQModel").loads);
+  ASSERT_EQ(verdict(k192, "GPTQModel").reasons.size(), 1u);
+  EXPECT_NE(verdict(k192, "GPTQModel").reasons[0].find("TorchCpuAvx512Linear"), std::string::npos);
   EXPECT_FALSE(verdict(k192, "transformers").loads);
   // Asymmetric, 3 bits: Marlin no; the others yes. GPTQModel 7.7 refuses asymmetric v1 zeros it
   // did not write (models/loader.py), and takes them as v2.

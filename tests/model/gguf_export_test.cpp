@@ -5,8 +5,10 @@
 // are refused with the reason.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <string>
 
 #include "common/test_util.h"
 #include "config/model_config.h"
@@ -226,6 +228,28 @@ TEST(GgufExport, AsymmetricIsQ4_1AndEightBitIsQ8_0) {
   const Checked ce = check_against_loader(e, dir.path() / "b8.gguf");
   EXPECT_EQ(ce.exact, 20);
   EXPECT_EQ(ce.types.at(io::kGgmlQ8_0), 20);
+}
+
+// stories260k with every linear quantized as GPTQModel 7.7 packs it (gate/up N = 172, down_proj
+// K = 172), written by the numpy packer (scripts/gptq_format.py): gate/up go into Q4_0 blocks
+// (blocks run along K = 64), down_proj, whose 172 inputs fill no whole ggml block, into F32;
+// every weight equals the loader's.
+TEST(GgufExport, GptqModelShapesNotMultiplesOf32) {
+  const std::string py = GPTQ_PYTHON3;
+  if (py.empty()) GTEST_SKIP() << "no python3 with numpy found at configure time";
+  test::TempDir dir;
+  const fs::path folder = dir.path() / "odd";
+  const std::string cmd = py + " " + GPTQ_FORMAT_PY + " pack --from " + test::stories_dir().string() + " --out " +
+                          folder.string() + " --bits 4 --group-size 32 --odd-n --odd-k >/dev/null";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  const GgufExportReport r = export_gguf(folder, dir.path() / "odd.gguf");
+  EXPECT_EQ(r.exact_linears, 30);
+  EXPECT_EQ(r.dense_linears, 5);
+  const Checked c = check_against_loader(folder, dir.path() / "odd.gguf");
+  EXPECT_EQ(c.linears, 35);
+  EXPECT_EQ(c.exact, 35);
+  EXPECT_EQ(c.types.at(io::kGgmlQ4_0), 30);
+  EXPECT_EQ(c.types.at(io::kGgmlF32), 5);
 }
 
 void expect_unsupported(const fs::path& folder, const fs::path& out, const GgufExportOptions& o,
