@@ -414,6 +414,11 @@ GgufExportReport export_gguf(const fs::path& model_dir, const fs::path& out,
     throw Error(ErrorKind::kUnsupported,
                 fmt::format("{}: fused or normed projections are not exported", cfg.origin));
   }
+  if (cfg.rope_scaling.type == config::RopeScaling::Type::kYarn ||
+      cfg.rope_scaling.type == config::RopeScaling::Type::kLongrope) {
+    throw Error(ErrorKind::kUnsupported,
+                fmt::format("{}: yarn and longrope RoPE scaling are not exported to GGUF", cfg.origin));
+  }
   const io::TensorStore store = io::TensorStore::open_dir(model_dir);
   GgufExportReport rep;
   rep.output = out;

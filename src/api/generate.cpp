@@ -63,7 +63,15 @@ GenerateResult CausalLM::generate_ids(const std::vector<int32_t>& prompt_ids, co
     r.text += piece;
     if (on_text && !piece.empty()) on_text(piece);
     if (i + 1 == budget || cache.size() >= capacity) break;
-    dec.forward(impl_->weights, &next, 1, cache, 1, logits.data());
+    if (dec.rope_invalidates_cache(cache.size(), 1)) {
+      // LongRoPE reaching past original_max_position_embeddings: every position again, long factors.
+      std::vector<int32_t> all = prompt_ids;
+      all.insert(all.end(), r.new_ids.begin(), r.new_ids.end());
+      cache.clear();
+      dec.forward(impl_->weights, all.data(), static_cast<int64_t>(all.size()), cache, 1, logits.data());
+    } else {
+      dec.forward(impl_->weights, &next, 1, cache, 1, logits.data());
+    }
   }
   const std::string tail = sd.flush();
   r.text += tail;

@@ -43,10 +43,10 @@ enum class Positions { kRope, kLearned };           // RoPE, or a learned absolu
 enum class RopeStyle { kRotateHalf, kInterleaved };  // HF rotate_half pairs (i, i+d/2) / GPT-J (2i, 2i+1)
 enum class AttentionKind { kGlobal, kSliding };
 
-// One sublayer: x = x + post_norm(f(norm(x))) (post_norm only where named: Gemma 2/3).
+// One sublayer: x = x + post_norm(f(norm(x))) (post_norm only where named: Gemma 2/3, OLMo 2).
 struct SublayerDesc {
   SublayerKind kind;
-  std::string norm;       // norm weight inside the block, e.g. "input_layernorm"
+  std::string norm;       // norm weight inside the block, e.g. "input_layernorm"; empty: none (OLMo 2)
   std::string post_norm;  // empty: none
 };
 
@@ -86,6 +86,8 @@ struct ConfigKeys {
   double default_norm_eps = 1e-6;
   bool default_attention_bias = false;      // attention_bias when absent (GPT-NeoX: true)
   bool parallel_residual_key = false;       // use_parallel_residual (GPT-NeoX; default true)
+  bool default_parallel_residual = true;    // use_parallel_residual when absent (StableLM: false)
+  bool parallel_shares_norm = false;        // StableLM: a parallel block's MLP reads the attention's norm
   bool neox_rope_keys = false;              // transformers 4's rotary_pct and rotary_emb_base
   bool opt_layout = false;                  // OPT: do_layer_norm_before, word_embed_proj_dim, ... (refused unless plain)
   bool gpt2_attention = false;              // GPT-2: scale_attn_weights, scale_attn_by_inverse_layer_idx
@@ -97,7 +99,13 @@ struct ConfigKeys {
   bool partial_rotary = false;              // partial_rotary_factor (top level or in rope_parameters)
   double default_partial_rotary = 1.0;      // when absent (GPT-NeoX: 0.25)
   bool local_rope = false;                  // Gemma 3: a second RoPE for sliding layers
+  bool longrope_aliases = false;            // Phi-3: rope_type "su" and "yarn" mean longrope
+  int64_t default_original_max_positions = 0;  // original_max_position_embeddings when absent (0: none; Phi-3 4096)
   bool bidirectional = false;               // use_bidirectional_attention (refused when true)
+  bool granite_multipliers = false;         // embedding_multiplier, residual_multiplier, attention_multiplier, logits_scaling
+  bool logit_scale = false;                 // Cohere: logits times logit_scale (default 0.0625)
+  std::vector<const char*> refused_if_true;  // boolean keys whose true value is refused (unsupported maths)
+  bool default_tied = false;                // tie_word_embeddings when absent (transformers' class default)
 };
 
 struct ArchDesc {
@@ -118,10 +126,12 @@ struct ArchDesc {
 
   // Maths that differ between families (defaults: Llama).
   NormKind norm = NormKind::kRms;
+  bool norm_bias = true;            // LayerNorm with a bias (Cohere's has none)
   float norm_weight_offset = 0.0f;  // Gemma stores w - 1: the norm multiplies by (offset + w)
   Activation activation = Activation::kSilu;
   bool scale_embedding = false;     // Gemma: embeddings times sqrt(hidden)
   std::string q_norm, k_norm;       // per-head RMSNorm over head_dim inside the block (Qwen3, Gemma 3)
+  bool qk_norm_full = false;        // OLMo 2: q/k norms over the whole projection (heads * head_dim)
   std::vector<FusedDesc> fused;     // fused checkpoint tensors (empty: one tensor per linear)
   bool conv1d_weights = false;      // GPT-2 Conv1D: linears stored transposed, [in, out]
   bool parallel_residual = false;   // GPT-NeoX: x + attn(norm1(x)) + mlp(norm2(x))

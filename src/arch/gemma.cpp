@@ -15,6 +15,7 @@ ArchDesc describe_gemma(std::string_view model_type, const ArchOptions& o) {
   d.norm_weight_offset = 1.0f;
   d.scale_embedding = true;
   d.activation = Activation::kGeluTanh;
+  d.keys.default_tied = true;
   return d;
 }
 

@@ -35,6 +35,7 @@ ArchDesc describe_gpt2(std::string_view model_type, const ArchOptions&) {
   d.keys.default_norm_eps = 1e-5;
   d.keys.activation = "activation_function";
   d.keys.gpt2_attention = true;
+  d.keys.default_tied = true;
   return d;
 }
 

@@ -35,6 +35,7 @@ ArchDesc describe_opt(std::string_view model_type, const ArchOptions& o) {
   d.keys.default_norm_eps = 1e-5;
   d.keys.default_attention_bias = true;
   d.keys.opt_layout = true;
+  d.keys.default_tied = true;
   return d;
 }
 

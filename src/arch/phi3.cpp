@@ -1,7 +1,7 @@
 // Phi-3 and Phi-4-mini: the Llama block with q/k/v fused into self_attn.qkv_proj and gate/up into
 // mlp.gate_up_proj (each quantized as one linear, as GPTQModel does), no biases, partial rotary
-// (partial_rotary_factor, Phi-4-mini 0.75), and a sliding window on every layer when the config
-// sets one.
+// (partial_rotary_factor, Phi-4-mini 0.75), LongRoPE (Phi-3.5-mini, Phi-4-mini; "su" and "yarn"
+// are older names for it), and a sliding window on every layer when the config sets one.
 #include "arch/registry.h"
 
 namespace gptq::arch {
@@ -18,6 +18,8 @@ ArchDesc describe_phi3(std::string_view model_type, const ArchOptions& o) {
   d.sequential_groups = {{Role::kQ}, {Role::kO}, {Role::kGate}, {Role::kDown}};
   d.keys.sliding = SlidingRule::kEveryLayer;
   d.keys.partial_rotary = true;
+  d.keys.longrope_aliases = true;
+  d.keys.default_original_max_positions = 4096;  // Phi3Config's class default
   return d;
 }
 

@@ -27,6 +27,11 @@ constexpr Entry kRegistry[] = {
     {"gpt_neox", describe_gpt_neox},
     {"opt", describe_opt},
     {"gpt2", describe_gpt2},
+    {"starcoder2", describe_starcoder2},
+    {"granite", describe_granite},
+    {"olmo2", describe_olmo2},
+    {"stablelm", describe_stablelm},
+    {"cohere", describe_cohere},
 };
 
 [[noreturn]] void invalid(const ArchDesc& d, const std::string& what) {
@@ -166,8 +171,10 @@ void ArchDesc::validate() const {
   if (positions == Positions::kRope && position_offset != 0) invalid(*this, "a position offset with RoPE");
   if (norm == NormKind::kLayer && norm_weight_offset != 0.0f) invalid(*this, "a weight offset on LayerNorm");
   for (const auto& s : sublayers) {
-    if (s.norm.empty()) invalid(*this, "a sublayer without a norm");
+    if (s.norm.empty() && s.post_norm.empty()) invalid(*this, "a sublayer without a norm");
+    if (s.norm.empty() && norm == NormKind::kLayer) invalid(*this, "a LayerNorm family without a pre-norm");
   }
+  if (qk_norm_full && (q_norm.empty() || k_norm.empty())) invalid(*this, "full-width q/k norms without q_norm and k_norm");
 }
 
 std::vector<std::string> supported_model_types() {

@@ -17,6 +17,11 @@ ArchDesc describe_gemma3(std::string_view model_type, const ArchOptions& o);   /
 ArchDesc describe_gpt_neox(std::string_view model_type, const ArchOptions& o); // gpt_neox.cpp
 ArchDesc describe_opt(std::string_view model_type, const ArchOptions& o);      // opt.cpp
 ArchDesc describe_gpt2(std::string_view model_type, const ArchOptions& o);     // gpt2.cpp
+ArchDesc describe_granite(std::string_view model_type, const ArchOptions& o);  // granite.cpp
+ArchDesc describe_olmo2(std::string_view model_type, const ArchOptions& o);    // olmo2.cpp
+ArchDesc describe_stablelm(std::string_view model_type, const ArchOptions& o);  // stablelm.cpp
+ArchDesc describe_cohere(std::string_view model_type, const ArchOptions& o);    // cohere.cpp
+ArchDesc describe_starcoder2(std::string_view model_type, const ArchOptions& o);  // starcoder2.cpp
 
 // The Llama-style block shared by the family: pre-norm attention then a gated MLP, q/k/v and
 // gate/up sharing inputs, true-sequential [q,k,v], [o], [gate,up], [down]. Biases follow the

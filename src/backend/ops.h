@@ -8,6 +8,8 @@
 
 #include <cstdint>
 
+#include "backend/rope.h"
+
 namespace gptq::backend {
 
 enum class Device { kCpu };
@@ -45,8 +47,9 @@ class Ops {
   // x[i] = cap * tanh(x[i] / cap) (logit softcapping of the head).
   virtual void softcap(float* x, int64_t n, float cap) const = 0;
   // Rotates the first `rot` dims of every head of x [t, heads * head_dim] for positions pos0 ..
-  // pos0+t-1 by angle pos * inv_freq[j], j < rot/2 (partial rotary: rot < head_dim).
-  virtual void rope(float* x, int64_t t, int64_t heads, int64_t head_dim, int64_t rot, const float* inv_freq,
+  // pos0+t-1 by angle pos * inv_freq[j], j < rot/2 (partial rotary: rot < head_dim), with cos and
+  // sin times f.attention_factor; inv_freq is f.for_call(pos0, t) (LongRoPE switches per call).
+  virtual void rope(float* x, int64_t t, int64_t heads, int64_t head_dim, int64_t rot, const RopeFreqs& f,
                     int64_t pos0, Rope style) const = 0;
   // Causal attention of q [t, heads*hd] (positions pos0 .. pos0+t-1) over k, v [pos0+t,
   // kv_heads*hd] -> out [t, heads*hd].

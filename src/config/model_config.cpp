@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <initializer_list>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -142,9 +143,44 @@ QuantizationConfig parse_quant(const json& q, std::string_view origin) {
 }
 
 
+// What a RoPE object's meaning depends on outside it.
+struct RopeContext {
+  int64_t max_positions = 0;            // max_position_embeddings
+  std::optional<int64_t> top_original;  // top-level original_max_position_embeddings (or the family's default)
+  bool longrope_aliases = false;        // Phi-3: "su" and "yarn" mean longrope, as transformers' Phi3Config reads them
+};
+
+// Refuses a key of a RoPE object outside `known`: it could change the maths.
+void only_keys(const json& rs, std::initializer_list<const char*> known, const std::string& type,
+               const std::string& where) {
+  for (const auto& [k, v] : rs.items()) {
+    const bool ok = k == "rope_type" || k == "type" || k == "rope_theta" || k == "partial_rotary_factor" ||
+                    std::any_of(known.begin(), known.end(), [&](const char* n) { return k == n; });
+    if (!ok) {
+      throw Error(ErrorKind::kUnsupported,
+                  fmt::format("{}: key \"{}\" of a {} RoPE is not supported (known: {})", where, k, type,
+                              fmt::join(known, ", ")));
+    }
+  }
+}
+
+std::vector<double> get_factor_list(const json& rs, const char* key, const std::string& where) {
+  auto it = rs.find(key);
+  if (it == rs.end() || it->is_null()) fail(where, fmt::format("missing required key \"{}\"", key));
+  if (!it->is_array() || it->empty()) fail(where, fmt::format("key \"{}\": expected a list of numbers", key));
+  std::vector<double> out;
+  for (const auto& e : *it) {
+    if (!e.is_number() || !(e.get<double>() > 0)) {
+      fail(where, fmt::format("key \"{}\": expected positive numbers, found {}", key, e.dump()));
+    }
+    out.push_back(e.get<double>());
+  }
+  return out;
+}
+
 // One RoPE description: transformers v5's "rope_parameters" or v4's "rope_scaling". Fields that
 // change the maths are required unless transformers itself defines their default.
-RopeScaling parse_rope_object(const json& rs, const char* key, int64_t default_original_max, std::string_view origin) {
+RopeScaling parse_rope_object(const json& rs, const char* key, const RopeContext& ctx, std::string_view origin) {
   if (!rs.is_object()) fail(origin, fmt::format("{}: expected an object or null", key));
   const std::string where = fmt::format("{} ({})", origin, key);
   std::string type = "default";
@@ -153,6 +189,26 @@ RopeScaling parse_rope_object(const json& rs, const char* key, int64_t default_o
   } else if (rs.contains("type") && !rs["type"].is_null()) {
     type = get_str(rs, "type", where);
   }
+  if (ctx.longrope_aliases && (type == "su" || type == "yarn")) type = "longrope";
+  // llama3, yarn, longrope: the pretraining context. transformers 5 (standardize_rope_params)
+  // prefers the top-level key, then the object's, then max_position_embeddings.
+  auto original_max = [&]() {
+    const int64_t v = ctx.top_original ? *ctx.top_original
+                                       : get_int(rs, "original_max_position_embeddings", where, ctx.max_positions);
+    if (v <= 0) fail(where, fmt::format("original_max_position_embeddings = {}: must be positive", v));
+    return v;
+  };
+  // yarn and longrope: a null factor means max_position_embeddings / original.
+  auto factor_or_ratio = [&](int64_t orig) {
+    auto it = rs.find("factor");
+    if (it == rs.end() || it->is_null()) return static_cast<double>(ctx.max_positions) / static_cast<double>(orig);
+    return get_num(rs, "factor", where);
+  };
+  auto optional_num = [&](const char* k) -> std::optional<double> {
+    auto it = rs.find(k);
+    if (it == rs.end() || it->is_null()) return std::nullopt;
+    return get_num(rs, k, where);
+  };
   RopeScaling r;
   if (type == "default") {
     r.type = RopeScaling::Type::kNone;
@@ -164,24 +220,50 @@ RopeScaling parse_rope_object(const json& rs, const char* key, int64_t default_o
     r.factor = get_num(rs, "factor", where);
     r.low_freq_factor = get_num(rs, "low_freq_factor", where);
     r.high_freq_factor = get_num(rs, "high_freq_factor", where);
-    // As transformers: absent here, the top-level key or else max_position_embeddings.
-    r.original_max_position_embeddings = get_int(rs, "original_max_position_embeddings", where, default_original_max);
-    if (r.original_max_position_embeddings <= 0 || r.low_freq_factor <= 0 || r.high_freq_factor <= r.low_freq_factor) {
-      fail(where, "llama3 RoPE needs original_max_position_embeddings > 0 and 0 < low_freq_factor < high_freq_factor");
+    r.original_max_position_embeddings = original_max();
+    if (r.low_freq_factor <= 0 || r.high_freq_factor <= r.low_freq_factor) {
+      fail(where, "llama3 RoPE needs 0 < low_freq_factor < high_freq_factor");
     }
+  } else if (type == "yarn") {
+    only_keys(rs, {"factor", "original_max_position_embeddings", "attention_factor", "beta_fast", "beta_slow",
+                   "mscale", "mscale_all_dim", "truncate"}, type, where);
+    r.type = RopeScaling::Type::kYarn;
+    if (!rs.contains("factor")) fail(where, "missing required key \"factor\" (yarn)");
+    r.original_max_position_embeddings = original_max();
+    r.factor = factor_or_ratio(r.original_max_position_embeddings);
+    r.attention_factor = optional_num("attention_factor");
+    // transformers: `get("beta_fast") or 32`, so null and 0 both mean the default.
+    r.beta_fast = optional_num("beta_fast").value_or(0) != 0 ? *optional_num("beta_fast") : 32.0;
+    r.beta_slow = optional_num("beta_slow").value_or(0) != 0 ? *optional_num("beta_slow") : 1.0;
+    r.mscale = optional_num("mscale").value_or(0);
+    r.mscale_all_dim = optional_num("mscale_all_dim").value_or(0);
+    r.truncate = get_bool(rs, "truncate", where, true);
+  } else if (type == "longrope") {
+    only_keys(rs, {"short_factor", "long_factor", "factor", "attention_factor", "original_max_position_embeddings"},
+              type, where);
+    r.type = RopeScaling::Type::kLongrope;
+    r.short_factor = get_factor_list(rs, "short_factor", where);
+    r.long_factor = get_factor_list(rs, "long_factor", where);
+    r.original_max_position_embeddings = original_max();
+    r.factor = factor_or_ratio(r.original_max_position_embeddings);
+    r.attention_factor = optional_num("attention_factor");
   } else {
     throw Error(ErrorKind::kUnsupported,
-                fmt::format("{}: rope_type \"{}\" is not supported (supported: \"default\", \"linear\", \"llama3\")",
-                            where, type));
+                fmt::format("{}: rope_type \"{}\" is not supported (supported: \"default\", \"linear\", \"llama3\", "
+                            "\"yarn\", \"longrope\")", where, type));
   }
   if (!(r.factor > 0)) fail(where, "factor must be positive");
+  if (r.attention_factor && !(*r.attention_factor > 0)) fail(where, "attention_factor must be positive");
   return r;
 }
 
 bool same_rope(const RopeScaling& a, const RopeScaling& b) {
   return a.type == b.type && a.factor == b.factor && a.low_freq_factor == b.low_freq_factor &&
          a.high_freq_factor == b.high_freq_factor &&
-         a.original_max_position_embeddings == b.original_max_position_embeddings;
+         a.original_max_position_embeddings == b.original_max_position_embeddings &&
+         a.attention_factor == b.attention_factor && a.beta_fast == b.beta_fast && a.beta_slow == b.beta_slow &&
+         a.mscale == b.mscale && a.mscale_all_dim == b.mscale_all_dim && a.truncate == b.truncate &&
+         a.short_factor == b.short_factor && a.long_factor == b.long_factor;
 }
 
 // rope_theta and the scaling, from either spelling. Both may be present (a v5 config carrying
@@ -193,7 +275,14 @@ void parse_rope(const json& j, ModelConfig& c, std::string_view origin) {
   if (!theta && c.arch.keys.neox_rope_keys && j.contains("rotary_emb_base") && !j["rotary_emb_base"].is_null()) {
     theta = get_num(j, "rotary_emb_base", origin);  // transformers 4 GPT-NeoX
   }
-  const int64_t omp = get_int(j, "original_max_position_embeddings", origin, c.max_position_embeddings);
+  RopeContext omp;
+  omp.max_positions = c.max_position_embeddings;
+  omp.longrope_aliases = c.arch.keys.longrope_aliases;
+  if (j.contains("original_max_position_embeddings") && !j["original_max_position_embeddings"].is_null()) {
+    omp.top_original = get_int(j, "original_max_position_embeddings", origin);
+  } else if (c.arch.keys.default_original_max_positions > 0) {
+    omp.top_original = c.arch.keys.default_original_max_positions;
+  }
   std::optional<RopeScaling> scaling;
   if (auto it = j.find("rope_scaling"); it != j.end() && !it->is_null()) {
     scaling = parse_rope_object(*it, "rope_scaling", omp, origin);
@@ -266,6 +355,14 @@ void parse_rope(const json& j, ModelConfig& c, std::string_view origin) {
     if (c.rotary_dim < 2 || c.rotary_dim % 2 != 0) {
       fail(origin, fmt::format("partial_rotary_factor = {} gives {} rotary dims of head_dim {}: expected an even "
                                "number >= 2", f, c.rotary_dim, c.head_dim));
+    }
+  }
+  for (const RopeScaling* r : {&c.rope_scaling, &c.rope_local_scaling}) {
+    for (auto [v, name] : {std::pair{&r->short_factor, "short_factor"}, {&r->long_factor, "long_factor"}}) {
+      if (r->type == RopeScaling::Type::kLongrope && static_cast<int64_t>(v->size()) * 2 != c.rotary_dim) {
+        fail(origin, fmt::format("longrope {} has {} entries; {} rotary dims need {}", name, v->size(), c.rotary_dim,
+                                 c.rotary_dim / 2));
+      }
     }
   }
 }
@@ -506,13 +603,20 @@ ModelConfig parse_model_config(std::string_view json_text, std::string_view orig
   if (c.head_dim % 2 != 0) fail(origin, fmt::format("head_dim = {} must be even for RoPE", c.head_dim));
   c.rms_norm_eps = *keys0.norm_eps ? get_num(j, keys0.norm_eps, origin, keys0.default_norm_eps) : keys0.default_norm_eps;
   if (!(c.rms_norm_eps > 0)) fail(origin, fmt::format("{} = {}: must be positive", keys0.norm_eps, c.rms_norm_eps));
-  c.tie_word_embeddings = get_bool(j, "tie_word_embeddings", origin, false);
+  c.tie_word_embeddings = get_bool(j, "tie_word_embeddings", origin, keys0.default_tied);
   c.torch_dtype = get_str(j, "torch_dtype", origin, std::string("float32"));
   if (c.torch_dtype.empty()) c.torch_dtype = "float32";
   c.mlp_bias = get_bool(j, "mlp_bias", origin, false);
   c.attention_bias = get_bool(j, keys0.bias, origin, keys0.default_attention_bias);
   c.arch = arch::describe(c.model_type, {.attention_bias = c.attention_bias, .mlp_bias = c.mlp_bias}, origin);
-  if (c.arch.keys.parallel_residual_key) c.arch.parallel_residual = get_bool(j, "use_parallel_residual", origin, true);
+  if (c.arch.keys.parallel_residual_key) {
+    c.arch.parallel_residual =
+        get_bool(j, "use_parallel_residual", origin, c.arch.keys.default_parallel_residual);
+    // StableLM's parallel block has no post_attention_layernorm: the MLP reads input_layernorm.
+    if (c.arch.parallel_residual && c.arch.keys.parallel_shares_norm) {
+      c.arch.sublayers[1].norm = c.arch.sublayers[0].norm;
+    }
+  }
   c.arch.activation = parse_activation(j, c, origin, &c.hidden_act);
   const auto& keys = c.arch.keys;
   c.attn_scale = 1.0 / std::sqrt(static_cast<double>(c.head_dim));
@@ -520,6 +624,20 @@ ModelConfig parse_model_config(std::string_view json_text, std::string_view orig
     const double s = get_num(j, "query_pre_attn_scalar", origin, 256.0);  // transformers' Gemma 2/3 default
     if (!(s > 0)) fail(origin, fmt::format("query_pre_attn_scalar = {}: must be positive", s));
     c.attn_scale = 1.0 / std::sqrt(s);
+  }
+  if (keys.granite_multipliers) {
+    c.embedding_multiplier = get_num(j, "embedding_multiplier", origin, 1.0);
+    c.residual_multiplier = get_num(j, "residual_multiplier", origin, 1.0);
+    const double ls = get_num(j, "logits_scaling", origin, 1.0);
+    c.attn_scale = get_num(j, "attention_multiplier", origin, 1.0);  // transformers' default: 1, not hd^-0.5
+    if (!(ls != 0) || !(c.attn_scale > 0)) fail(origin, "logits_scaling must be nonzero and attention_multiplier positive");
+    c.logit_multiplier = 1.0 / ls;
+  }
+  if (keys.logit_scale) c.logit_multiplier = get_num(j, "logit_scale", origin, 0.0625);
+  for (const char* k : keys.refused_if_true) {
+    if (get_bool(j, k, origin, false)) {
+      throw Error(ErrorKind::kUnsupported, fmt::format("{}: {} = true is not supported for {}", origin, k, c.model_type));
+    }
   }
   if (keys.softcapping) {
     c.attn_softcap = get_num(j, "attn_logit_softcapping", origin, 0.0);

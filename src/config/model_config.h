@@ -11,18 +11,12 @@
 #include <vector>
 
 #include "arch/arch.h"
+#include "backend/rope.h"
 
 namespace gptq::config {
 
-struct RopeScaling {
-  enum class Type { kNone, kLinear, kLlama3 };
-  Type type = Type::kNone;
-  double factor = 1.0;
-  // llama3 only:
-  double low_freq_factor = 1.0;
-  double high_freq_factor = 4.0;
-  int64_t original_max_position_embeddings = 8192;  // transformers: defaults to max_position_embeddings
-};
+// The RoPE scaling of config.json (the struct lives with the frequency maths in backend/rope.h).
+using RopeScaling = backend::RopeScaling;
 
 // One entry of quantization_config's "dynamic" object, as GPTQModel defines them: the key is
 // "-:REGEX" (matching modules stay unquantized) or "+:REGEX" / "REGEX" (matching modules use the
@@ -106,6 +100,12 @@ struct ModelConfig {
   double attn_scale = 0;         // scores = attn_scale * q.k (head_dim^-0.5 unless query_pre_attn_scalar)
   double attn_softcap = 0;       // attn_logit_softcapping; 0: none
   double final_softcap = 0;      // final_logit_softcapping; 0: none
+  // Granite: embeddings times embedding_multiplier, sublayer outputs times residual_multiplier
+  // before the residual add; logits times logit_multiplier (Granite 1 / logits_scaling, Cohere
+  // logit_scale). 1: no-op.
+  double embedding_multiplier = 1.0;
+  double residual_multiplier = 1.0;
+  double logit_multiplier = 1.0;
   bool tie_word_embeddings = false;
   bool attention_bias = false;  // the keys as written; which linears have biases: arch
   bool mlp_bias = false;

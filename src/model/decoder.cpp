@@ -20,34 +20,6 @@ KVCache::KVCache(int64_t layers, int64_t capacity, int64_t kv_heads, int64_t hea
 
 namespace {
 
-// RoPE inverse frequencies [rot/2] for base theta after the scaling (transformers' rope_init
-// functions: default, linear, llama3).
-std::vector<float> rope_inv_freq(double theta, const config::RopeScaling& rs, int64_t rot) {
-  const int64_t half = rot / 2;
-  std::vector<float> inv(static_cast<size_t>(half));
-  for (int64_t i = 0; i < half; ++i) {
-    double f = 1.0 / std::pow(theta, static_cast<double>(2 * i) / static_cast<double>(rot));
-    if (rs.type == config::RopeScaling::Type::kLinear) {
-      f /= rs.factor;
-    } else if (rs.type == config::RopeScaling::Type::kLlama3) {
-      // Llama 3.1: long wavelengths are slowed by `factor`, short ones kept, and the band in
-      // between interpolated smoothly.
-      const double old_ctx = static_cast<double>(rs.original_max_position_embeddings);
-      const double low_wavelen = old_ctx / rs.low_freq_factor;
-      const double high_wavelen = old_ctx / rs.high_freq_factor;
-      const double wavelen = 2.0 * std::numbers::pi / f;
-      if (wavelen > low_wavelen) {
-        f /= rs.factor;
-      } else if (wavelen >= high_wavelen) {
-        const double smooth = (old_ctx / wavelen - rs.low_freq_factor) / (rs.high_freq_factor - rs.low_freq_factor);
-        f = (1.0 - smooth) * f / rs.factor + smooth * f;
-      }
-    }
-    inv[static_cast<size_t>(i)] = static_cast<float>(f);
-  }
-  return inv;
-}
-
 backend::Act to_backend(arch::Activation a) {
   switch (a) {
     case arch::Activation::kSilu: return backend::Act::kSilu;
@@ -62,14 +34,10 @@ backend::Act to_backend(arch::Activation a) {
 
 Decoder::Decoder(config::ModelConfig cfg, arch::ArchDesc desc, backend::Device device)
     : cfg_(std::move(cfg)), desc_(std::move(desc)), ops_(backend::ops_for(device)) {
-  if (desc_.rope_style != arch::RopeStyle::kRotateHalf) {
-    throw Error(ErrorKind::kUnsupported,
-                fmt::format("{}: the executor does not run interleaved RoPE yet", desc_.model_type));
-  }
   act_ = to_backend(desc_.activation);
   const int64_t rot = cfg_.rotary_dim > 0 ? cfg_.rotary_dim : cfg_.head_dim;
-  inv_freq_ = rope_inv_freq(cfg_.rope_theta, cfg_.rope_scaling, rot);
-  if (cfg_.rope_local_theta) inv_freq_local_ = rope_inv_freq(*cfg_.rope_local_theta, cfg_.rope_local_scaling, rot);
+  rope_ = backend::rope_freqs(cfg_.rope_theta, rot, cfg_.rope_scaling);
+  if (cfg_.rope_local_theta) rope_local_ = backend::rope_freqs(*cfg_.rope_local_theta, rot, cfg_.rope_local_scaling);
 }
 
 KVCache Decoder::make_cache(int64_t capacity) const {
@@ -93,6 +61,7 @@ void Decoder::finish_embedding(float* hidden, int64_t t, int64_t pos0, const std
   const int64_t D = cfg_.hidden_size;
   // Gemma: times sqrt(hidden_size), computed in fp32 as transformers does for fp32 weights.
   if (desc_.scale_embedding) ops_.scale(hidden, t * D, std::sqrt(static_cast<float>(D)));
+  if (cfg_.embedding_multiplier != 1.0) ops_.scale(hidden, t * D, static_cast<float>(cfg_.embedding_multiplier));
   if (desc_.positions == arch::Positions::kLearned) {
     const int64_t rows = static_cast<int64_t>(positions.size()) / D;
     const int64_t first = pos0 + desc_.position_offset;
@@ -171,7 +140,7 @@ void Decoder::block_forward(const BlockWeights& b, int64_t layer, float* hidden,
   }
   const bool sliding = !cfg_.layer_attention.empty() &&
                        cfg_.layer_attention[static_cast<size_t>(layer)] == arch::AttentionKind::kSliding;
-  const float* inv_freq = sliding && !inv_freq_local_.empty() ? inv_freq_local_.data() : inv_freq_.data();
+  const backend::RopeFreqs& rope = sliding && !rope_local_.inv_freq.empty() ? rope_local_ : rope_;
   std::vector<float> x(static_cast<size_t>(t * D)), y(static_cast<size_t>(t * D));
   // GPT-NeoX's parallel residual: every sublayer reads the block's input, x + attn(ln1(x)) +
   // mlp(ln2(x)); otherwise each reads the previous one's result.
@@ -180,7 +149,11 @@ void Decoder::block_forward(const BlockWeights& b, int64_t layer, float* hidden,
   const float* src = desc_.parallel_residual ? block_in.data() : hidden;
   for (size_t si = 0; si < desc_.sublayers.size(); ++si) {
     const auto& sl = desc_.sublayers[si];
-    norm(src, b.norms[si].data(), b.norm_biases.empty() ? nullptr : b.norm_biases[si].data(), t, D, x.data());
+    if (b.norms[si].empty()) {
+      std::copy(src, src + t * D, x.begin());  // OLMo 2: no pre-norm
+    } else {
+      norm(src, b.norms[si].data(), b.norm_biases.empty() ? nullptr : b.norm_biases[si].data(), t, D, x.data());
+    }
     if (sl.kind == arch::SublayerKind::kAttention) {
       using arch::Role;
       if (report(Role::kQ, x.data(), t)) return;
@@ -189,14 +162,18 @@ void Decoder::block_forward(const BlockWeights& b, int64_t layer, float* hidden,
       float* vc = cache.v(cache_layer) + pos0 * KV * hd;
       project(b, Role::kQ, x.data(), t, [&](Role r) { return r == Role::kQ ? q.data() : r == Role::kK ? kc : vc; });
       // Qwen3 / Gemma 3: RMSNorm of every head over head_dim, before RoPE.
-      if (!b.q_norm.empty()) norm(q.data(), b.q_norm.data(), nullptr, t * H, hd, q.data());
-      if (!b.k_norm.empty()) norm(kc, b.k_norm.data(), nullptr, t * KV, hd, kc);
+      // OLMo 2: over the whole projection instead.
+      const bool full = desc_.qk_norm_full;
+      if (!b.q_norm.empty()) norm(q.data(), b.q_norm.data(), nullptr, full ? t : t * H, full ? H * hd : hd, q.data());
+      if (!b.k_norm.empty()) norm(kc, b.k_norm.data(), nullptr, full ? t : t * KV, full ? KV * hd : hd, kc);
       // HF "rotate_half" RoPE on the first `rot` dims of each head: dimension i pairs with
       // i + rot/2 (not the interleaved pairs of Meta's original code; converted checkpoints have
-      // q/k rows permuted to match).
+      // q/k rows permuted to match). Cohere keeps the interleaved pairs (2i, 2i+1).
       if (desc_.positions == arch::Positions::kRope) {
-        ops_.rope(q.data(), t, H, hd, rot, inv_freq, pos0, backend::Rope::kRotateHalf);
-        ops_.rope(kc, t, KV, hd, rot, inv_freq, pos0, backend::Rope::kRotateHalf);
+        const auto style =
+            desc_.rope_style == arch::RopeStyle::kInterleaved ? backend::Rope::kInterleaved : backend::Rope::kRotateHalf;
+        ops_.rope(q.data(), t, H, hd, rot, rope, pos0, style);
+        ops_.rope(kc, t, KV, hd, rot, rope, pos0, style);
       }
       backend::AttentionShape a;
       a.heads = H;
@@ -227,6 +204,7 @@ void Decoder::block_forward(const BlockWeights& b, int64_t layer, float* hidden,
     }
     // Gemma 2/3: the sublayer's output is normed before the residual add.
     if (!b.post_norms.empty() && !b.post_norms[si].empty()) norm(y.data(), b.post_norms[si].data(), nullptr, t, D, y.data());
+    if (cfg_.residual_multiplier != 1.0) ops_.scale(y.data(), t * D, static_cast<float>(cfg_.residual_multiplier));
     ops_.add(hidden, y.data(), t * D);
   }
 }
@@ -239,6 +217,7 @@ void Decoder::logits(const ModelWeights& w, const float* hidden, int64_t t, int6
        rows, D, x.data());
   // [rows, D] x [V, D]^T: dense_gemv / sgemm for an fp32 head, dense16_gemm for a 16-bit one.
   w.head().forward(x.data(), rows, out);
+  if (cfg_.logit_multiplier != 1.0) ops_.scale(out, rows * cfg_.vocab_size, static_cast<float>(cfg_.logit_multiplier));
   if (cfg_.final_softcap > 0) ops_.softcap(out, rows * cfg_.vocab_size, static_cast<float>(cfg_.final_softcap));
 }
 

@@ -72,6 +72,13 @@ class Decoder {
 
   KVCache make_cache(int64_t capacity) const;
 
+  // True when a call over positions pos0 .. pos0+t-1 after pos0 cached ones would switch LongRoPE
+  // to its long factors while the cache was rotated with the short ones: the caller then runs the
+  // whole sequence again from an empty cache, as transformers' Phi-3 generation does.
+  bool rope_invalidates_cache(int64_t pos0, int64_t t) const {
+    return pos0 > 0 && !rope_.inv_freq_long.empty() && pos0 <= rope_.long_after && pos0 + t > rope_.long_after;
+  }
+
  private:
   // The architecture's norm (weight offset included) over rows of n.
   // LayerNorm takes `bias` (null: none); RMSNorm ignores it.
@@ -84,8 +91,8 @@ class Decoder {
   config::ModelConfig cfg_;
   arch::ArchDesc desc_;
   backend::Act act_ = backend::Act::kSilu;
-  std::vector<float> inv_freq_;        // [rot/2], after rope scaling
-  std::vector<float> inv_freq_local_;  // [rot/2] for sliding layers with their own RoPE, else empty
+  backend::RopeFreqs rope_;        // after rope scaling
+  backend::RopeFreqs rope_local_;  // sliding layers with their own RoPE (Gemma 3), else empty
   const backend::Ops& ops_;            // every non-linear op
 };
 

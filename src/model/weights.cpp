@@ -69,16 +69,21 @@ BlockWeights load_block(const io::TensorStore& store, const config::ModelConfig&
                         DenseStorage dense) {
   BlockWeights b;
   for (const auto& sl : desc.sublayers) {
-    b.norms.push_back(store.read_f32(desc.block_module(layer, sl.norm) + ".weight", {cfg.hidden_size}));
-    if (desc.norm == arch::NormKind::kLayer) {
+    b.norms.push_back(sl.norm.empty()
+                          ? std::vector<float>{}
+                          : store.read_f32(desc.block_module(layer, sl.norm) + ".weight", {cfg.hidden_size}));
+    if (desc.norm == arch::NormKind::kLayer && desc.norm_bias) {
       b.norm_biases.push_back(store.read_f32(desc.block_module(layer, sl.norm) + ".bias", {cfg.hidden_size}));
     }
     b.post_norms.push_back(sl.post_norm.empty()
                                ? std::vector<float>{}
                                : store.read_f32(desc.block_module(layer, sl.post_norm) + ".weight", {cfg.hidden_size}));
   }
-  if (!desc.q_norm.empty()) b.q_norm = store.read_f32(desc.block_module(layer, desc.q_norm) + ".weight", {cfg.head_dim});
-  if (!desc.k_norm.empty()) b.k_norm = store.read_f32(desc.block_module(layer, desc.k_norm) + ".weight", {cfg.head_dim});
+  // Per head ([head_dim]), or over the whole projection (OLMo 2: [heads * head_dim]).
+  const int64_t qn = desc.qk_norm_full ? cfg.num_attention_heads * cfg.head_dim : cfg.head_dim;
+  const int64_t kn = desc.qk_norm_full ? cfg.num_key_value_heads * cfg.head_dim : cfg.head_dim;
+  if (!desc.q_norm.empty()) b.q_norm = store.read_f32(desc.block_module(layer, desc.q_norm) + ".weight", {qn});
+  if (!desc.k_norm.empty()) b.k_norm = store.read_f32(desc.block_module(layer, desc.k_norm) + ".weight", {kn});
   for (const auto& ld : desc.linears) {
     const auto [n, k] = linear_shape(cfg, desc, ld.role);
     const std::string module = desc.block_module(layer, ld.name);
@@ -116,7 +121,7 @@ void load_globals(const io::TensorStore& store, const config::ModelConfig& cfg, 
   w->embed = load_dense(store, desc.embed, cfg.vocab_size, cfg.hidden_size, false, dense);
   w->positions = load_positions(store, cfg, desc);
   w->final_norm = store.read_f32(desc.final_norm + ".weight", {cfg.hidden_size});
-  if (desc.norm == arch::NormKind::kLayer) w->final_norm_bias = store.read_f32(desc.final_norm + ".bias", {cfg.hidden_size});
+  if (desc.norm == arch::NormKind::kLayer && desc.norm_bias) w->final_norm_bias = store.read_f32(desc.final_norm + ".bias", {cfg.hidden_size});
   const bool has_head = store.find(desc.lm_head + ".weight") != nullptr;
   if (has_head) {
     // A tied model may still store a copy; we use it either way (it equals the embedding then).

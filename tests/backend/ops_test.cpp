@@ -142,12 +142,15 @@ TEST_P(OpsTest, RopeStylesAndPartialRotation) {
   const int64_t hd = n() * 2, heads = 3, t = 4, pos0 = 5;
   for (int64_t rot : {hd, hd / 2}) {
     if (rot % 2) continue;
-    std::vector<float> inv(static_cast<size_t>(rot / 2));
+    backend::RopeFreqs freqs;
+    freqs.inv_freq.resize(static_cast<size_t>(rot / 2));
+    freqs.attention_factor = 1.25f;  // cos and sin scaled (yarn, longrope)
+    std::vector<float>& inv = freqs.inv_freq;
     for (int64_t j = 0; j < rot / 2; ++j) inv[j] = static_cast<float>(std::pow(10000.0, -2.0 * j / rot));
     for (Rope style : {Rope::kRotateHalf, Rope::kInterleaved}) {
       const auto x = rnd(t * heads * hd, 8);
       std::vector<float> y = x;
-      ops.rope(y.data(), t, heads, hd, rot, inv.data(), pos0, style);
+      ops.rope(y.data(), t, heads, hd, rot, freqs, pos0, style);
       std::vector<double> ref(x.begin(), x.end());
       for (int64_t i = 0; i < t; ++i) {
         for (int64_t h = 0; h < heads; ++h) {
@@ -156,8 +159,9 @@ TEST_P(OpsTest, RopeStylesAndPartialRotation) {
             const double ang = static_cast<double>(pos0 + i) * inv[j];
             const int64_t lo = style == Rope::kInterleaved ? 2 * j : j;
             const int64_t hi = style == Rope::kInterleaved ? 2 * j + 1 : j + rot / 2;
-            ref[base + lo] = x[base + lo] * std::cos(ang) - x[base + hi] * std::sin(ang);
-            ref[base + hi] = x[base + hi] * std::cos(ang) + x[base + lo] * std::sin(ang);
+            const double c = 1.25 * std::cos(ang), s = 1.25 * std::sin(ang);
+            ref[base + lo] = x[base + lo] * c - x[base + hi] * s;
+            ref[base + hi] = x[base + hi] * c + x[base + lo] * s;
           }
         }
       }

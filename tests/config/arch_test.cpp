@@ -24,13 +24,15 @@ std::string error_of(const std::function<void()>& f) {
 TEST(Arch, RegistryIsTheListConfigAccepts) {
   const auto types = supported_model_types();
   ASSERT_EQ(types, (std::vector<std::string>{"llama", "mistral", "qwen2", "qwen3", "phi3", "gemma", "gemma2",
-                                              "gemma3_text", "gpt_neox", "opt", "gpt2"}));
+                                              "gemma3_text", "gpt_neox", "opt", "gpt2", "starcoder2", "granite",
+                                              "olmo2", "stablelm", "cohere"}));
   for (const auto& t : types) {
     EXPECT_TRUE(is_supported(t));
     const auto d = describe(t, {}, "x/config.json");
     EXPECT_EQ(d.model_type, t);
     // Fused q/k/v (Phi-3, GPT-NeoX, GPT-2), fused gate/up (Phi-3), plain MLPs (GPT-NeoX, OPT, GPT-2).
-    EXPECT_EQ(d.linears.size(), t == "phi3" || t == "gpt_neox" || t == "gpt2" ? 4u : t == "opt" ? 6u : 7u);
+    EXPECT_EQ(d.linears.size(),
+              t == "phi3" || t == "gpt_neox" || t == "gpt2" ? 4u : t == "opt" || t == "starcoder2" ? 6u : 7u);
   }
   EXPECT_FALSE(is_supported("gpt_bigcode"));
   const std::string msg = error_of([] { describe("gpt_bigcode", {}, "x/config.json"); });

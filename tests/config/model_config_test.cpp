@@ -1,3 +1,4 @@
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -105,6 +106,49 @@ TEST(ModelConfig, RopeParametersOfTransformers5) {
   EXPECT_EQ(tiny("").rope_theta, 10000.0);
 }
 
+// The keys of yarn and longrope, with transformers 5.24's defaults and precedence (the values
+// these produce are compared with transformers' tables in tests/model/rope_scaling_test.cpp).
+TEST(ModelConfig, YarnAndLongropeKeys) {
+  const ModelConfig y = tiny(R"("rope_scaling": {"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 512,
+      "beta_fast": null, "mscale": 0.5, "truncate": false}, "rope_theta": 1e4)");
+  EXPECT_EQ(y.rope_scaling.type, RopeScaling::Type::kYarn);
+  EXPECT_EQ(y.rope_scaling.factor, 4.0);
+  EXPECT_EQ(y.rope_scaling.original_max_position_embeddings, 512);
+  EXPECT_EQ(y.rope_scaling.beta_fast, 32.0);  // null: the default
+  EXPECT_EQ(y.rope_scaling.beta_slow, 1.0);
+  EXPECT_EQ(y.rope_scaling.mscale, 0.5);
+  EXPECT_EQ(y.rope_scaling.mscale_all_dim, 0.0);
+  EXPECT_FALSE(y.rope_scaling.truncate);
+  EXPECT_FALSE(y.rope_scaling.attention_factor);
+  // A null factor is max_position_embeddings / original; the top-level original wins.
+  const ModelConfig n = tiny(R"("original_max_position_embeddings": 256, "rope_parameters": {"rope_type": "yarn",
+      "factor": null, "original_max_position_embeddings": 512, "attention_factor": 1.5, "rope_theta": 1e4})");
+  EXPECT_EQ(n.rope_scaling.original_max_position_embeddings, 256);
+  EXPECT_EQ(n.rope_scaling.factor, 8.0);
+  EXPECT_EQ(n.rope_scaling.attention_factor, 1.5);
+  const ModelConfig l = tiny(R"("rope_parameters": {"rope_type": "longrope", "rope_theta": 1e4,
+      "short_factor": [1, 1, 1, 1, 1, 1, 1, 2], "long_factor": [1, 2, 3, 4, 5, 6, 7, 8]})");
+  EXPECT_EQ(l.rope_scaling.type, RopeScaling::Type::kLongrope);
+  EXPECT_EQ(l.rope_scaling.original_max_position_embeddings, 2048);  // max_position_embeddings
+  EXPECT_EQ(l.rope_scaling.factor, 1.0);
+  EXPECT_EQ(l.rope_scaling.long_factor.back(), 8.0);
+  EXPECT_EQ(l.rope_scaling.short_factor.back(), 2.0);
+}
+
+// Phi-3: "su" and "yarn" are LongRoPE, and original_max_position_embeddings defaults to 4096.
+TEST(ModelConfig, Phi3LongropeNames) {
+  for (const char* type : {"su", "yarn", "longrope"}) {
+    const std::string text = fmt::format(R"({{"model_type": "phi3", "hidden_size": 64, "intermediate_size": 128,
+        "num_hidden_layers": 1, "num_attention_heads": 4, "vocab_size": 10, "max_position_embeddings": 131072,
+        "rope_scaling": {{"type": "{}", "short_factor": [1, 1, 1, 1, 1, 1, 1, 1],
+        "long_factor": [1, 2, 3, 4, 5, 6, 7, 8], "original_max_position_embeddings": 999}}}})", type);
+    const ModelConfig c = parse_model_config(text, "phi3/config.json");
+    EXPECT_EQ(c.rope_scaling.type, RopeScaling::Type::kLongrope) << type;
+    EXPECT_EQ(c.rope_scaling.original_max_position_embeddings, 4096) << type;
+    EXPECT_EQ(c.rope_scaling.factor, 32.0) << type;  // 131072 / 4096
+  }
+}
+
 TEST(ModelConfig, RopeErrors) {
   auto expect = [](const std::string& extra, ErrorKind kind, const char* needle) {
     try {
@@ -116,8 +160,19 @@ TEST(ModelConfig, RopeErrors) {
       EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
     }
   };
-  expect(R"("rope_parameters": {"rope_type": "yarn", "factor": 4.0, "rope_theta": 1e4})", ErrorKind::kUnsupported,
-         "rope_type \"yarn\"");
+  expect(R"("rope_parameters": {"rope_type": "yarn", "factor": 4.0, "rope_theta": 1e4, "extrapolation": 2})",
+         ErrorKind::kUnsupported, "key \"extrapolation\"");
+  expect(R"("rope_parameters": {"rope_type": "yarn", "rope_theta": 1e4})", ErrorKind::kConfig, "factor");
+  expect(R"("rope_parameters": {"rope_type": "yarn", "factor": 4.0, "attention_factor": -1})", ErrorKind::kConfig,
+         "attention_factor");
+  expect(R"("rope_parameters": {"rope_type": "longrope", "long_factor": [1, 1, 1, 1, 1, 1, 1, 1]})",
+         ErrorKind::kConfig, "short_factor");
+  expect(R"("rope_parameters": {"rope_type": "longrope", "short_factor": [1, 1, 1], "long_factor": [1, 1, 1]})",
+         ErrorKind::kConfig, "16 rotary dims need 8");
+  expect(R"("rope_parameters": {"rope_type": "longrope", "short_factor": [1, 1, 1, 1, 1, 1, 1, "x"],
+            "long_factor": [1, 1, 1, 1, 1, 1, 1, 1]})", ErrorKind::kConfig, "positive numbers");
+  expect(R"("rope_scaling": {"type": "su", "short_factor": [1], "long_factor": [1]})", ErrorKind::kUnsupported,
+         "rope_type \"su\"");  // a Phi-3 name only
   expect(R"("rope_scaling": {"type": "dynamic", "factor": 2.0})", ErrorKind::kUnsupported, "rope_type \"dynamic\"");
   expect(R"("rope_parameters": {"rope_type": "llama3", "factor": 8.0, "rope_theta": 1e4})", ErrorKind::kConfig,
          "low_freq_factor");
@@ -334,6 +389,48 @@ TEST(FamilyKeys, NeoxOptGpt2KeyNames) {
   EXPECT_EQ(g.arch.activation, arch::Activation::kGeluTanh);
 }
 
+// The keys of the smaller families, with transformers' class defaults when absent.
+TEST(FamilyKeys, SmallFamilies) {
+  const ModelConfig sc = family("starcoder2", "");
+  EXPECT_TRUE(sc.tie_word_embeddings);  // Starcoder2Config's default
+  EXPECT_TRUE(sc.arch.linear(arch::Role::kUp).bias);  // use_bias defaults to true
+  EXPECT_EQ(sc.rms_norm_eps, 1e-5);
+  EXPECT_EQ(sc.arch.activation, arch::Activation::kGeluTanh);
+  EXPECT_EQ(sc.sliding_window, 0);
+  const ModelConfig sc2 = family("starcoder2", R"("use_bias": false, "norm_epsilon": 1e-6, "sliding_window": 8)");
+  EXPECT_FALSE(sc2.arch.linear(arch::Role::kQ).bias);
+  EXPECT_EQ(sc2.rms_norm_eps, 1e-6);
+  EXPECT_EQ(sc2.sliding_window, 8);
+  EXPECT_EQ(sc2.layer_attention[3], arch::AttentionKind::kSliding);
+  const ModelConfig gr = family("granite", R"("embedding_multiplier": 12.0, "residual_multiplier": 0.22,
+      "attention_multiplier": 0.0078125, "logits_scaling": 8.0)");
+  EXPECT_EQ(gr.embedding_multiplier, 12.0);
+  EXPECT_EQ(gr.residual_multiplier, 0.22);
+  EXPECT_EQ(gr.attn_scale, 0.0078125);
+  EXPECT_EQ(gr.logit_multiplier, 0.125);
+  EXPECT_EQ(family("granite", "").attn_scale, 1.0);  // GraniteConfig's default, not head_dim^-0.5
+  const ModelConfig ol = family("olmo2", "");
+  EXPECT_TRUE(ol.arch.qk_norm_full);
+  EXPECT_TRUE(ol.arch.sublayers[0].norm.empty());
+  EXPECT_EQ(ol.arch.sublayers[1].post_norm, "post_feedforward_layernorm");
+  const ModelConfig st = family("stablelm", "");
+  EXPECT_FALSE(st.arch.parallel_residual);
+  EXPECT_EQ(st.rotary_dim, 4);  // partial_rotary_factor 0.25 of head_dim 16
+  EXPECT_FALSE(st.arch.linear(arch::Role::kQ).bias);
+  EXPECT_EQ(st.arch.sublayers[1].norm, "post_attention_layernorm");
+  const ModelConfig stp = family("stablelm", R"("use_parallel_residual": true, "use_qkv_bias": true)");
+  EXPECT_TRUE(stp.arch.parallel_residual);
+  EXPECT_EQ(stp.arch.sublayers[1].norm, "input_layernorm");
+  EXPECT_TRUE(stp.arch.linear(arch::Role::kK).bias);
+  EXPECT_FALSE(stp.arch.linear(arch::Role::kO).bias);
+  const ModelConfig co = family("cohere", "");
+  EXPECT_EQ(co.logit_multiplier, 0.0625);
+  EXPECT_TRUE(co.tie_word_embeddings);
+  EXPECT_FALSE(co.arch.norm_bias);
+  EXPECT_EQ(co.arch.rope_style, arch::RopeStyle::kInterleaved);
+  EXPECT_EQ(family("cohere", R"("logit_scale": 0.25)").logit_multiplier, 0.25);
+}
+
 TEST(FamilyKeys, UnsupportedValuesNameTheKey) {
   auto expect = [](const std::string& type, const std::string& extra, ErrorKind kind, const char* needle) {
     try {
@@ -345,9 +442,11 @@ TEST(FamilyKeys, UnsupportedValuesNameTheKey) {
       EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
     }
   };
-  // Phi-3-mini-128k's longrope is not implemented.
+  // Phi-3's longrope needs a factor per rotary frequency.
   expect("phi3", R"("rope_scaling": {"type": "longrope", "long_factor": [1.0], "short_factor": [1.0]})",
-         ErrorKind::kUnsupported, "rope_type \"longrope\"");
+         ErrorKind::kConfig, "short_factor has 1 entries");
+  expect("stablelm", R"("qk_layernorm": true)", ErrorKind::kUnsupported, "qk_layernorm");
+  expect("cohere", R"("use_qk_norm": true)", ErrorKind::kUnsupported, "use_qk_norm");
   expect("phi3", R"("partial_rotary_factor": 0.1)", ErrorKind::kConfig, "partial_rotary_factor");
   expect("gemma2", R"("layer_types": ["full_attention", "chunked_attention", "full_attention", "full_attention"])",
          ErrorKind::kUnsupported, "layer_types[1]");

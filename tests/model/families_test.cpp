@@ -18,6 +18,14 @@ namespace {
 
 std::filesystem::path family_dir(const std::string& f) { return test::data_dir() / "families" / f; }
 
+// Folders <family>_<variant> hold a family with a feature of its config (RoPE scaling).
+std::string model_type_of(const std::string& folder) {
+  static const std::map<std::string, std::string> variants = {{"phi3_longrope", "phi3"}, {"qwen2_yarn", "qwen2"},
+                                                                     {"stablelm_parallel", "stablelm"}};
+  auto it = variants.find(folder);
+  return it == variants.end() ? folder : it->second;
+}
+
 class Family : public ::testing::TestWithParam<std::string> {
  protected:
   nlohmann::json golden() const { return test::read_json(family_dir(GetParam()) / "golden.json"); }
@@ -26,7 +34,7 @@ class Family : public ::testing::TestWithParam<std::string> {
 TEST_P(Family, LastLogitsMatchTransformers) {
   const auto g = golden();
   const CausalLM m = CausalLM::from_pretrained(family_dir(GetParam()));
-  EXPECT_EQ(m.info().model_type, GetParam());
+  EXPECT_EQ(m.info().model_type, model_type_of(GetParam()));
   const auto ids = g["prompt_ids"].get<std::vector<int32_t>>();
   const auto expect = g["last_logits"].get<std::vector<double>>();
   const int64_t V = static_cast<int64_t>(expect.size());
@@ -52,6 +60,9 @@ TEST_P(Family, GreedyTokensMatchTransformers) {
   go.ignore_eos = true;
   // Exact: the golden records the smallest top-1/top-2 gap along its path (>= 9e-4 for every
   // family), far above fp32 summation noise. Prompt and continuation outgrow the sliding windows.
+  // phi3_longrope's continuation passes original_max_position_embeddings (32): generation must
+  // recompute the sequence with the long factors there, as transformers does (keeping the cache
+  // rotated with the short ones leaves the golden path at its 17th token).
   const auto r = m.generate_ids(g["prompt_ids"].get<std::vector<int32_t>>(), go);
   EXPECT_EQ(r.new_ids, g["greedy_new_ids"].get<std::vector<int32_t>>())
       << "smallest golden gap " << g["greedy_min_top2_gap"].get<double>();
@@ -109,7 +120,7 @@ TEST_P(Family, QuantizesAt4BitG32AndReloads) {
   for (const auto& f : store.files()) {
     for (const auto& t : f->tensors()) {
       if (t.name.ends_with(".qweight")) ++qweights;
-      if (GetParam() == "phi3") {
+      if (model_type_of(GetParam()) == "phi3") {
         // Only the fused tensors, under the names transformers and GPTQModel use.
         EXPECT_EQ(t.name.find("self_attn.q_proj"), std::string::npos) << t.name;
         EXPECT_EQ(t.name.find("mlp.up_proj"), std::string::npos) << t.name;
@@ -119,11 +130,12 @@ TEST_P(Family, QuantizesAt4BitG32AndReloads) {
   // Linears per block: fused tensors (Phi-3, GPT-NeoX, GPT-2) and plain MLPs (OPT, GPT-NeoX,
   // GPT-2) have fewer.
   const std::map<std::string, int64_t> fewer = {
-      {"phi3", 4}, {"gpt_neox", 4}, {"opt", 6}, {"gpt2", 4}};
-  const int64_t per_block = fewer.count(GetParam()) ? fewer.at(GetParam()) : 7;
+      {"phi3", 4}, {"gpt_neox", 4}, {"opt", 6}, {"gpt2", 4}, {"starcoder2", 6}};
+  const std::string mt = model_type_of(GetParam());
+  const int64_t per_block = fewer.count(mt) ? fewer.at(mt) : 7;
   EXPECT_EQ(qweights, layers * per_block);
   EXPECT_EQ(static_cast<int64_t>(rep.modules.size()), layers * per_block);
-  if (GetParam() == "phi3") {
+  if (mt == "phi3") {
     EXPECT_NE(store.find("model.layers.0.self_attn.qkv_proj.qweight"), nullptr);
   }
 
@@ -164,9 +176,35 @@ TEST(FamilyKeys, MistralSlidingWindowChangesTheLogits) {
   EXPECT_GT(max_diff, 1e-2 * max_abs);
 }
 
+// Likewise the YaRN scaling: the same model with plain RoPE misses the golden logits by far.
+TEST(FamilyKeys, YarnScalingChangesTheLogits) {
+  test::TempDir tmp;
+  const auto src = family_dir("qwen2_yarn");
+  for (const auto& e : std::filesystem::directory_iterator(src))
+    std::filesystem::copy(e.path(), tmp.path() / e.path().filename());
+  auto cfg = test::read_json(src / "config.json");
+  ASSERT_EQ(cfg["rope_parameters"]["rope_type"].get<std::string>(), "yarn");
+  cfg["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", cfg["rope_parameters"]["rope_theta"]}};
+  std::filesystem::remove(tmp.path() / "config.json");
+  std::ofstream(tmp.path() / "config.json") << cfg.dump();
+  const auto g = test::read_json(src / "golden.json");
+  const auto ids = g["prompt_ids"].get<std::vector<int32_t>>();
+  const auto expect = g["last_logits"].get<std::vector<double>>();
+  const auto logits = CausalLM::from_pretrained(tmp.path()).logits(ids);
+  const float* last = logits.data() + (ids.size() - 1) * expect.size();
+  double max_abs = 0, max_diff = 0;
+  for (size_t v = 0; v < expect.size(); ++v) {
+    max_abs = std::max(max_abs, std::abs(expect[v]));
+    max_diff = std::max(max_diff, std::abs(last[v] - expect[v]));
+  }
+  EXPECT_GT(max_diff, 1e-2 * max_abs);
+}
+
 INSTANTIATE_TEST_SUITE_P(Families, Family,
                          ::testing::Values("qwen3", "mistral", "phi3", "gemma", "gemma2",
-                                           "gemma3_text", "gpt_neox", "opt", "gpt2"),
+                                           "gemma3_text", "gpt_neox", "opt", "gpt2", "phi3_longrope",
+                                           "qwen2_yarn", "starcoder2", "granite", "olmo2",
+                                           "stablelm", "stablelm_parallel", "cohere"),
                          [](const auto& info) { return info.param; });
 
 }  // namespace

@@ -73,17 +73,20 @@ class CpuOps final : public Ops {
     for (int64_t i = 0; i < n; ++i) x[i] = cap * std::tanh(x[i] / cap);
   }
 
-  void rope(float* x, int64_t t, int64_t heads, int64_t head_dim, int64_t rot, const float* inv_freq, int64_t pos0,
+  void rope(float* x, int64_t t, int64_t heads, int64_t head_dim, int64_t rot, const RopeFreqs& f, int64_t pos0,
             Rope style) const override {
     const int64_t half = rot / 2;
+    const float* inv_freq = f.for_call(pos0, t);
+    const float af = f.attention_factor;
     auto rotate = uses_avx2(active_isa()) ? detail::rotate_avx2 : detail::rotate_scalar;
     std::vector<float> cs(static_cast<size_t>(half)), sn(static_cast<size_t>(half));
     for (int64_t i = 0; i < t; ++i) {
       const float pos = static_cast<float>(pos0 + i);
       for (int64_t j = 0; j < half; ++j) {
         const float a = pos * inv_freq[j];
-        cs[j] = std::cos(a);
-        sn[j] = std::sin(a);
+        // As transformers: cos(a) * attention_factor in fp32 (a no-op multiply by 1 otherwise).
+        cs[j] = std::cos(a) * af;
+        sn[j] = std::sin(a) * af;
       }
       for (int64_t h = 0; h < heads; ++h) {
         rotate(x + (i * heads + h) * head_dim, cs.data(), sn.data(), half, style == Rope::kInterleaved);
