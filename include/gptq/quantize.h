@@ -114,6 +114,13 @@ struct QuantizeRunOptions {
   // Writes a safetensors file with the fp32 dequantized weight of every quantized linear
   // (named by module) for independent checks (scripts/gptq_format.py verify).
   std::filesystem::path dequantized_out;
+  // Under mpirun (docs/distributed.md). broadcast_weights: rank 0 alone reads the model folder
+  // (and the calibration file); the config, the calibration tokens, the embedding rows they use
+  // and each layer's tensors reach the other ranks from it, so they need no copy of the model.
+  // distribute_solve: the linears of each true-sequential group are solved on several ranks at
+  // once (each solver holds its input's Hessian, as rank 0 does). Neither changes the output.
+  bool broadcast_weights = false;
+  bool distribute_solve = false;
 };
 
 // Quantizes the model in `model_dir` layer by layer, streaming weights from the mmapped files

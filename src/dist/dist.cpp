@@ -33,6 +33,8 @@ constexpr size_t kPiece = size_t{1} << 30;  // MPI counts are int: send at most 
   return 0;
 }
 
+uint64_t g_traffic = 0;  // see traffic_bytes(); the pipeline calls the group from one thread
+
 #if GPTQ_HAVE_MPI
 bool g_started = false;
 
@@ -46,6 +48,8 @@ void check(int rc, const char* what) {
 #endif
 
 }  // namespace
+
+uint64_t traffic_bytes() { return g_traffic; }
 
 bool built_with_mpi() { return GPTQ_HAVE_MPI != 0; }
 
@@ -90,6 +94,7 @@ void Group::send(const void* data, size_t bytes, int to, int tag) const {
     check(MPI_Send(p + off, n, MPI_BYTE, to, tag, MPI_COMM_WORLD), "send");
     off += static_cast<size_t>(n);
   } while (off < bytes);
+  g_traffic += bytes;
 #else
   (void)data, (void)bytes, (void)to, (void)tag;
 #endif
@@ -111,21 +116,26 @@ void Group::recv(void* data, size_t bytes, int from, int tag) const {
     }
     off += static_cast<size_t>(n);
   } while (off < bytes);
+  g_traffic += bytes;
 #else
   (void)data, (void)bytes, (void)from, (void)tag;
 #endif
 }
 
-void Group::broadcast(std::vector<uint8_t>& bytes) const {
+void Group::broadcast(std::vector<uint8_t>& bytes, int from) const {
+  if (from < 0 || from >= size_) {
+    throw Error(ErrorKind::kArgument, fmt::format("dist: broadcast from rank {} in a group of {}", from, size_));
+  }
   if (size_ == 1) return;
 #if GPTQ_HAVE_MPI
   uint64_t n = bytes.size();
-  check(MPI_Bcast(&n, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD), "broadcast");
-  if (!root()) bytes.resize(n);
+  check(MPI_Bcast(&n, 1, MPI_UINT64_T, from, MPI_COMM_WORLD), "broadcast");
+  if (rank_ != from) bytes.resize(n);
   for (size_t off = 0; off < n; off += kPiece) {
     const int c = static_cast<int>(std::min<uint64_t>(kPiece, n - off));
-    check(MPI_Bcast(bytes.data() + off, c, MPI_BYTE, 0, MPI_COMM_WORLD), "broadcast");
+    check(MPI_Bcast(bytes.data() + off, c, MPI_BYTE, from, MPI_COMM_WORLD), "broadcast");
   }
+  g_traffic += n;
 #endif
 }
 

@@ -34,8 +34,8 @@ class Group {
   // Blocking point-to-point of raw bytes (any size; sent in pieces under 2^31). `tag` >= 0.
   void send(const void* data, size_t bytes, int to, int tag) const;
   void recv(void* data, size_t bytes, int from, int tag) const;
-  // Rank 0's bytes to every rank (others' vectors are resized to match).
-  void broadcast(std::vector<uint8_t>& bytes) const;
+  // Rank `from`'s bytes to every rank (the others' vectors are resized to match).
+  void broadcast(std::vector<uint8_t>& bytes, int from = 0) const;
   // Collective: every rank passes "" or its error message; when any rank has one, every rank
   // throws GroupError(kArgument) naming each failing rank and its message ("rank 1 of 3: ...").
   void check_all(const std::string& error) const;
@@ -44,6 +44,10 @@ class Group {
   Group(int rank, int size) : rank_(rank), size_(size) {}
   int rank_, size_;
 };
+
+// Payload bytes this process has sent or received through any group (send, recv, broadcast; a
+// broadcast counts its size once on every rank), for the per-layer exchange figures.
+uint64_t traffic_bytes();
 
 // True when this binary was built with MPI.
 bool built_with_mpi();

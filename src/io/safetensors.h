@@ -82,8 +82,11 @@ ParsedSafetensors parse_safetensors(const uint8_t* bytes, uint64_t size,
 class SafetensorsFile {
  public:
   static std::unique_ptr<SafetensorsFile> open(const std::filesystem::path& path);
+  // A safetensors image held in memory (one received from another process), validated as open
+  // validates a file; `name` stands for the file in messages and in path().
+  static std::unique_ptr<SafetensorsFile> from_bytes(std::vector<uint8_t> bytes, const std::filesystem::path& name);
 
-  const std::filesystem::path& path() const { return map_.path(); }
+  const std::filesystem::path& path() const { return name_; }
   const std::vector<TensorInfo>& tensors() const { return tensors_; }
   const TensorInfo* find(std::string_view name) const;  // nullptr if absent
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
@@ -92,7 +95,9 @@ class SafetensorsFile {
 
  private:
   SafetensorsFile() = default;
-  MappedFile map_;
+  MappedFile map_;             // a file's mapping, or empty
+  std::vector<uint8_t> owned_;  // from_bytes: the image
+  std::filesystem::path name_;
   std::vector<TensorInfo> tensors_;  // in order of data offset
   std::map<std::string, size_t, std::less<>> index_;
   std::map<std::string, std::string> metadata_;
@@ -107,6 +112,9 @@ class TensorStore {
   static TensorStore open_dir(const std::filesystem::path& dir);
   // A store over explicit files (used for part files and tests).
   static TensorStore open_files(const std::vector<std::filesystem::path>& files);
+  // A store over safetensors images in memory (safetensors_bytes), e.g. weights received from
+  // another rank; `dir` names the folder they came from in messages.
+  static TensorStore from_images(std::vector<std::vector<uint8_t>> images, const std::filesystem::path& dir);
 
   const TensorInfo* find(std::string_view name) const;
   // Throws Error(kShape) naming the folder and the tensor when it is missing.
@@ -128,6 +136,7 @@ class TensorStore {
   void release(const TensorInfo& t) const;
 
  private:
+  void add_file(std::unique_ptr<SafetensorsFile> file);  // indexes its tensors (duplicates refused)
   std::filesystem::path dir_;
   std::vector<std::unique_ptr<SafetensorsFile>> files_;
   std::map<std::string, const TensorInfo*, std::less<>> by_name_;
@@ -150,6 +159,10 @@ struct TensorToWrite {
 // names or a size mismatch, Error(kIo) for write failures (the temporary file is removed).
 void write_safetensors(const std::filesystem::path& path, std::vector<TensorToWrite> tensors,
                        std::map<std::string, std::string> metadata = {});
+
+// The bytes write_safetensors would write, in memory (for sending tensors to another process).
+std::vector<uint8_t> safetensors_bytes(std::vector<TensorToWrite> tensors,
+                                       std::map<std::string, std::string> metadata = {});
 
 // Writes a small file (JSON, text) atomically, as above.
 void write_file_atomic(const std::filesystem::path& path, std::string_view contents);

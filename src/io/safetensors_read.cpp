@@ -326,7 +326,19 @@ ParsedSafetensors parse_safetensors(const uint8_t* bytes, uint64_t size, const f
 std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const fs::path& path) {
   std::unique_ptr<SafetensorsFile> f(new SafetensorsFile());
   f->map_ = MappedFile(path);
-  ParsedSafetensors parsed = parse_safetensors(f->map_.data(), f->map_.size(), f->map_.path());
+  f->name_ = path;
+  ParsedSafetensors parsed = parse_safetensors(f->map_.data(), f->map_.size(), f->name_);
+  f->tensors_ = std::move(parsed.tensors);
+  f->metadata_ = std::move(parsed.metadata);
+  for (size_t i = 0; i < f->tensors_.size(); ++i) f->index_.emplace(f->tensors_[i].name, i);
+  return f;
+}
+
+std::unique_ptr<SafetensorsFile> SafetensorsFile::from_bytes(std::vector<uint8_t> bytes, const fs::path& name) {
+  std::unique_ptr<SafetensorsFile> f(new SafetensorsFile());
+  f->owned_ = std::move(bytes);
+  f->name_ = name;
+  ParsedSafetensors parsed = parse_safetensors(f->owned_.data(), f->owned_.size(), f->name_);
   f->tensors_ = std::move(parsed.tensors);
   f->metadata_ = std::move(parsed.metadata);
   for (size_t i = 0; i < f->tensors_.size(); ++i) f->index_.emplace(f->tensors_[i].name, i);

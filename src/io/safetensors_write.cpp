@@ -43,9 +43,12 @@ void write_file_atomic(const fs::path& path, std::string_view contents) {
   tmp.commit();
 }
 
-void write_safetensors(const fs::path& path, std::vector<TensorToWrite> tensors,
-                       std::map<std::string, std::string> metadata) {
-  const std::string file = path.string();
+namespace {
+
+// Sorts the tensors by name, checks them and returns the 8-byte length and the header text that
+// precede their data (laid end to end in that order). `file` names the destination in errors.
+std::string header_of(const std::string& file, std::vector<TensorToWrite>& tensors,
+                      std::map<std::string, std::string> metadata) {
   auto bad = [&](const std::string& what) {
     throw Error(ErrorKind::kArgument, fmt::format("writing {}: {}", file, what));
   };
@@ -94,12 +97,33 @@ void write_safetensors(const fs::path& path, std::vector<TensorToWrite> tensors,
   }
   // Pad with spaces so that the data section starts 8-byte aligned (8 + a multiple of 8).
   text.append((8 - text.size() % 8) % 8, ' ');
-  uint8_t len[8];
-  for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(text.size() >> (8 * i));
+  std::string out(8, '\0');
+  for (int i = 0; i < 8; ++i) out[static_cast<size_t>(i)] = static_cast<char>(text.size() >> (8 * i));
+  return out + text;
+}
 
+}  // namespace
+
+std::vector<uint8_t> safetensors_bytes(std::vector<TensorToWrite> tensors, std::map<std::string, std::string> metadata) {
+  const std::string head = header_of("(in memory)", tensors, std::move(metadata));
+  uint64_t total = head.size();
+  for (const TensorToWrite& t : tensors) total += t.nbytes;  // each checked; the sum fits as file offsets
+  std::vector<uint8_t> out;
+  out.reserve(total);
+  out.insert(out.end(), head.begin(), head.end());
+  for (const TensorToWrite& t : tensors) {
+    const auto* p = static_cast<const uint8_t*>(t.data);
+    out.insert(out.end(), p, p + t.nbytes);
+    if (t.after_write) t.after_write();
+  }
+  return out;
+}
+
+void write_safetensors(const fs::path& path, std::vector<TensorToWrite> tensors,
+                       std::map<std::string, std::string> metadata) {
+  const std::string head = header_of(path.string(), tensors, std::move(metadata));
   TempFile tmp(path);
-  tmp.write(len, sizeof(len));
-  tmp.write(text.data(), text.size());
+  tmp.write(head.data(), head.size());
   for (const TensorToWrite& t : tensors) {
     tmp.write(t.data, t.nbytes);
     if (t.after_write) t.after_write();

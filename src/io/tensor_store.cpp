@@ -38,21 +38,32 @@ bool is_float_dtype(DType t) {
 
 }  // namespace
 
+void TensorStore::add_file(std::unique_ptr<SafetensorsFile> file) {
+  files_.push_back(std::move(file));
+  const SafetensorsFile& f = *files_.back();
+  for (const TensorInfo& t : f.tensors()) {
+    const auto [it, inserted] = by_name_.emplace(t.name, &t);
+    if (!inserted) {
+      throw Error(ErrorKind::kFormat,
+                  fmt::format("{}: tensor \"{}\" is also in {} (expected each tensor in one "
+                              "file, found it twice)",
+                              f.path().string(), clip(t.name), it->second->file->string()));
+    }
+  }
+}
+
 TensorStore TensorStore::open_files(const std::vector<fs::path>& files) {
   TensorStore store;
   if (!files.empty()) store.dir_ = files.front().parent_path();
-  for (const fs::path& p : files) {
-    store.files_.push_back(SafetensorsFile::open(p));
-    const SafetensorsFile& f = *store.files_.back();
-    for (const TensorInfo& t : f.tensors()) {
-      const auto [it, inserted] = store.by_name_.emplace(t.name, &t);
-      if (!inserted) {
-        throw Error(ErrorKind::kFormat,
-                    fmt::format("{}: tensor \"{}\" is also in {} (expected each tensor in one "
-                                "file, found it twice)",
-                                p.string(), clip(t.name), it->second->file->string()));
-      }
-    }
+  for (const fs::path& p : files) store.add_file(SafetensorsFile::open(p));
+  return store;
+}
+
+TensorStore TensorStore::from_images(std::vector<std::vector<uint8_t>> images, const fs::path& dir) {
+  TensorStore store;
+  store.dir_ = dir;
+  for (size_t i = 0; i < images.size(); ++i) {
+    store.add_file(SafetensorsFile::from_bytes(std::move(images[i]), dir / fmt::format("(received image {})", i)));
   }
   return store;
 }

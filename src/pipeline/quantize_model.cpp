@@ -1,7 +1,9 @@
 // gptq::quantize_model: the streaming, resumable path behind `gptq quantize`.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <optional>
 #include <nlohmann/json.hpp>
 
@@ -72,6 +74,58 @@ auto on_every_rank(const dist::Group& g, F&& f) -> decltype(f()) {
   return std::move(*v);
 }
 
+// Calibration samples as bytes (rank 0 to the others with broadcast_weights): the count, then
+// each sample's length and ids.
+std::vector<uint8_t> encode_samples(const std::vector<std::vector<int32_t>>& s) {
+  std::vector<uint8_t> b;
+  auto put = [&](const void* p, size_t n) {
+    const auto* c = static_cast<const uint8_t*>(p);
+    b.insert(b.end(), c, c + n);
+  };
+  const uint64_t n = s.size();
+  put(&n, sizeof n);
+  for (const auto& v : s) {
+    const uint64_t len = v.size();
+    put(&len, sizeof len);
+    put(v.data(), v.size() * sizeof(int32_t));
+  }
+  return b;
+}
+
+std::vector<std::vector<int32_t>> decode_samples(const std::vector<uint8_t>& b) {
+  size_t pos = 0;
+  auto take = [&](void* p, size_t n) {
+    if (n > b.size() - pos) throw Error(ErrorKind::kFormat, "dist: malformed calibration samples from rank 0");
+    std::memcpy(p, b.data() + pos, n);
+    pos += n;
+  };
+  uint64_t n = 0;
+  take(&n, sizeof n);
+  if (n > b.size()) throw Error(ErrorKind::kFormat, "dist: malformed calibration samples from rank 0");
+  std::vector<std::vector<int32_t>> s(n);
+  for (auto& v : s) {
+    uint64_t len = 0;
+    take(&len, sizeof len);
+    if (len > b.size() / sizeof(int32_t)) throw Error(ErrorKind::kFormat, "dist: malformed calibration samples from rank 0");
+    v.resize(len);
+    take(v.data(), len * sizeof(int32_t));
+  }
+  if (pos != b.size()) throw Error(ErrorKind::kFormat, "dist: trailing bytes in the calibration samples from rank 0");
+  return s;
+}
+
+// The tensors of `names` from a store, as one safetensors image in their stored dtypes (what
+// rank 0 broadcasts with broadcast_weights); their pages are dropped once copied.
+std::vector<uint8_t> image_of(const io::TensorStore& store, const std::vector<std::string>& names,
+                              std::vector<io::TensorToWrite> extra = {}) {
+  std::vector<io::TensorToWrite> ts = std::move(extra);
+  for (const std::string& n : names) {
+    const io::TensorInfo& t = store.get(n);
+    ts.push_back({t.name, t.dtype, t.shape, t.data, t.nbytes, [&store, &t] { store.release(t); }});
+  }
+  return io::safetensors_bytes(std::move(ts));
+}
+
 }  // namespace
 
 QuantizeReport quantize_model(const std::filesystem::path& model_dir, const std::filesystem::path& out,
@@ -82,30 +136,70 @@ QuantizeReport quantize_model(const std::filesystem::path& model_dir, const std:
   // Under mpirun every rank runs this function; rank 0 solves and writes (docs/distributed.md).
   const dist::Group group = dist::Group::world();
   const ProgressCallback progress = group.root() ? run.progress : ProgressCallback{};
-  config::ModelConfig cfg = on_every_rank(group, [&] { return config::load_model_config(model_dir); });
-  if (cfg.quant) {
-    throw Error(ErrorKind::kArgument,
-                fmt::format("{}: the model is already GPTQ-quantized; quantize the original model", model_dir.string()));
+  // broadcast_weights: rank 0 alone reads the model folder and the calibration file; the others
+  // receive what they need from it (the config text, the tokens, embedding rows, each layer).
+  const bool bcast = run.broadcast_weights && group.size() > 1;
+  const bool reads = !bcast || group.root();
+  config::ModelConfig cfg;
+  std::vector<uint8_t> cfg_text;
+  on_every_rank(group, [&] {
+    if (reads) {
+      cfg = config::load_model_config(model_dir);
+      if (cfg.quant) {
+        throw Error(ErrorKind::kArgument,
+                    fmt::format("{}: the model is already GPTQ-quantized; quantize the original model", model_dir.string()));
+      }
+      if (bcast) {
+        const std::string t = io::read_text_file(model_dir / "config.json");
+        cfg_text.assign(t.begin(), t.end());
+      }
+    }
+    return 0;
+  });
+  if (bcast) {
+    group.broadcast(cfg_text);
+    on_every_rank(group, [&] {
+      if (!group.root()) {
+        const std::string origin = fmt::format("{} (from rank 0)", (model_dir / "config.json").string());
+        cfg = config::parse_model_config(std::string(cfg_text.begin(), cfg_text.end()), origin);
+      }
+      return 0;
+    });
   }
   const arch::ArchDesc& desc = cfg.arch;
   const model::Decoder dec(cfg, desc);
   const std::string format = pipeline::resolve_format(qcfg);
   (void)pipeline::to_params(qcfg);  // validates bits, group size, damp before any work
-  const io::TensorStore store = on_every_rank(group, [&] { return io::TensorStore::open_dir(model_dir); });
-  std::vector<std::vector<int32_t>> samples = on_every_rank(group, [&] {
-    std::vector<std::vector<int32_t>> s;
+  std::optional<io::TensorStore> store;
+  std::vector<std::vector<int32_t>> samples;
+  on_every_rank(group, [&] {
+    if (!reads) return 0;
+    store.emplace(io::TensorStore::open_dir(model_dir));
     const Tokenizer tok = Tokenizer::from_dir(model_dir);
-    if (qcfg.method != "rtn") s = pipeline::build_calibration(calib, tok, cfg.vocab_size, cfg.max_position_embeddings);
-    return s;
+    if (qcfg.method != "rtn") samples = pipeline::build_calibration(calib, tok, cfg.vocab_size, cfg.max_position_embeddings);
+    const io::TensorInfo& emb = store->get(desc.embed + ".weight");
+    if (emb.shape != Shape{cfg.vocab_size, cfg.hidden_size}) {
+      throw Error(ErrorKind::kShape, fmt::format("{}: {}.weight has shape {}, expected {}", model_dir.string(), desc.embed,
+                                                 shape_str(emb.shape), shape_str({cfg.vocab_size, cfg.hidden_size})));
+    }
+    return 0;
   });
+  if (bcast) {
+    std::vector<uint8_t> b;
+    if (group.root()) b = encode_samples(samples);
+    group.broadcast(b);
+    if (!group.root()) samples = decode_samples(b);
+  }
 
   json sig = {{"bits", qcfg.bits}, {"group_size", qcfg.group_size}, {"desc_act", qcfg.desc_act},
               {"static_groups", qcfg.static_groups}, {"act_group_aware", qcfg.act_group_aware}, {"sym", qcfg.sym}, {"damp", qcfg.damp_percent},
               {"mse", qcfg.mse}, {"damp_search", qcfg.damp_search}, {"true_sequential", qcfg.true_sequential}, {"method", qcfg.method},
               {"format", format}, {"calib_dtype", pipeline::resolve_calib_dtype(qcfg)}, {"calib_hash", hash_samples(samples)}, {"version", GPTQ_VERSION}};
   std::vector<json> files;
-  for (const auto& f : store.files()) {
-    files.push_back({{"name", f->path().filename().string()}, {"bytes", std::filesystem::file_size(f->path())}});
+  if (store) {  // the signature matters only where the writer is: rank 0
+    for (const auto& f : store->files()) {
+      files.push_back({{"name", f->path().filename().string()}, {"bytes", std::filesystem::file_size(f->path())}});
+    }
   }
   sig["files"] = files;
   json dyn = json::array();
@@ -127,19 +221,53 @@ QuantizeReport quantize_model(const std::filesystem::path& model_dir, const std:
     return 0;
   });
 
-  pipeline::QuantizationPipeline pipe(dec, qcfg, samples, group);
-  const io::TensorInfo& emb = store.get(desc.embed + ".weight");
+  pipeline::QuantizationPipeline pipe(dec, qcfg, samples, group, run.distribute_solve);
   const int64_t D = cfg.hidden_size;
-  if (emb.shape != Shape{cfg.vocab_size, D}) {
-    throw Error(ErrorKind::kShape, fmt::format("{}: {}.weight has shape {}, expected {}", model_dir.string(), desc.embed,
-                                               shape_str(emb.shape), shape_str({cfg.vocab_size, D})));
+  if (!bcast) {
+    const io::TensorInfo& emb = store->get(desc.embed + ".weight");
+    pipe.start(
+        [&](int32_t id, float* row) {
+          const size_t es = dtype_size(emb.dtype);
+          core::to_fp32(emb.dtype, emb.data + static_cast<size_t>(id) * D * es, static_cast<size_t>(D), row);
+        },
+        model::load_positions(*store, cfg, desc));
+  } else {
+    // The embedding rows of the calibration tokens (sorted ids) and the position table, in
+    // their stored dtypes: the same bytes every rank would read from the folder.
+    std::vector<uint8_t> img;
+    std::vector<int32_t> ids;
+    std::vector<uint8_t> rows;
+    if (group.root()) {
+      for (const auto& v : samples) ids.insert(ids.end(), v.begin(), v.end());
+      std::sort(ids.begin(), ids.end());
+      ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+      const io::TensorInfo& emb = store->get(desc.embed + ".weight");
+      const size_t rb = static_cast<size_t>(D) * dtype_size(emb.dtype);
+      rows.resize(ids.size() * rb);
+      for (size_t i = 0; i < ids.size(); ++i) std::memcpy(rows.data() + i * rb, emb.data + static_cast<size_t>(ids[i]) * rb, rb);
+      std::vector<std::string> names;
+      if (desc.positions == arch::Positions::kLearned) names.push_back(desc.position_embed + ".weight");
+      img = image_of(*store, names,
+                     {{"gptq.embed_ids", DType::kI32, {static_cast<int64_t>(ids.size())}, ids.data(), ids.size() * 4},
+                      {"gptq.embed_rows", emb.dtype, {static_cast<int64_t>(ids.size()), D}, rows.data(), rows.size()}});
+    }
+    group.broadcast(img);
+    const io::TensorStore got = io::TensorStore::from_images({std::move(img)}, model_dir);
+    const io::TensorInfo& gid = got.get("gptq.embed_ids");
+    const io::TensorInfo& grows = got.get("gptq.embed_rows");
+    ids.resize(static_cast<size_t>(gid.numel()));
+    std::memcpy(ids.data(), gid.data, ids.size() * sizeof(int32_t));
+    pipe.start(
+        [&](int32_t id, float* row) {
+          const auto it = std::lower_bound(ids.begin(), ids.end(), id);
+          if (it == ids.end() || *it != id) {
+            throw Error(ErrorKind::kFormat, fmt::format("dist: rank 0 sent no embedding row for token {}", id));
+          }
+          const size_t es = dtype_size(grows.dtype);
+          core::to_fp32(grows.dtype, grows.data + static_cast<size_t>(it - ids.begin()) * D * es, static_cast<size_t>(D), row);
+        },
+        model::load_positions(got, cfg, desc));
   }
-  pipe.start(
-      [&](int32_t id, float* row) {
-        const size_t es = dtype_size(emb.dtype);
-        core::to_fp32(emb.dtype, emb.data + static_cast<size_t>(id) * D * es, static_cast<size_t>(D), row);
-      },
-      model::load_positions(store, cfg, desc));
 
   QuantizeReport report;
   report.layers = cfg.num_hidden_layers;
@@ -152,7 +280,25 @@ QuantizeReport quantize_model(const std::filesystem::path& model_dir, const std:
   std::vector<std::vector<float>> dequant_keep;
   const auto parts_dir = group.root() ? writer->partial_dir() / "parts" : std::filesystem::path();
   for (int64_t layer = 0; layer < cfg.num_hidden_layers; ++layer) {
-    model::BlockWeights block = model::load_block(store, cfg, desc, static_cast<int>(layer));
+    model::BlockWeights block;
+    if (!bcast) {
+      block = model::load_block(*store, cfg, desc, static_cast<int>(layer));
+    } else {
+      // Rank 0 sends the layer's tensors as stored; every rank (rank 0 too) loads the block from
+      // those bytes.
+      std::vector<uint8_t> img;
+      if (group.root()) {
+        const std::string prefix = desc.block_module(static_cast<int>(layer), "");
+        std::vector<std::string> names;
+        for (const std::string& n : store->names()) {
+          if (n.compare(0, prefix.size(), prefix) == 0) names.push_back(n);
+        }
+        img = image_of(*store, names);
+      }
+      group.broadcast(img);
+      const io::TensorStore got = io::TensorStore::from_images({std::move(img)}, model_dir);
+      block = model::load_block(got, cfg, desc, static_cast<int>(layer));
+    }
     const auto report_path = parts_dir / fmt::format("layer-{:05}.report.json", layer);
     std::vector<ModuleReport> reps;
     std::vector<checkpoint::PackedLinear> packed;
@@ -218,7 +364,7 @@ QuantizeReport quantize_model(const std::filesystem::path& model_dir, const std:
     if (progress) progress({"quantize", layer + 1, cfg.num_hidden_layers, fmt::format("layer {} done", layer)});
   }
   if (group.root()) {
-    writer->finalize(store, cfg, summary);
+    writer->finalize(*store, cfg, summary);
     if (!run.dequantized_out.empty()) io::write_safetensors(run.dequantized_out, dequant_out);
   }
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();

@@ -2,9 +2,12 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <map>
+#include <numeric>
+#include <set>
 #include <tuple>
 
 #include "core/dtype.h"
@@ -269,10 +272,33 @@ void decode_results(const std::vector<uint8_t>& bytes, std::vector<ModuleReport>
 }
 
 QuantizationPipeline::QuantizationPipeline(const model::Decoder& decoder, const QuantizeConfig& q,
-                                           std::vector<std::vector<int32_t>> samples, dist::Group group)
+                                           std::vector<std::vector<int32_t>> samples, dist::Group group,
+                                           bool distribute_solve)
     : dec_(decoder), q_(q), params_(to_params(q)), base_(base_config(q)), format_(resolve_format(q)),
       calib_(resolve_calib_dtype(q) == "bf16" ? quant::CalibDtype::kBf16 : quant::CalibDtype::kFp32),
-      samples_(std::move(samples)), group_(group), shard_size_(shard_samples(static_cast<int64_t>(samples_.size()))) {}
+      samples_(std::move(samples)), group_(group), distribute_solve_(distribute_solve), shard_size_(shard_samples(static_cast<int64_t>(samples_.size()))) {}
+
+std::vector<int> QuantizationPipeline::assign_solvers(const std::vector<Role>& todo, const model::BlockWeights& block) const {
+  std::vector<int> solver(todo.size(), 0);
+  const int n = group_.size();
+  if (!distribute_solve_ || n == 1) return solver;
+  // Largest first, each to the least loaded rank (ties: the lower rank); a solve costs about
+  // N * K^2 multiply-adds (the error feedback), the damp search ten of them.
+  std::vector<size_t> order(todo.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  auto cost = [&](size_t i) {
+    const model::Linear& l = block.at(todo[i]);
+    return static_cast<double>(l.n()) * static_cast<double>(l.k()) * static_cast<double>(l.k());
+  };
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return cost(a) > cost(b); });
+  std::vector<double> load(static_cast<size_t>(n), 0.0);
+  for (size_t i : order) {
+    const auto least = std::min_element(load.begin(), load.end());
+    solver[i] = static_cast<int>(least - load.begin());
+    *least += cost(i);
+  }
+  return solver;
+}
 
 int64_t QuantizationPipeline::tokens() const {
   int64_t n = 0;
@@ -335,7 +361,8 @@ LayerResult QuantizationPipeline::quantize_layer(int64_t layer, model::BlockWeig
   }
   LayerResult out;
   const auto t_layer = std::chrono::steady_clock::now();
-  double exchange_s = 0;  // rank 0: time in the reductions and the broadcast of results
+  double exchange_s = 0;  // time in the reductions and the broadcasts of results
+  const uint64_t traffic0 = dist::traffic_bytes();
   for (const auto& group : groups) {
     // Which linears of the group are quantized, each with its own settings: the first
     // matching dynamic rule over the base ones. A group larger than K becomes one group per row
@@ -379,11 +406,9 @@ LayerResult QuantizationPipeline::quantize_layer(int64_t layer, model::BlockWeig
     // is summed over canonical shards in a fixed order (sharded_hessian.h).
     const bool search = q_.damp_search && !rtn;
     std::map<Role, ShardedHessian> acc, acc_odd;
-    std::map<Role, int> users;  // linears of each input slot still to quantize
     std::optional<Role> stop_at;
     for (Role r : todo) {
       const Role slot = desc.input_slot(r);
-      ++users[slot];
       if (!acc.count(slot)) acc.emplace(slot, ShardedHessian(block.at(r).k(), group_, calib_));
       if (search && !acc_odd.count(slot)) acc_odd.emplace(slot, ShardedHessian(block.at(r).k(), group_, calib_));
       if (!stop_at || desc.input_order(slot) > desc.input_order(*stop_at)) stop_at = slot;
@@ -402,9 +427,29 @@ LayerResult QuantizationPipeline::quantize_layer(int64_t layer, model::BlockWeig
       };
       run_block(block, &hook, stop_at, false);
     }
+    // Who solves each linear (rank 0, or spread by assign_solvers), and per input slot the rank
+    // that sums its Hessian (the solver of the slot's first linear) and the other solvers it
+    // forwards H to. Every rank computes the same plan from the shapes and N.
+    const std::vector<int> solver = assign_solvers(todo, block);
+    if (distribute_solve_ && group_.size() > 1 && group_.root()) {
+      std::string plan;
+      for (size_t i = 0; i < todo.size(); ++i) {
+        plan += fmt::format("{}{} on rank {}", i ? ", " : "", desc.linear(todo[i]).name, solver[i]);
+      }
+      core::log_info("layer {}: {}", layer, plan);
+    }
+    std::map<Role, int> sum_at;
+    std::map<Role, std::set<int>> forward_to;
+    std::map<Role, int> users;  // this rank's linears of each slot still to quantize
+    for (size_t i = 0; i < todo.size(); ++i) {
+      const Role slot = desc.input_slot(todo[i]);
+      if (!sum_at.count(slot)) sum_at[slot] = solver[i];
+      if (solver[i] != sum_at[slot]) forward_to[slot].insert(solver[i]);
+      if (solver[i] == group_.rank()) ++users[slot];
+    }
     // Per slot with the damp search: the two folds' Hessians, and H (their token-weighted mean).
     // The reductions are collective: every rank runs them, for the slots in the same order; the
-    // Hessians exist on rank 0 only, which solves.
+    // Hessians exist on the ranks that solve a linear of the slot only.
     struct Folds {
       std::vector<double> ha, hb, h;
     };
@@ -412,12 +457,28 @@ LayerResult QuantizationPipeline::quantize_layer(int64_t layer, model::BlockWeig
     std::map<Role, std::vector<double>> hessians;
     const auto t_exchange = std::chrono::steady_clock::now();
     if (!rtn) {
+      constexpr int kForwardTag = 30000;  // above the shard tags (< 64), below MPI's least tag limit
       for (auto& [slot, a] : acc) {
+        const int at = sum_at.at(slot);
+        const auto& fwd = forward_to[slot];
+        const size_t kk = static_cast<size_t>(a.k() * a.k());
+        // The summing rank sends the finished matrix to each other solver of the slot.
+        auto pass_on = [&](std::vector<double>& h, int tag) {
+          for (int to : fwd) {
+            if (group_.rank() == at) group_.send(h.data(), kk * sizeof(double), to, tag);
+            if (group_.rank() == to) {
+              h.resize(kk);
+              group_.recv(h.data(), kk * sizeof(double), at, tag);
+            }
+          }
+        };
         if (search) {
           Folds f;
-          f.ha = a.reduce(nshards, tok_even);
-          f.hb = acc_odd.at(slot).reduce(nshards, tok_odd);
-          if (group_.root()) {
+          f.ha = a.reduce(nshards, tok_even, at);
+          f.hb = acc_odd.at(slot).reduce(nshards, tok_odd, at);
+          pass_on(f.ha, kForwardTag);
+          pass_on(f.hb, kForwardTag + 1);
+          if (!f.ha.empty()) {
             const double wa = static_cast<double>(tok_even), wb = static_cast<double>(tok_odd);
             if (wb == 0) f.hb = f.ha;  // a single calibration sequence: nothing to hold out
             f.h.resize(f.ha.size());
@@ -425,35 +486,24 @@ LayerResult QuantizationPipeline::quantize_layer(int64_t layer, model::BlockWeig
           }
           folds.emplace(slot, std::move(f));
         } else {
-          hessians.emplace(slot, a.reduce(nshards, tok_even));
+          std::vector<double> h = a.reduce(nshards, tok_even, at);
+          pass_on(h, kForwardTag);
+          hessians.emplace(slot, std::move(h));
         }
       }
       acc.clear();
       acc_odd.clear();
     }
     exchange_s += seconds_since(t_exchange);
-    if (!group_.root()) {
-      // Rank 0 solves; take its results.
-      std::vector<uint8_t> bytes;
-      group_.broadcast(bytes);
-      std::vector<ModuleReport> reps;
-      std::vector<checkpoint::PackedLinear> packed;
-      decode_results(bytes, reps, packed);
-      for (size_t i = 0; i < packed.size(); ++i) {
-        for (Role r : todo) {
-          if (desc.block_module(static_cast<int>(layer), desc.linear(r).name) != packed[i].module) continue;
-          block.at(r).mutable_weight() = model::dequantize_packed(packed[i], format_);
-        }
-        out.reports.push_back(reps[i]);
-        out.packed.push_back(std::move(packed[i]));
-      }
-      continue;
-    }
-    const size_t first_solved = out.packed.size(), first_report = out.reports.size();
+    // This rank's linears, in the group's order; the others come from their solvers below.
+    std::map<Role, ModuleReport> reps_of;
+    std::map<Role, checkpoint::PackedLinear> packed_of;
     // Keyed by act-order too: linears sharing an input may differ in it (dynamic rules).
     std::map<std::tuple<Role, double, bool>, quant::HessianFactor> searched;
     std::map<std::pair<Role, bool>, quant::HessianFactor> factors;
-    for (Role r : todo) {
+    for (size_t i = 0; i < todo.size(); ++i) {
+      if (solver[i] != group_.rank()) continue;
+      const Role r = todo[i];
       check_interrupt();
       const auto t0 = std::chrono::steady_clock::now();
       const auto& ld = desc.linear(r);
@@ -485,7 +535,10 @@ LayerResult QuantizationPipeline::quantize_layer(int64_t layer, model::BlockWeig
         }
         res = quant::gptq_quantize(lin.weight().data(), lin.n(), lin.k(), f->second, pm);
       }
-      if (--users[slot] == 0) hessians.erase(slot);
+      if (--users[slot] == 0) {
+        hessians.erase(slot);
+        folds.erase(slot);
+      }
       auto packed = pack_result(module, res, format_, lin.bias());
       lin.mutable_weight() = model::dequantize_packed(packed, format_);
       ModuleReport rep;
@@ -501,23 +554,58 @@ LayerResult QuantizationPipeline::quantize_layer(int64_t layer, model::BlockWeig
       if (res.dead_columns > 0) {
         rep.note += fmt::format("{}{} dead input columns", rep.note.empty() ? "" : "; ", res.dead_columns);
       }
-      out.reports.push_back(rep);
-      out.packed.push_back(std::move(packed));
+      reps_of[r] = rep;
+      packed_of[r] = std::move(packed);
     }
     if (group_.size() > 1) {
-      std::vector<ModuleReport> reps(out.reports.begin() + static_cast<std::ptrdiff_t>(first_report), out.reports.end());
-      std::vector<checkpoint::PackedLinear> packed(out.packed.begin() + static_cast<std::ptrdiff_t>(first_solved),
-                                                   out.packed.end());
-      std::vector<uint8_t> bytes = encode_results(reps, packed);
+      // Each solver's results to every rank (in rank order), which dequantizes them into its
+      // copy of the layer: the same function on the same bytes, so every rank holds the same
+      // weights.
       const auto t_send = std::chrono::steady_clock::now();
-      group_.broadcast(bytes);
+      for (int from = 0; from < group_.size(); ++from) {
+        if (std::find(solver.begin(), solver.end(), from) == solver.end()) continue;
+        std::vector<uint8_t> bytes;
+        if (from == group_.rank()) {
+          std::vector<ModuleReport> reps;
+          std::vector<checkpoint::PackedLinear> packed;
+          for (size_t i = 0; i < todo.size(); ++i) {
+            if (solver[i] != from) continue;
+            reps.push_back(reps_of.at(todo[i]));
+            packed.push_back(packed_of.at(todo[i]));
+          }
+          bytes = encode_results(reps, packed);
+        }
+        group_.broadcast(bytes, from);
+        if (from == group_.rank()) continue;
+        std::vector<ModuleReport> reps;
+        std::vector<checkpoint::PackedLinear> packed;
+        decode_results(bytes, reps, packed);
+        size_t j = 0;
+        for (size_t i = 0; i < todo.size(); ++i) {
+          if (solver[i] != from) continue;
+          if (j >= packed.size() || j >= reps.size() ||
+              packed[j].module != desc.block_module(static_cast<int>(layer), desc.linear(todo[i]).name)) {
+            throw Error(ErrorKind::kFormat, fmt::format("dist: rank {} sent the results of other linears than "
+                                                        "expected (same gptq build on every rank?)", from));
+          }
+          block.at(todo[i]).mutable_weight() = model::dequantize_packed(packed[j], format_);
+          reps_of[todo[i]] = std::move(reps[j]);
+          packed_of[todo[i]] = std::move(packed[j]);
+          ++j;
+        }
+      }
       exchange_s += seconds_since(t_send);
+    }
+    for (Role r : todo) {
+      out.reports.push_back(std::move(reps_of.at(r)));
+      out.packed.push_back(std::move(packed_of.at(r)));
     }
   }
   if (!rtn) run_block(block, nullptr, std::nullopt, true);
   if (group_.size() > 1 && group_.root()) {
-    core::log_info("layer {}: {:.3f} s of {:.3f} s in the exchange (Hessians in, results out, waits included)", layer,
-                   exchange_s, seconds_since(t_layer));
+    core::log_info("layer {}: {:.3f} s of {:.3f} s in the exchange, {:.1f} MB sent and received by rank 0 "
+                   "(Hessians, results, waits included)",
+                   layer, exchange_s, seconds_since(t_layer), static_cast<double>(dist::traffic_bytes() - traffic0) / 1e6);
   }
   return out;
 }

@@ -47,9 +47,12 @@ class QuantizationPipeline {
  public:
   // With a group of several ranks (quantize_model under mpirun), this rank keeps and runs only
   // the samples of its shards (sharded_hessian.h); rank 0 solves every linear and sends the
-  // packed results to the others, so every rank ends each layer with the same weights.
+  // packed results to the others, so every rank ends each layer with the same weights. With
+  // `distribute_solve`, the linears of each true-sequential group are spread over the ranks
+  // instead (assign_solvers), each solver receiving its slot's Hessian and broadcasting its
+  // results; the output is the same bytes.
   QuantizationPipeline(const model::Decoder& decoder, const QuantizeConfig& q, std::vector<std::vector<int32_t>> samples,
-                       dist::Group group = dist::Group::single());
+                       dist::Group group = dist::Group::single(), bool distribute_solve = false);
 
   // Sets every sample's hidden state to its embedding. `embed_row(id, out)` writes row id of the
   // embedding matrix (so callers can read rows straight from a mapped file).
@@ -71,6 +74,10 @@ class QuantizationPipeline {
     return static_cast<int64_t>(sample) / shard_size_ % group_.size() == group_.rank();
   }
 
+  // The rank that solves each of `todo` (same order): all 0, or with distribute_solve_ the
+  // largest linears first, each to the least loaded rank. Depends on the shapes and N only.
+  std::vector<int> assign_solvers(const std::vector<arch::Role>& todo, const model::BlockWeights& block) const;
+
   void run_block(const model::BlockWeights& block, const model::LinearInputHook* hook, std::optional<arch::Role> stop_at,
                  bool update_hidden);
 
@@ -84,6 +91,7 @@ class QuantizationPipeline {
   std::vector<std::vector<float>> hidden_;  // per sample [T_s, D]
   size_t current_sample_ = 0;               // the sample run_block is on (hooks read it)
   dist::Group group_;
+  bool distribute_solve_ = false;
   int64_t shard_size_ = 8;                  // samples per canonical shard
 };
 

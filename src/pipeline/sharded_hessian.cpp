@@ -45,7 +45,7 @@ void ShardedHessian::end_shard() {
   }
 }
 
-std::vector<double> ShardedHessian::reduce(int64_t nshards, int64_t tokens) {
+std::vector<double> ShardedHessian::reduce(int64_t nshards, int64_t tokens, int to) {
   end_shard();
   const size_t kk = static_cast<size_t>(k_ * k_);
   if (group_.size() == 1) {
@@ -53,11 +53,14 @@ std::vector<double> ShardedHessian::reduce(int64_t nshards, int64_t tokens) {
     return quant::HessianAccumulator::hessian_from_sum(std::move(total_), k_, tokens);
   }
   const int n = group_.size();
-  if (!group_.root()) {
+  if (to < 0 || to >= n) {
+    throw Error(ErrorKind::kArgument, fmt::format("ShardedHessian: reduce to rank {} in a group of {}", to, n));
+  }
+  if (group_.rank() != to) {
     for (int64_t s = group_.rank(); s < nshards; s += n) {
       auto it = mine_.find(s);
       if (it == mine_.end()) it = mine_.emplace(s, std::vector<double>(kk, 0.0)).first;  // no tokens
-      group_.send(it->second.data(), kk * sizeof(double), 0, static_cast<int>(s));
+      group_.send(it->second.data(), kk * sizeof(double), to, static_cast<int>(s));
       it->second = {};
     }
     mine_.clear();
@@ -66,7 +69,7 @@ std::vector<double> ShardedHessian::reduce(int64_t nshards, int64_t tokens) {
   std::vector<double> total(kk, 0.0), buf;
   for (int64_t s = 0; s < nshards; ++s) {
     const int owner = static_cast<int>(s % n);
-    if (owner == 0) {
+    if (owner == to) {
       auto it = mine_.find(s);
       if (it != mine_.end()) add_into(total, it->second);
       mine_.erase(s);

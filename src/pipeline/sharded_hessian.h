@@ -6,7 +6,8 @@
 // in order (one quant::HessianAccumulator), and H = 2/n * (((0 + S_0) + S_1) + ...), shard by
 // shard in double. One process adds each shard into a running total as it ends; in a group of
 // N ranks, shard s belongs to rank s % N, which keeps its shard sums until rank 0 collects them
-// in shard order and adds them the same way.
+// in shard order and adds them the same way (or another rank
+// does, for a solve on that rank: --distribute-solve).
 #pragma once
 
 #include <cstdint>
@@ -26,14 +27,15 @@ int64_t shard_samples(int64_t nsamples);
 class ShardedHessian {
  public:
   ShardedHessian(int64_t k, const dist::Group& group, quant::CalibDtype dtype = quant::CalibDtype::kFp32);
+  int64_t k() const { return k_; }
   // Adds x [rows, K] to shard `shard`; shards come in increasing order.
   void add(int64_t shard, const float* x, int64_t rows);
   // Ends the current shard (call once all samples are in).
   void end_shard();
-  // Collective over the group (every rank calls it for the same slots in the same order):
-  // H over all nshards shards, scaled by 2/tokens (the fold's tokens over every rank), on rank
-  // 0; empty on the others.
-  std::vector<double> reduce(int64_t nshards, int64_t tokens);
+  // Collective over the group (every rank calls it for the same slots in the same order, with
+  // the same `to`): H over all nshards shards, scaled by 2/tokens (the fold's tokens over every
+  // rank), on rank `to`, which adds the shard sums in shard order; empty on the others.
+  std::vector<double> reduce(int64_t nshards, int64_t tokens, int to = 0);
 
  private:
   int64_t k_;

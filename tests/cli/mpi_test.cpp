@@ -108,6 +108,12 @@ TEST(Mpi, StoriesByteIdenticalForOneTwoAndThreeRanks) {
   ASSERT_EQ(r.status, 0) << r.err;
   expect_same_files(one, two);
   expect_same_files(one, three);
+  // q, k and v solved on three ranks at once (o alone in its group; the MLP is left unquantized:
+  // 172 is not a multiple of 32).
+  const auto spread = tmp.path() / "spread";
+  r = sh(mpirun(3) + kCli + " quantize -m " + model + " -o " + spread.string() + kStoriesArgs + " --distribute-solve");
+  ASSERT_EQ(r.status, 0) << r.err;
+  expect_same_files(one, spread);
 }
 
 // A synthetic model, with the damp search (two folds per shard) and all linears of a layer
@@ -126,10 +132,38 @@ TEST(Mpi, SynthDampSearchByteIdenticalForTwoRanks) {
   r = sh(mpirun(2) + kCli + " quantize -m " + model.string() + " -o " + two.string() + args);
   ASSERT_EQ(r.status, 0) << r.err;
   expect_same_files(one, two);
+  // The seven linears of each layer (one group) spread over both ranks, each solver receiving
+  // both folds of its input's Hessian.
+  const auto spread = tmp.path() / "spread";
+  r = sh(mpirun(2) + kCli + " quantize -m " + model.string() + " -o " + spread.string() + args + " --distribute-solve");
+  ASSERT_EQ(r.status, 0) << r.err;
+  expect_same_files(one, spread);
 }
 
-// One rank given a folder it cannot read (as on a host without the shared filesystem): every
-// rank stops, and the message names the rank and the folder.
+// --broadcast-weights: ranks given a model folder and a calibration file that do not exist (hosts
+// without the shared filesystem) receive everything from rank 0, and the output is the bytes of
+// a single process. A bf16 synthetic model (the layers travel in their stored dtype), spread
+// solve, three ranks of which two have nothing.
+TEST(Mpi, BroadcastWeightsRanksWithoutTheFolderWriteTheSameBytes) {
+  SKIP_WITHOUT_MPI();
+  test::TempDir tmp;
+  const auto model = tmp.path() / "synth";
+  Result r = sh(kCli + " synth --shape tiny --dtype bf16 -o " + model.string());
+  ASSERT_EQ(r.status, 0) << r.err;
+  const std::string args = " --bits 4 --group-size 32 --nsamples 20 --seqlen 64 -t 1";
+  const auto one = tmp.path() / "one", two = tmp.path() / "two";
+  r = sh(kCli + " quantize -m " + model.string() + " -o " + one.string() + args + " --calib " + kCalib);
+  ASSERT_EQ(r.status, 0) << r.err;
+  const std::string bad = (tmp.path() / "not-here").string();
+  const std::string tail = " -o " + two.string() + args + " --broadcast-weights --distribute-solve";
+  r = sh(mpirun(1) + kCli + " quantize -m " + model.string() + " --calib " + kCalib + tail + " : -np 2 " + kCli +
+         " quantize -m " + bad + " --calib " + bad + "/calib.txt" + tail);
+  ASSERT_EQ(r.status, 0) << r.err;
+  expect_same_files(one, two);
+}
+
+// One rank given a folder it cannot read (as on a host without the shared filesystem), without
+// --broadcast-weights: every rank stops, and the message names the rank and the folder.
 TEST(Mpi, RankThatCannotReadTheModelIsAnErrorNamingIt) {
   SKIP_WITHOUT_MPI();
   test::TempDir tmp;

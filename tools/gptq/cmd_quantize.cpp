@@ -61,7 +61,8 @@ Runner add_quantize(CLI::App& app) {
     QuantizeConfig q;
     GgufExportOptions gguf;
     CalibrationOptions c;
-    bool asym = false, no_true_seq = false, json = false, force = false;
+    bool asym = false, no_true_seq = false, json = false, force = false, broadcast_weights = false,
+         distribute_solve = false;
     int threads = 0;
   };
   auto a = std::make_shared<Args>();
@@ -96,6 +97,12 @@ Runner add_quantize(CLI::App& app) {
   cmd->add_option("--save-dequantized", a->dequant, "also write the fp32 dequantized weights here (for checks)");
   cmd->add_flag("--force", a->force, "replace an existing output folder");
   cmd->add_flag("--json", a->json, "print the report as one JSON object");
+  cmd->add_flag("--broadcast-weights", a->broadcast_weights,
+                "under mpirun: only rank 0 reads the model folder and --calib; the others receive config, tokens "
+                "and each layer from it (no shared filesystem needed)");
+  cmd->add_flag("--distribute-solve", a->distribute_solve,
+                "under mpirun: solve the linears of each true-sequential group on several ranks at once (each "
+                "solving rank holds its input's Hessian; docs/distributed.md)");
   add_threads(cmd, &a->threads);
   return [a]() {
     a->q.sym = !a->asym;
@@ -126,6 +133,8 @@ Runner add_quantize(CLI::App& app) {
     run.max_shard_bytes = parse_size(a->shard);
     run.progress = terminal_progress();
     run.dequantized_out = a->dequant;
+    run.broadcast_weights = a->broadcast_weights;
+    run.distribute_solve = a->distribute_solve;
     std::signal(SIGINT, on_interrupt);
     std::signal(SIGTERM, on_interrupt);
     // Under mpirun (-np N) every rank runs the same command; rank 0 logs, prints and writes.

@@ -14,6 +14,7 @@ Runner add_synth(CLI::App& app) {
   cmd->add_option("--shape", a->shape, "tinyllama-1.1b | llama-350m | tiny")->capture_default_str();
   cmd->add_option("--dtype", a->dtype, "bf16 | fp16 | fp32")->capture_default_str();
   cmd->add_option("--seed", a->seed, "random seed")->capture_default_str();
+  cmd->add_option("--layers", a->layers, "decoder layers (default: the shape's)");
   cmd->add_flag("--force", a->force, "replace an existing folder");
   return [a]() {
     synthesize_model(*a);

@@ -144,7 +144,9 @@ void synthesize_model(const SynthOptions& o) {
   fs::remove_all(tmp);
   fs::create_directories(tmp);
 
-  const auto& s = *shape;
+  SynthShape s = *shape;
+  if (o.layers < 0) throw Error(ErrorKind::kArgument, fmt::format("--layers {}: expected >= 1 (0: the shape's)", o.layers));
+  if (o.layers > 0) s.layers = o.layers;
   const int64_t hd = s.hidden / s.heads;
   struct T {
     std::string name;

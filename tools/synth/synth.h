@@ -15,6 +15,7 @@ struct SynthOptions {
   std::string shape = "tinyllama-1.1b";  // "tinyllama-1.1b", "llama-350m", "tiny" (tests)
   std::string dtype = "bf16";            // "bf16", "fp16", "fp32"
   uint64_t seed = 0;
+  int layers = 0;                        // decoder layers; 0: the shape's own count
   bool force = false;                    // replace an existing folder
 };
 void synthesize_model(const SynthOptions& opts);
