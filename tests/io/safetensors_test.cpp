@@ -9,6 +9,8 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <iterator>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <numeric>
 #include <string>
@@ -415,6 +417,44 @@ TEST(Stories260k, ReadsTheCheckpoint) {
     EXPECT_EQ(static_cast<uint64_t>(t.numel()) * 4, t.nbytes) << name;
     EXPECT_EQ(store.read_f32(name).size(), static_cast<size_t>(t.numel())) << name;
   }
+}
+
+// The in-memory image (what a rank broadcasts with --broadcast-weights) is byte for byte the file
+// write_safetensors writes, and a store over it reads the same tensors back; a damaged image is
+// refused as a damaged file is.
+TEST(SafetensorsBytes, ImageEqualsTheWrittenFileAndReadsBack) {
+  TempDir dir;
+  const std::vector<float> a = {1.5f, -2.0f, 3.25f, 0.0f, 7.0f, -0.5f};
+  const std::vector<uint16_t> b = {0x3f80, 0xbf80, 0x4000};  // bf16 1, -1, 2
+  const std::vector<int32_t> c = {5, -7};
+  auto tensors = [&] {
+    return std::vector<TensorToWrite>{{"w.b", DType::kBF16, {3}, b.data(), b.size() * 2},
+                                      {"w.a", DType::kF32, {2, 3}, a.data(), a.size() * 4},
+                                      {"ids", DType::kI32, {2}, c.data(), c.size() * 4}};
+  };
+  const fs::path file = dir.path() / "t.safetensors";
+  write_safetensors(file, tensors());
+  const std::vector<uint8_t> img = safetensors_bytes(tensors());
+  std::ifstream in(file, std::ios::binary);
+  const std::string on_disk((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ASSERT_EQ(on_disk.size(), img.size());
+  EXPECT_EQ(0, std::memcmp(on_disk.data(), img.data(), img.size()));
+
+  const TensorStore st = TensorStore::from_images({img}, dir.path());
+  EXPECT_EQ(st.names(), (std::vector<std::string>{"ids", "w.a", "w.b"}));
+  EXPECT_EQ(st.read_f32("w.a", {2, 3}), a);
+  EXPECT_EQ(st.read_f32("w.b"), (std::vector<float>{1.0f, -1.0f, 2.0f}));
+  const TensorInfo& ids = st.get("ids");
+  ASSERT_EQ(ids.nbytes, 8u);
+  int32_t got[2];
+  std::memcpy(got, ids.data, 8);
+  EXPECT_EQ(got[0], 5);
+  EXPECT_EQ(got[1], -7);
+
+  std::vector<uint8_t> cut(img.begin(), img.end() - 1);
+  EXPECT_THROW(TensorStore::from_images({cut}, dir.path()), Error);
+  // The same tensor in two images is refused, as in two files.
+  EXPECT_THROW(TensorStore::from_images({img, img}, dir.path()), Error);
 }
 
 }  // namespace
