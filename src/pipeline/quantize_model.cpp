@@ -295,7 +295,12 @@ QuantizeReport quantize_model(const std::filesystem::path& model_dir, const std:
         }
         img = image_of(*store, names);
       }
+      const auto t_send = std::chrono::steady_clock::now();
       group.broadcast(img);
+      if (group.root()) {
+        core::log_info("layer {}: {:.1f} MB of weights broadcast in {:.3f} s", layer, static_cast<double>(img.size()) / 1e6,
+                       std::chrono::duration<double>(std::chrono::steady_clock::now() - t_send).count());
+      }
       const io::TensorStore got = io::TensorStore::from_images({std::move(img)}, model_dir);
       block = model::load_block(got, cfg, desc, static_cast<int>(layer));
     }
