@@ -126,6 +126,13 @@ std::vector<uint8_t> image_of(const io::TensorStore& store, const std::vector<st
   return io::safetensors_bytes(std::move(ts));
 }
 
+// A list of one image, moved in (a braced list would copy it: initializer_list elements are const).
+std::vector<std::vector<uint8_t>> one_image(std::vector<uint8_t> img) {
+  std::vector<std::vector<uint8_t>> v;
+  v.push_back(std::move(img));
+  return v;
+}
+
 }  // namespace
 
 QuantizeReport quantize_model(const std::filesystem::path& model_dir, const std::filesystem::path& out,
@@ -252,7 +259,7 @@ QuantizeReport quantize_model(const std::filesystem::path& model_dir, const std:
                       {"gptq.embed_rows", emb.dtype, {static_cast<int64_t>(ids.size()), D}, rows.data(), rows.size()}});
     }
     group.broadcast(img);
-    const io::TensorStore got = io::TensorStore::from_images({std::move(img)}, model_dir);
+    const io::TensorStore got = io::TensorStore::from_images(one_image(std::move(img)), model_dir);
     const io::TensorInfo& gid = got.get("gptq.embed_ids");
     const io::TensorInfo& grows = got.get("gptq.embed_rows");
     ids.resize(static_cast<size_t>(gid.numel()));
@@ -301,7 +308,7 @@ QuantizeReport quantize_model(const std::filesystem::path& model_dir, const std:
         core::log_info("layer {}: {:.1f} MB of weights broadcast in {:.3f} s", layer, static_cast<double>(img.size()) / 1e6,
                        std::chrono::duration<double>(std::chrono::steady_clock::now() - t_send).count());
       }
-      const io::TensorStore got = io::TensorStore::from_images({std::move(img)}, model_dir);
+      const io::TensorStore got = io::TensorStore::from_images(one_image(std::move(img)), model_dir);
       block = model::load_block(got, cfg, desc, static_cast<int>(layer));
     }
     const auto report_path = parts_dir / fmt::format("layer-{:05}.report.json", layer);
