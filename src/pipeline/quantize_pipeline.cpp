@@ -215,7 +215,7 @@ class ByteReader {
 
  private:
   [[noreturn]] void bad() const {
-    throw Error(ErrorKind::kFormat, "dist: a malformed layer result came from rank 0 (same gptq build on every rank?)");
+    throw Error(ErrorKind::kFormat, "dist: a malformed layer result came from another rank (same gptq build on every rank?)");
   }
   const uint8_t* take(size_t n) {
     if (n > b_.size() - pos_) bad();
@@ -268,7 +268,7 @@ void decode_results(const std::vector<uint8_t>& bytes, std::vector<ModuleReport>
     p.g_idx = rd.vec<int32_t>(), p.bias = rd.vec<uint16_t>();
     packed.push_back(std::move(p));
   }
-  if (!rd.done()) throw Error(ErrorKind::kFormat, "dist: trailing bytes in a layer result from rank 0");
+  if (!rd.done()) throw Error(ErrorKind::kFormat, "dist: trailing bytes in a layer result from another rank");
 }
 
 QuantizationPipeline::QuantizationPipeline(const model::Decoder& decoder, const QuantizeConfig& q,

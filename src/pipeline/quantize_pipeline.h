@@ -95,7 +95,7 @@ class QuantizationPipeline {
   int64_t shard_size_ = 8;                  // samples per canonical shard
 };
 
-// Solved linears as bytes, for sending from rank 0 to the other ranks (same build on every rank).
+// Solved linears as bytes, for sending from their solver to the other ranks (same build on every rank).
 std::vector<uint8_t> encode_results(const std::vector<ModuleReport>& reports,
                                     const std::vector<checkpoint::PackedLinear>& packed);
 void decode_results(const std::vector<uint8_t>& bytes, std::vector<ModuleReport>& reports,
