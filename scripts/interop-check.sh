@@ -14,7 +14,8 @@
 # Environment: GPTQ_INTEROP_VENV (default /tmp/gptq-interop-venv; created with torch and
 # transformers when missing; in any venv given, the packages of scripts/interop-requirements.txt
 # that are missing are installed with --no-deps), GPTQ_SMOLLM2_DIR, GPTQ_INTEROP_OUT (default: a
-# temp folder), GPTQ_INTEROP_SMOLLM2_REVERSE=1 (also let GPTQModel quantize SmolLM2: slow on CPU).
+# temp folder), GPTQ_INTEROP_FAMILIES=0 (skip the families' tiny models, tests/data/families),
+# GPTQ_INTEROP_SMOLLM2_REVERSE=1 (also let GPTQModel quantize SmolLM2: slow on CPU).
 set -euo pipefail
 set -f  # the settings below hold regexes: no globbing
 
@@ -47,6 +48,13 @@ models=("stories260k:$here/tests/data/stories260k")
 "$gptq" synth -o "$out/synth" --shape tiny --dtype fp32 --force >/dev/null
 models+=("synth:$out/synth")
 [ -f "$smol/config.json" ] && models+=("smollm2:$smol")
+# Every architecture family's tiny transformers-made model (tests/data/families), at 4-bit g32:
+# transformers must measure our folder's perplexity as we do (GPTQ_INTEROP_FAMILIES=0 skips them).
+if [ "${GPTQ_INTEROP_FAMILIES:-1}" = 1 ]; then
+  for d in $(cd "$here/tests/data/families" && ls); do
+    [ -f "$here/tests/data/families/$d/config.json" ] && models+=("family-$d:$here/tests/data/families/$d")
+  done
+fi
 
 # name|flags
 settings=(
@@ -65,6 +73,10 @@ settings=(
 smol_settings=(
   "b4g64|--bits 4 --group-size 64"
   "b4g64asym|--bits 4 --group-size 64 --asym"
+)
+
+family_settings=(
+  "b4g32|--bits 4 --group-size 32"
 )
 
 # The synthetic model (every linear quantizable, shapes multiples of 64) with the settings whose
@@ -97,6 +109,7 @@ for m in "${models[@]}"; do
   case $name in
     smollm2) quantize "$name" "$dir" "${smol_settings[@]}" ;;
     synth) quantize "$name" "$dir" "${synth_settings[@]}" ;;
+    family-*) quantize "$name" "$dir" "${family_settings[@]}" ;;
     *) quantize "$name" "$dir" "${settings[@]}" ;;
   esac
 done
