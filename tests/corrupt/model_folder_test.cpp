@@ -71,8 +71,8 @@ std::vector<Corruption> corruptions() {
       {"config_unknown_type", [](const fs::path& d) { edit_config(d, [](json& j) { j["model_type"] = "gpt_bigcode"; }); },
        ErrorKind::kUnsupported, "llama, mistral, qwen2"},
       {"config_bad_rope", [](const fs::path& d) {
-         edit_config(d, [](json& j) { j["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4.0}}; });
-       }, ErrorKind::kUnsupported, "yarn"},
+         edit_config(d, [](json& j) { j["rope_scaling"] = {{"rope_type", "ntk_made_up"}, {"factor", 4.0}}; });
+       }, ErrorKind::kUnsupported, "ntk_made_up"},
       {"config_more_layers_than_weights",
        [](const fs::path& d) { edit_config(d, [](json& j) { j["num_hidden_layers"] = 6; }); }, ErrorKind::kShape,
        "model.layers.5"},
