@@ -8,12 +8,13 @@
 # in F32 every tensor named in KEEP_F32 (the linears the GPTQ folder left unquantized), so that
 # both files quantize the same tensors.
 #
-# Usage: bench/llamacpp/gguf_ppl.sh MODEL_DIR GPTQ_DIR EVAL.txt CALIB.txt CTX CHUNKS [WORK_DIR]
+# Usage: bench/llamacpp/gguf_ppl.sh MODEL_DIR GPTQ_DIR[,GPTQ_DIR...] EVAL.txt CALIB.txt CTX CHUNKS [WORK_DIR]
+#   (several GPTQ folders of the same model, comma-separated: one row each, one RTN/imatrix run)
 #   env KEEP_F32="ffn_gate ffn_up ffn_down" (default: none)
 # llama.cpp comes from the llama-cpp-python sdist on PyPI, as in run.sh (built niced, -j2).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-model=$1 gptq_dir=$2 eval_txt=$3 calib_txt=$4 ctx=$5 chunks=$6
+model=$1 gptq_dirs=$2 eval_txt=$3 calib_txt=$4 ctx=$5 chunks=$6
 work=${7:-/tmp/gptq-llamacpp}
 version=0.3.36
 gptq=build/bin/gptq
@@ -27,10 +28,10 @@ if [ ! -x "$bin/llama-perplexity" ] || [ ! -x "$bin/llama-imatrix" ] || [ ! -x "
     -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF >/dev/null
   nice -n 8 cmake --build "$src/build" -j2 --target llama-perplexity llama-quantize llama-imatrix
 fi
-name=$(basename "$gptq_dir")
+IFS=, read -r -a gdirs <<<"$gptq_dirs"
+name=$(basename "${gdirs[0]}")
 keep=()
 for t in ${KEEP_F32:-}; do keep+=(--tensor-type "$t=f32"); done
-$gptq export-gguf -m "$gptq_dir" -o "$work/$name.gguf" --force >/dev/null
 $gptq export-gguf -m "$model" -o "$work/$name-f32.gguf" --force >/dev/null
 "$bin/llama-quantize" --pure --token-embedding-type f32 --output-tensor-type f32 "${keep[@]}" \
   "$work/$name-f32.gguf" "$work/$name-rtn-q4_0.gguf" Q4_0 >"$work/$name-quantize.log" 2>&1
@@ -50,17 +51,23 @@ ppl() {  # llama-perplexity's final estimate. Its logger runs on a thread that t
   echo "llama-perplexity printed no final estimate for $1 (see $work/ppl.log)" >&2
   return 1
 }
-ours=$(ppl "$work/$name.gguf")
+gppl() {
+  $gptq perplexity -m "$1" -f "$eval_txt" -c "$ctx" --chunks "$chunks" --llama-cpp --json |
+    python3 -c 'import json,sys; print("%.4f" % json.load(sys.stdin)["ppl"])'
+}
+rows=()
+for d in "${gdirs[@]}"; do
+  n=$(basename "$d")
+  $gptq export-gguf -m "$d" -o "$work/$n.gguf" --force >/dev/null
+  rows+=("| $n -> gptq export-gguf | $(ppl "$work/$n.gguf") | $(gppl "$d") |")
+done
 dense=$(ppl "$work/$name-f32.gguf")
 rtn=$(ppl "$work/$name-rtn-q4_0.gguf")
 imat=$(ppl "$work/$name-imat-q4_0.gguf")
-g_q=$($gptq perplexity -m "$gptq_dir" -f "$eval_txt" -c "$ctx" --chunks "$chunks" --llama-cpp --json |
-  python3 -c 'import json,sys; print("%.4f" % json.load(sys.stdin)["ppl"])')
-g_f=$($gptq perplexity -m "$model" -f "$eval_txt" -c "$ctx" --chunks "$chunks" --llama-cpp --json |
-  python3 -c 'import json,sys; print("%.4f" % json.load(sys.stdin)["ppl"])')
+g_f=$(gppl "$model")
 echo "| file | llama-perplexity | gptq perplexity --llama-cpp |"
 echo "|---|---:|---:|"
 echo "| unquantized (F32) | $dense | $g_f |"
-echo "| GPTQ folder -> gptq export-gguf | $ours | $g_q |"
+printf '%s\n' "${rows[@]}"
 echo "| llama-quantize Q4_0 (RTN) | $rtn | |"
 echo "| llama-quantize Q4_0 + imatrix | $imat | |"

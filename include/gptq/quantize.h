@@ -37,6 +37,10 @@ struct QuantizeConfig {
   bool sym = true;
   double damp_percent = 0.01;  // raised by 0.01 while the Cholesky factorization fails
   bool mse = false;
+  // With mse (and implying it): the clipping search weights each column's squared rounding error
+  // by GPTQ's loss weight for it (1 / U[j,j]^2, from the Hessian), the way an importance matrix
+  // weights llama.cpp's search, instead of the unweighted |error|^2.4. GPTQ only.
+  bool mse_hessian = false;
   // Choose damp_percent per linear among 0.001..0.1 by two-fold cross-validation over the
   // calibration sequences (even / odd): the candidate whose solve on one half leaves the least
   // output error on the other. Ten extra solves per linear; damp_percent is then ignored.
@@ -54,6 +58,14 @@ struct QuantizeConfig {
   // with vdpbf16ps where the CPU has AVX512-BF16, else a slow exact emulation). fp32 stays the
   // default everywhere: bf16 cost 4% perplexity on SmolLM2 (README "Calibration in bf16").
   std::string calib_dtype = "";
+  // The grid each group's codes live on. "gptq" (also ""): SPEC §3, scale = 2 max|w| / maxq.
+  // "ggml": llama.cpp's own rule, so that the folder exports to GGUF as the blocks llama-quantize
+  // would lay out: 4-bit, d = (the group's value of largest magnitude) / -8 rounded to fp16
+  // (Q4_0; d is negative where that value is positive, codes 0..15 with zero 8, and the extreme
+  // lands on code 0), 8-bit, d = max|w| / 127 rounded to fp16 (Q8_0, codes 1..255 with zero 128).
+  // Codes and the error feedback use the fp16 d. Symmetric 4- and 8-bit only; the folder stays a
+  // plain GPTQ v1 symmetric checkpoint. With mse, the shrink search runs on this grid.
+  std::string grid = "";
 };
 
 // Throws Error(kArgument) naming the field when a setting is out of range (bits not 2/3/4/8,

@@ -174,7 +174,9 @@ NB_MODULE(_core, m) {
       .def_rw("true_sequential", &gptq::QuantizeConfig::true_sequential)
       .def_rw("method", &gptq::QuantizeConfig::method)
       .def_rw("format", &gptq::QuantizeConfig::format)
-      .def_rw("calib_dtype", &gptq::QuantizeConfig::calib_dtype);
+      .def_rw("calib_dtype", &gptq::QuantizeConfig::calib_dtype)
+      .def_rw("grid", &gptq::QuantizeConfig::grid)
+      .def_rw("mse_hessian", &gptq::QuantizeConfig::mse_hessian);
   m.def("validate_quantize_config", &gptq::validate_quantize_config, "config"_a,
         "Raises ArgumentError naming the field when a setting is out of range.");
 

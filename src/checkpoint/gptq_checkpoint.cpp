@@ -224,6 +224,8 @@ std::string quantization_config_json(const QuantizationSummary& s) {
                {"mse", s.mse}};
   if (s.damp_search) j["meta"]["damp_search"] = true;
   if (s.act_group_aware) j["meta"]["act_group_aware"] = true;
+  if (s.grid == "ggml") j["meta"]["grid"] = "ggml";
+  if (s.mse_hessian) j["meta"]["mse_hessian"] = true;
   return j.dump(2);
 }
 

@@ -52,8 +52,11 @@ struct QuantizationSummary {
   config::QuantizationConfig q;                  // bits, group_size, desc_act, sym, damp, ...
   bool damp_auto_increment = true;
   bool mse = false;
+  bool mse_hessian = false;   // the search weighted by the Hessian (meta only)
   bool damp_search = false;   // damp_percent chosen per linear (meta only)
   bool act_group_aware = false;  // meta only, as GPTQModel records it
+  std::string grid = "gptq";     // "ggml": llama.cpp's scale rule (meta only; the codes and
+                                 // scales are a plain symmetric checkpoint either way)
   // Block linears left unquantized, by full module name (e.g. K or N not a multiple of 32).
   std::vector<std::string> unquantized_modules;
   // Modules quantized with other settings than q and its dynamic rules give them (a group larger

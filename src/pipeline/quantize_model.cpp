@@ -200,7 +200,7 @@ QuantizeReport quantize_model(const std::filesystem::path& model_dir, const std:
 
   json sig = {{"bits", qcfg.bits}, {"group_size", qcfg.group_size}, {"desc_act", qcfg.desc_act},
               {"static_groups", qcfg.static_groups}, {"act_group_aware", qcfg.act_group_aware}, {"sym", qcfg.sym}, {"damp", qcfg.damp_percent},
-              {"mse", qcfg.mse}, {"damp_search", qcfg.damp_search}, {"true_sequential", qcfg.true_sequential}, {"method", qcfg.method},
+              {"mse", qcfg.mse}, {"grid", pipeline::resolve_grid(qcfg)}, {"mse_hessian", qcfg.mse_hessian}, {"damp_search", qcfg.damp_search}, {"true_sequential", qcfg.true_sequential}, {"method", qcfg.method},
               {"format", format}, {"calib_dtype", pipeline::resolve_calib_dtype(qcfg)}, {"calib_hash", hash_samples(samples)}, {"version", GPTQ_VERSION}};
   std::vector<json> files;
   if (store) {  // the signature matters only where the writer is: rank 0

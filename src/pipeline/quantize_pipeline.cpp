@@ -45,6 +45,20 @@ std::string resolve_calib_dtype(const QuantizeConfig& q) {
   return q.calib_dtype;
 }
 
+std::string resolve_grid(const QuantizeConfig& q) {
+  const std::string g = q.grid.empty() ? "gptq" : q.grid;
+  if (g != "gptq" && g != "ggml") {
+    throw Error(ErrorKind::kArgument, fmt::format("--grid {}: expected gptq or ggml", g));
+  }
+  if (g == "ggml" && (!q.sym || (q.bits != 4 && q.bits != 8))) {
+    throw Error(ErrorKind::kArgument,
+                fmt::format("--grid ggml with {}-bit {}: llama.cpp's grid is symmetric 4-bit (Q4_0) or "
+                            "8-bit (Q8_0); use --bits 4 or 8 without --asym, or --grid gptq",
+                            q.bits, q.sym ? "symmetric" : "asymmetric"));
+  }
+  return g;
+}
+
 quant::QuantParams to_params(const QuantizeConfig& q) {
   quant::QuantParams p;
   p.bits = q.bits;
@@ -54,7 +68,9 @@ quant::QuantParams to_params(const QuantizeConfig& q) {
   p.act_group_aware = q.act_group_aware;
   p.static_groups = q.static_groups;
   p.damp_percent = q.damp_percent;
-  p.mse = q.mse;
+  p.mse = q.mse || q.mse_hessian;
+  p.mse_hessian = q.mse_hessian;
+  p.ggml_grid = resolve_grid(q) == "ggml";
   if (q.method != "gptq" && q.method != "rtn") {
     throw Error(ErrorKind::kArgument, fmt::format("--method {}: expected gptq or rtn", q.method));
   }
@@ -105,9 +121,11 @@ checkpoint::QuantizationSummary make_summary(const QuantizeConfig& q, const conf
   s.q.static_groups = q.static_groups;
   s.q.checkpoint_format = resolve_format(q);
   s.q.dynamic = base_config(q).dynamic;
-  s.mse = q.mse;
+  s.mse = q.mse || q.mse_hessian;
+  s.mse_hessian = q.mse_hessian;
   s.damp_search = q.damp_search;
   s.act_group_aware = q.act_group_aware;
+  s.grid = resolve_grid(q);
   s.num_layers = cfg.num_hidden_layers;
   s.block_prefix = desc.block_prefix;
   for (const auto& g : desc.sequential_groups) {

@@ -28,6 +28,9 @@ std::string resolve_format(const QuantizeConfig& q);
 // "fp32" or "bf16" for q.calib_dtype ("" is fp32). Throws
 // Error(kArgument) for any other value.
 std::string resolve_calib_dtype(const QuantizeConfig& q);
+// "gptq" or "ggml" (QuantizeConfig::grid, "" meaning "gptq"); Error(kArgument) for another
+// name, or "ggml" with settings llama.cpp's grid does not have (not symmetric 4/8-bit).
+std::string resolve_grid(const QuantizeConfig& q);
 // The base settings as quant params; also checks every dynamic rule (regex, and the settings it
 // gives through quant::validate). Error(kArgument) naming the field or rule.
 quant::QuantParams to_params(const QuantizeConfig& q);

@@ -414,7 +414,7 @@ QuantResult gptq_quantize(const float* w, int64_t n, int64_t k, const HessianFac
   }
   detail::check_weight_finite(w, n, k);
 
-  const detail::Grid grid = detail::make_grid(p.bits, p.sym, p.mse);
+  const detail::Grid grid = detail::make_grid(p.bits, p.sym, p.mse, p.ggml_grid);
   const int64_t g = p.group_size == -1 ? k : p.group_size;
   const int64_t groups = (k + g - 1) / g;
   const bool per_row = p.group_size == -1;
@@ -450,6 +450,21 @@ QuantResult gptq_quantize(const float* w, int64_t n, int64_t k, const HessianFac
     r.g_idx[perm[j]] = gid[j];
   }
 
+  // GPTQ's loss weight of each column, 1 / U[j,j]^2 = R[j,j]^2, for the Hessian-weighted
+  // search: in processing order (groups opened during the walk) and in original order (static
+  // groups, whole rows).
+  std::vector<float> lw, lw_orig;
+  if (p.mse && p.mse_hessian) {
+    lw.resize(static_cast<size_t>(k));
+    lw_orig.resize(static_cast<size_t>(k));
+    for (int64_t j = 0; j < k; ++j) {
+      lw[j] = rd[j] * rd[j];
+      lw_orig[perm[j]] = lw[j];
+    }
+  }
+  const float* lwp = lw.empty() ? nullptr : lw.data();
+  const float* lwo = lw_orig.empty() ? nullptr : lw_orig.data();
+
   const auto t_blocks0 = Clock::now();
   std::vector<int64_t> bad_group(static_cast<size_t>(n), -1);
 
@@ -479,7 +494,8 @@ QuantResult gptq_quantize(const float* w, int64_t n, int64_t k, const HessianFac
         for (int64_t grp = 0; grp < groups; ++grp) {
           const int64_t c0 = grp * g, c1 = std::min(k, c0 + g);
           for (int64_t c = c0; c < c1; ++c) seg[c - c0] = dead[c] ? 0.0f : w[row * k + c];
-          const detail::GroupParams gp = detail::find_params(seg.data(), c1 - c0, grid);
+          const detail::GroupParams gp =
+              detail::find_params(seg.data(), c1 - c0, grid, lwo ? lwo + c0 : nullptr);
           scales32[grp * n + row] = gp.scale;
           r.zeros[grp * n + row] = gp.zero;
         }
@@ -493,7 +509,7 @@ QuantResult gptq_quantize(const float* w, int64_t n, int64_t k, const HessianFac
   if (per_row) {
     core::parallel_for(n, [&](int64_t begin, int64_t end) {
       for (int64_t row = begin; row < end; ++row) {
-        const detail::GroupParams gp = detail::find_params(w + row * k, k, grid);
+        const detail::GroupParams gp = detail::find_params(w + row * k, k, grid, lwo);
         scales32[row] = gp.scale;
         r.zeros[row] = gp.zero;
       }
@@ -562,7 +578,8 @@ QuantResult gptq_quantize(const float* w, int64_t n, int64_t k, const HessianFac
               for (int64_t j = 0; j < cnt; ++j) seg[j] = vals[j] + a[j];
               vals = seg.data();
             }
-            const detail::GroupParams gp = detail::find_params(vals, cnt, grid);
+            const detail::GroupParams gp =
+                detail::find_params(vals, cnt, grid, lwp ? lwp + s0 : nullptr);
             scales32[grp * n + row] = gp.scale;
             r.zeros[grp * n + row] = gp.zero;
           }

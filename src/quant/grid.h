@@ -16,6 +16,7 @@ struct Grid {
   int maxq = 15;  // 2^bits - 1
   bool sym = true;
   bool mse = false;
+  bool ggml = false;  // llama.cpp's Q4_0 / Q8_0 scale rule (find_params); sym, 4 or 8 bits
 };
 
 // The scale is the fp32 value the reference computes, (xmax - xmin) / maxq, unrounded: codes,
@@ -29,8 +30,8 @@ struct GroupParams {
   int32_t zero = 0;
 };
 
-inline Grid make_grid(int bits, bool sym, bool mse) {
-  return Grid{bits, (1 << bits) - 1, sym, mse};
+inline Grid make_grid(int bits, bool sym, bool mse, bool ggml = false) {
+  return Grid{bits, (1 << bits) - 1, sym, mse, ggml};
 }
 
 // Rounds to nearest, ties to even, for |v| <= 2^22, in the default rounding mode: adding
@@ -113,10 +114,20 @@ inline float pow_2p4(float d) {
 }
 
 // Scale and zero of one row of one group (SPEC §3 quantizer; with g.mse the shrink search), in
-// the reference's fp32 arithmetic. x holds the group's len values of that row. Callers round the
+// the reference's fp32 arithmetic. With g.ggml, llama.cpp's rule instead: 4-bit, m = the value
+// of largest magnitude (the first of equal ones) and scale = fp16(m / -8), so m lands on code 0
+// exactly and the step is |m| / 8 (SPEC's grid spends |m| / 7.5); 8-bit, scale =
+// fp16(max|x| / 127). The scale is rounded to fp16 here (codes and feedback use the file's value);
+// a group of zeros takes m = 1 (any scale codes zeros as the zero point; llama.cpp writes d = 0,
+// which GPTQ readers that divide by the scale cannot take). With g.mse the search tries
+// p * m for the same shrink factors. x holds the group's len values of that row. Callers round the
 // scale to fp16 only when they store it (scale_to_fp16) and report an overflow there, outside
 // their parallel loops.
-GroupParams find_params(const float* x, int64_t len, const Grid& g);
+// weight (optional, len values, >= 0): with g.mse, the search minimizes sum weight_j * d_j^2
+// instead of sum |d_j|^2.4 (GPTQ passes each column's loss weight 1 / U[j,j]^2, so the search
+// minimizes GPTQ's own loss for the group's first rounding, as an importance matrix weights
+// llama.cpp's search).
+GroupParams find_params(const float* x, int64_t len, const Grid& g, const float* weight = nullptr);
 
 // Error(kNumeric) naming the first NaN/Inf of W [N, K].
 void check_weight_finite(const float* w, int64_t n, int64_t k);

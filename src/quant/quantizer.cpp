@@ -51,9 +51,62 @@ float group_error(const float* x, int64_t len, GroupParams c, int maxq) {
   return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
 
+// sum weight_j * (dequant(quant(x_j)) - x_j)^2, in a fixed order (deterministic).
+float weighted_error(const float* x, const float* weight, int64_t len, GroupParams c, int maxq) {
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  for (int64_t i = 0; i < len; ++i) {
+    const float d = dequant_value(quant_code(x[i], c.scale, c.zero, maxq), c.scale, c.zero) - x[i];
+    acc[i % 8] += weight[i] * d * d;
+  }
+  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
+float search_error(const float* x, const float* weight, int64_t len, GroupParams c, int maxq) {
+  return weight ? weighted_error(x, weight, len, c, maxq) : group_error(x, len, c, maxq);
+}
+
+// llama.cpp's rule for the extreme m (see find_params), with the scale rounded to fp16.
+GroupParams ggml_params(float m, const Grid& g) {
+  GroupParams r;
+  r.scale = g.bits == 4 ? m / -8.0f : m / 127.0f;
+  const float s16 = core::fp16_to_fp32(core::fp32_to_fp16(r.scale));
+  // Below fp16's range: the smallest subnormal of the same sign, as scale_to_fp16 floors it.
+  r.scale = s16 != 0.0f ? s16 : std::copysign(5.9604645e-08f, r.scale);
+  r.zero = (g.maxq + 1) / 2;
+  return r;
+}
+
+GroupParams find_params_ggml(const float* x, int64_t len, const Grid& g, const float* weight) {
+  float amax = 0.0f, m = 0.0f;
+  for (int64_t i = 0; i < len; ++i) {
+    const float a = std::fabs(x[i]);
+    if (a > amax) {
+      amax = a;
+      m = x[i];
+    }
+  }
+  if (g.bits == 8) m = amax;
+  if (m == 0.0f) m = 1.0f;
+  GroupParams best = ggml_params(m, g);
+  if (!g.mse) return best;
+  float best_err = std::numeric_limits<float>::infinity();
+  for (int i = 0; i < 80; ++i) {
+    const float p = static_cast<float>(1.0 - i / 100.0);
+    const GroupParams c = ggml_params(p * m, g);
+    if (!std::isfinite(c.scale) || c.scale == 0.0f) continue;
+    const float err = search_error(x, weight, len, c, g.maxq);
+    if (err < best_err) {
+      best_err = err;
+      best = c;
+    }
+  }
+  return best;
+}
+
 }  // namespace
 
-GroupParams find_params(const float* x, int64_t len, const Grid& g) {
+GroupParams find_params(const float* x, int64_t len, const Grid& g, const float* weight) {
+  if (g.ggml) return find_params_ggml(x, len, g, weight);
   float xmin = 0.0f, xmax = 0.0f;
   for (int64_t i = 0; i < len; ++i) {
     xmin = x[i] < xmin ? x[i] : xmin;
@@ -76,7 +129,7 @@ GroupParams find_params(const float* x, int64_t len, const Grid& g) {
     const float p = static_cast<float>(1.0 - i / 100.0);
     const GroupParams c = params_for_range(p * xmin, p * xmax, g);
     if (!std::isfinite(c.scale)) continue;
-    const float err = group_error(x, len, c, g.maxq);
+    const float err = search_error(x, weight, len, c, g.maxq);
     if (err < best_err) {
       best_err = err;
       best = c;
@@ -136,6 +189,11 @@ void validate(const QuantParams& p) {
   if (p.act_group_aware && p.desc_act) {
     bad("act_group_aware = true with desc_act = true: they are two act-orders, pick one");
   }
+  if (p.ggml_grid && (!p.sym || (p.bits != 4 && p.bits != 8))) {
+    bad(fmt::format("ggml_grid with {}-bit {}: llama.cpp's grid is symmetric 4-bit (Q4_0) or "
+                    "8-bit (Q8_0)",
+                    p.bits, p.sym ? "symmetric" : "asymmetric"));
+  }
   if (p.block_size < 1 || p.block_size > 4096) {
     bad(fmt::format("block_size = {}: must be in 1..4096", p.block_size));
   }
@@ -145,7 +203,7 @@ QuantResult rtn_quantize(const float* w, int64_t n, int64_t k, const QuantParams
   validate(p);
   detail::check_shape(w, n, k);
   detail::check_weight_finite(w, n, k);
-  const detail::Grid grid = detail::make_grid(p.bits, p.sym, p.mse);
+  const detail::Grid grid = detail::make_grid(p.bits, p.sym, p.mse, p.ggml_grid);
   const int64_t g = p.group_size == -1 ? k : p.group_size;
   const int64_t groups = (k + g - 1) / g;
 

@@ -23,6 +23,11 @@ struct QuantParams {
   double damp_percent = 0.01;  // fraction of mean(diag H) added to the diagonal
   double damp_step = 0.01;     // added to damp_percent each time Cholesky fails, while < 1
   bool mse = false;          // search shrink factors for each group's range (SPEC §3)
+  bool mse_hessian = false;  // with mse: weight each column's squared error by GPTQ's loss
+                             // weight 1 / U[j,j]^2 instead of the unweighted |error|^2.4 (GPTQ
+                             // only; RTN has no Hessian and searches unweighted)
+  bool ggml_grid = false;    // llama.cpp's Q4_0/Q8_0 scale rule instead of SPEC §3's (see
+                             // QuantizeConfig::grid); sym, 4 or 8 bits only
   int block_size = 128;      // columns per lazy-update block
 };
 

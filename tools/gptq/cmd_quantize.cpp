@@ -77,6 +77,12 @@ Runner add_quantize(CLI::App& app) {
   cmd->add_flag("--asym", a->asym, "asymmetric quantization (zero points packed as GPTQModel packs v1)");
   cmd->add_option("--damp", a->q.damp_percent, "damp_percent; raised by 0.01 while Cholesky fails")->capture_default_str();
   cmd->add_flag("--mse", a->q.mse, "search a clipping range per group (slower, slightly better)");
+  cmd->add_flag("--mse-hessian", a->q.mse_hessian,
+                "--mse with each column's squared error weighted by GPTQ's loss weight from the Hessian");
+  cmd->add_option("--grid", a->q.grid,
+                  "gptq (default: SPEC's grid, scale = 2 max|w| / 15) or ggml (llama.cpp's Q4_0/Q8_0 rule, d = the "
+                  "largest-magnitude weight / -8 in fp16, so that --format gguf lays out the blocks llama-quantize would; "
+                  "symmetric 4- or 8-bit)");
   cmd->add_flag("--damp-search", a->q.damp_search, "choose damp_percent per linear by cross-validation (10 extra solves each)");
   cmd->add_option("--calib-dtype", a->q.calib_dtype,
                   "Hessian precision: fp32 (default) or bf16 (vdpbf16ps with AVX512-BF16; costs quality, README)");
