@@ -5,10 +5,12 @@
 // are refused with the reason.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <string>
+#include <tuple>
 
 #include "common/test_util.h"
 #include "config/model_config.h"
@@ -250,6 +252,102 @@ TEST(GgufExport, GptqModelShapesNotMultiplesOf32) {
   EXPECT_EQ(c.exact, 35);
   EXPECT_EQ(c.types.at(io::kGgmlQ4_0), 30);
   EXPECT_EQ(c.types.at(io::kGgmlF32), 5);
+}
+
+// llama.cpp's Q4_0 block scale of x[0, 32) (ggml-quants.c, quantize_row_q4_0_ref): the value of
+// largest magnitude, the first of equal ones, over -8, stored as fp16.
+uint16_t ggml_q4_0_d(const float* x) {
+  float amax = 0.0f, max = 0.0f;
+  for (int j = 0; j < 32; ++j) {
+    if (amax < std::fabs(x[j])) {
+      amax = std::fabs(x[j]);
+      max = x[j];
+    }
+  }
+  return core::fp32_to_fp16(max / -8);
+}
+
+// --grid ggml: round-to-nearest on it writes the scales llama-quantize would write for the same
+// weights, block for block (and the nearest level of each weight under them); GPTQ on it
+// exports bit for bit, and the folder says which grid made it.
+TEST(GgufExport, GgmlGridFoldersCarryLlamaCppsQ4_0Scales) {
+  test::TempDir dir;
+  QuantizeConfig q;
+  q.group_size = 32;
+  q.grid = "ggml";
+  q.method = "rtn";
+  const fs::path rtn = quantize_stories(dir.path(), "rtn", q);
+  EXPECT_EQ(export_gguf(rtn, dir.path() / "rtn.gguf").exact_linears, 20);
+  const auto cfg = config::load_model_config(rtn);
+  const auto dense = io::TensorStore::open_dir(test::stories_dir());
+  auto f = io::GgufFile::open(dir.path() / "rtn.gguf");
+  int64_t blocks = 0;
+  for (int l = 0; l < cfg.num_hidden_layers; ++l) {
+    for (const auto& [role, gname] : std::vector<std::pair<std::string, std::string>>{
+             {"q_proj", "attn_q"}, {"k_proj", "attn_k"}, {"v_proj", "attn_v"}, {"o_proj", "attn_output"}}) {
+      const std::string pre = "model.layers." + std::to_string(l) + ".self_attn." + role;
+      const auto* t = f->contents().tensor("blk." + std::to_string(l) + "." + gname + ".weight");
+      ASSERT_NE(t, nullptr) << pre;
+      ASSERT_EQ(t->type, io::kGgmlQ4_0);
+      const int64_t n = static_cast<int64_t>(t->ne[1]), k = static_cast<int64_t>(t->ne[0]);
+      const std::vector<float> w = dense.read_f32(pre + ".weight");
+      const int64_t heads = role == "q_proj"   ? cfg.num_attention_heads
+                            : role == "k_proj" ? cfg.num_key_value_heads
+                                               : 0;
+      for (int64_t r = 0; r < n; ++r) {
+        const int64_t src = heads ? converter_source_row(r, heads, n) : r;
+        for (int64_t b = 0; b < k / 32; ++b) {
+          const float* x = w.data() + src * k + b * 32;
+          const uint8_t* blk = t->data + (r * (k / 32) + b) * 18;
+          uint16_t d;
+          std::memcpy(&d, blk, 2);
+          ASSERT_EQ(d, ggml_q4_0_d(x)) << pre << " row " << r << " block " << b;
+          const double dd = core::fp16_to_fp32(d);
+          for (int j = 0; j < 32; ++j) {
+            const int code = j < 16 ? (blk[2 + j] & 0x0f) : (blk[2 + j - 16] >> 4);
+            const double err = std::fabs(x[j] - dd * (code - 8));
+            // Up to a millionth of a step: the quotient is rounded in fp32 before it is rounded
+            // to a code.
+            for (int c = 0; c < 16; ++c) {
+              ASSERT_LE(err, std::fabs(x[j] - dd * (c - 8)) + 1e-6 * std::fabs(dd)) << pre << " " << r;
+            }
+          }
+          ++blocks;
+        }
+      }
+    }
+  }
+  EXPECT_EQ(blocks, 5 * (64 + 32 + 32 + 64) * 2);  // rows of q/k/v/o per layer, 2 blocks each
+
+  q.method = "gptq";
+  const fs::path g = quantize_stories(dir.path(), "gptq", q);
+  EXPECT_EQ(test::read_json(g / "config.json")["quantization_config"]["meta"]["grid"], "ggml");
+  EXPECT_EQ(export_gguf(g, dir.path() / "gptq.gguf").exact_linears, 20);
+  const Checked c = check_against_loader(g, dir.path() / "gptq.gguf");
+  EXPECT_EQ(c.exact, 20);
+  EXPECT_EQ(c.types.at(io::kGgmlQ4_0), 20);
+}
+
+// The grid is checked before any work: another name, or settings llama.cpp's grid lacks.
+TEST(GgufExport, GgmlGridSettingsAreChecked) {
+  for (auto [grid, bits, sym] : {std::tuple{"ggml", 3, true}, std::tuple{"ggml", 4, false},
+                                 std::tuple{"nf4", 4, true}}) {
+    QuantizeConfig q;
+    q.grid = grid;
+    q.bits = bits;
+    q.sym = sym;
+    try {
+      validate_quantize_config(q);
+      ADD_FAILURE() << grid << " " << bits << " accepted";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::kArgument);
+      EXPECT_NE(std::string(e.what()).find(std::string("--grid ") + grid), std::string::npos) << e.what();
+    }
+  }
+  QuantizeConfig q;
+  q.grid = "ggml";
+  q.bits = 8;
+  validate_quantize_config(q);
 }
 
 void expect_unsupported(const fs::path& folder, const fs::path& out, const GgufExportOptions& o,

@@ -82,7 +82,7 @@ Runner add_quantize(CLI::App& app) {
   cmd->add_option("--grid", a->q.grid,
                   "gptq (default: SPEC's grid, scale = 2 max|w| / 15) or ggml (llama.cpp's Q4_0/Q8_0 rule, d = the "
                   "largest-magnitude weight / -8 in fp16, so that --format gguf lays out the blocks llama-quantize would; "
-                  "symmetric 4- or 8-bit)");
+                  "symmetric 4- or 8-bit; the default with --format gguf when those hold and no --dynamic rule is given)");
   cmd->add_flag("--damp-search", a->q.damp_search, "choose damp_percent per linear by cross-validation (10 extra solves each)");
   cmd->add_option("--calib-dtype", a->q.calib_dtype,
                   "Hessian precision: fp32 (default) or bf16 (vdpbf16ps with AVX512-BF16; costs quality, README)");
@@ -130,6 +130,10 @@ Runner add_quantize(CLI::App& app) {
         throw Error(ErrorKind::kArgument, a->out + " exists; pass --force to replace it");
       }
       a->q.format = "gptq_v2";
+      // The file goes to llama.cpp: solve on its grid unless told otherwise (README "GGUF export").
+      if (a->q.grid.empty() && a->q.sym && (a->q.bits == 4 || a->q.bits == 8) && a->q.dynamic.empty()) {
+        a->q.grid = "ggml";
+      }
       folder = a->out + ".gptq-tmp";
       a->gguf.force = a->force;
     }
