@@ -54,9 +54,9 @@ void Linear::widen_to_fp32() {
   w16_ = {};  // frees the 16-bit copy
 }
 
-void Linear::forward(const float* x, int64_t m, float* y) const {
+void Linear::forward(const float* x, int64_t m, float* y, backend::Arena* scratch) const {
   if (q_) {
-    forward_quantized(x, m, y);
+    forward_quantized(x, m, y, scratch);
     return;
   }
   if (is_dense16()) {

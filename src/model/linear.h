@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/buffer.h"
 #include "backend/cpu/weight_alloc.h"
 #include "gptq/tensor.h"
 
@@ -35,12 +36,15 @@ class Linear {
   bool is_quantized() const { return q_ != nullptr; }
   bool is_dense16() const { return !w16_.empty(); }
   bool empty() const { return n_ == 0; }
-  // x [m, k] -> y [m, n]. y must not alias x.
-  void forward(const float* x, int64_t m, float* y) const;
+  // x [m, k] -> y [m, n]. y must not alias x. Temporaries come from scratch (scratch_bytes(m) of
+  // it, released before the call returns), or are allocated when it is null.
+  void forward(const float* x, int64_t m, float* y, backend::Arena* scratch = nullptr) const;
+  size_t scratch_bytes(int64_t m) const;
   // ys[i] = layers[i].forward(x) for linears that read the same input (q/k/v, gate/up): when all
-  // are quantized, decode steps run them in one parallel region (backend::QLinear).
+  // are quantized, decode steps run them in one parallel region (backend::QLinear). Takes the sum
+  // of the layers' scratch_bytes(m).
   static void forward_shared_input(std::span<const Linear* const> layers, const float* x, int64_t m,
-                                   std::span<float* const> ys);
+                                   std::span<float* const> ys, backend::Arena* scratch = nullptr);
   // Bytes of weights one forward reads (for bandwidth figures): 4 per fp32 weight, 2 per 16-bit
   // weight, the packed size for a quantized one, plus the fp32 bias.
   size_t weight_bytes() const;
@@ -66,7 +70,7 @@ class Linear {
   const std::shared_ptr<const backend::QLinear>& qlinear() const { return q_; }
 
  private:
-  void forward_quantized(const float* x, int64_t m, float* y) const;
+  void forward_quantized(const float* x, int64_t m, float* y, backend::Arena* scratch) const;
   size_t quantized_weight_bytes() const;
 
   int64_t n_ = 0, k_ = 0;

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdlib>
 #include <cstring>
 
@@ -32,23 +33,27 @@ Linear Linear::quantized(std::shared_ptr<const backend::QLinear> q) {
   l.q_ = std::move(q);
   return l;
 }
-void Linear::forward_quantized(const float* x, int64_t m, float* y) const { q_->forward(x, m, y); }
+void Linear::forward_quantized(const float* x, int64_t m, float* y, backend::Arena* scratch) const {
+  q_->forward(x, m, y, scratch);
+}
+size_t Linear::scratch_bytes(int64_t m) const { return q_ ? q_->scratch_bytes(m) : 0; }
 
 void Linear::forward_shared_input(std::span<const Linear* const> layers, const float* x, int64_t m,
-                                  std::span<float* const> ys) {
-  std::vector<const backend::QLinear*> q;
+                                  std::span<float* const> ys, backend::Arena* scratch) {
+  std::array<const backend::QLinear*, 8> q{};
+  size_t nq = 0;
   for (const Linear* l : layers) {
-    if (!l->q_) break;
-    q.push_back(l->q_.get());
+    if (!l->q_ || nq == q.size()) break;
+    q[nq++] = l->q_.get();
   }
-  if (q.size() == layers.size() && ys.size() == layers.size()) {
-    backend::QLinear::forward_shared_input(q, x, m, ys);
+  if (nq == layers.size() && ys.size() == layers.size()) {
+    backend::QLinear::forward_shared_input(std::span(q.data(), nq), x, m, ys, scratch);
     return;
   }
   auto y = ys.begin();
   for (const Linear* l : layers) {
     if (y == ys.end()) throw Error(ErrorKind::kArgument, "forward_shared_input: fewer outputs than layers");
-    l->forward(x, m, *y++);
+    l->forward(x, m, *y++, scratch);
   }
 }
 size_t Linear::quantized_weight_bytes() const { return q_->weight_bytes(); }

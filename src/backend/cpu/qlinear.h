@@ -13,12 +13,15 @@
 #include <string_view>
 #include <vector>
 
+#include "backend/buffer.h"
 #include "backend/cpu/isa.h"
 #include "backend/cpu/qgemm_kernels.h"
 #include "backend/cpu/weight_alloc.h"
 
 namespace gptq::backend {
-
+namespace detail {
+class Temps;  // one forward call's temporaries (qlinear.cpp)
+}
 
 // The raw tensors of one GPTQ linear as stored in the checkpoint. The pointers need not be
 // aligned (they may point into an mmap'd safetensors file) and must stay valid only during
@@ -55,14 +58,18 @@ class QLinear {
   // with x rounded to 16-bit integers per 32 inputs (error <= 2^-16 of their largest |x|, see
   // qgemm_kernels.h), so it differs from the scalar and prefill (m > 4) results by about 1e-5
   // relative; elsewhere ISAs differ only in the order of fp32 additions.
-  void forward(const float* x, int64_t m, float* y) const;
+  // scratch: where the call's temporaries go (scratch_bytes(m) of it; released before it
+  // returns), or null to allocate them.
+  void forward(const float* x, int64_t m, float* y, Arena* scratch = nullptr) const;
+  // Bytes of scratch one forward() of m rows takes (an upper bound over ISAs).
+  size_t scratch_bytes(int64_t m) const;
 
   // ys[i] [m, N_i] = x [m, K] * W_i^T + bias_i for layers that read the same input (q/k/v,
   // gate/up): the same results as forward() on each, but decode steps run all layers' work in one
   // parallel region. Throws as forward() does, or Error(kArgument) when the layers' K differ or
-  // the spans' sizes do.
+  // the spans' sizes do. Takes the sum of the layers' scratch_bytes(m) from scratch.
   static void forward_shared_input(std::span<const QLinear* const> layers, const float* x,
-                                   int64_t m, std::span<float* const> ys);
+                                   int64_t m, std::span<float* const> ys, Arena* scratch = nullptr);
 
   // Bytes of packed weights, scales and zero points that one forward() reads.
   size_t weight_bytes() const;
@@ -82,11 +89,11 @@ class QLinear {
   struct Int16Job;
   detail::PackedLayer packed() const;
   void check_forward(const float* x, int64_t m, const float* y) const;
-  const float* packed_input(const float* x, int64_t m, std::vector<float>& buf) const;
+  const float* packed_input(const float* x, int64_t m, detail::Temps& temps) const;
   bool uses_int16_decode(Isa isa, int64_t m) const;
   void add_bias(int64_t m, float* y) const;
-  Int16Job int16_job(const float* x, int64_t m, float* y) const;
-  static void run_int16_jobs(std::vector<Int16Job>& jobs, int64_t m, Isa isa);
+  Int16Job int16_job(const float* x, int64_t m, float* y, detail::Temps& temps) const;
+  static void run_int16_jobs(std::span<Int16Job> jobs, int64_t m, Isa isa);
 
   std::string name_;
   int64_t n_ = 0, k_ = 0;
