@@ -545,8 +545,8 @@ LayerResult QuantizationPipeline::quantize_layer(int64_t layer, model::BlockWeig
         hessians.erase(slot);
         folds.erase(slot);
       }
-      auto packed = pack_result(module, res, format_, lin.bias());
-      lin.mutable_weight() = model::dequantize_packed(packed, format_);
+      auto packed = pack_result(module, res, format_, std::vector<float>(lin.bias().begin(), lin.bias().end()));
+      lin.set_weight(model::dequantize_packed(packed, format_));
       ModuleReport rep;
       rep.module = module;
       rep.bits = pm.bits;
@@ -594,7 +594,7 @@ LayerResult QuantizationPipeline::quantize_layer(int64_t layer, model::BlockWeig
             throw Error(ErrorKind::kFormat, fmt::format("dist: rank {} sent the results of other linears than "
                                                         "expected (same gptq build on every rank?)", from));
           }
-          block.at(todo[i]).mutable_weight() = model::dequantize_packed(packed[j], format_);
+          block.at(todo[i]).set_weight(model::dequantize_packed(packed[j], format_));
           reps_of[todo[i]] = std::move(reps[j]);
           packed_of[todo[i]] = std::move(packed[j]);
           ++j;

@@ -129,7 +129,7 @@ TEST(ScratchArena, QuantizedKernels) {
     q.bits = variant == 0 ? 4 : 3;
     q.group_size = 32;
     q.desc_act = variant == 1;
-    const auto out = tmp.path() / ("q" + std::to_string(variant));
+    const auto out = tmp.path() / (variant == 0 ? "q4" : "q3-act");
     quantize_model(so.out, out, q, calib());
     const auto m = CausalLM::from_pretrained(out);
     ASSERT_TRUE(api::impl(m).weights.blocks[0].at(arch::Role::kQ).is_quantized());

@@ -396,6 +396,10 @@ void QLinear::forward_shared_input(std::span<const QLinear* const> layers, const
   }
 }
 
+void QLinear::row(int64_t, float*) const {
+  throw Error(ErrorKind::kUnsupported, fmt::format("layer '{}': row lookup in a quantized linear", name_));
+}
+
 size_t QLinear::weight_bytes() const {
   return words_.size() * sizeof(uint32_t) + scales_.size() * sizeof(uint16_t) +
          zeros_.size() * sizeof(uint8_t);
