@@ -216,6 +216,12 @@ TEST_P(OpsTest, AttentionCausalGqaWindowSoftcap) {
         expect_close(out, naive_attention(q, k, v, t, pos0, a), 1e-5,
                      "attention t " + std::to_string(t) + " window " + std::to_string(window) + " cap " +
                          std::to_string(cap));
+        // With caller-provided scratch (the executor's arena), filled with garbage first: the
+        // same bits.
+        std::vector<float> scratch(static_cast<size_t>(ops.attention_scratch(t, pos0, a)), 1e30f);
+        std::vector<float> out2(out.size());
+        ops.attention(q.data(), k.data(), v.data(), t, pos0, a, out2.data(), scratch.data());
+        EXPECT_EQ(out2, out);
       }
     }
   }
