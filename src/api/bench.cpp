@@ -77,7 +77,7 @@ BenchResult benchmark(const CausalLM& model, const BenchOptions& opts) {
   std::vector<float> logits(static_cast<size_t>(V));
   double best_pp = 0, best_tg = 0;
   for (int rep = 0; rep < std::max(1, opts.repetitions); ++rep) {
-    auto cache = dec.make_cache(total);
+    auto cache = dec.make_cache(total, std::max<int64_t>(1, opts.prompt_tokens));
     auto t0 = Clock::now();
     dec.forward(impl.weights, prompt.data(), opts.prompt_tokens, cache, 1, logits.data());
     const double pp = std::chrono::duration<double>(Clock::now() - t0).count();

@@ -56,7 +56,7 @@ CausalLM CausalLM::from_pretrained(const std::filesystem::path& dir, const Quant
   if (opts.lm_head_bits == 8) {
     model::Linear head = impl->weights.head();  // a copy: the embedding stays for lookups
     head.widen_to_fp32();
-    impl->weights.lm_head = model::Linear::quantized(
+    impl->weights.lm_head = model::Linear(
         pipeline::round_to_8bit(head.weight().data(), head.n(), head.k(), desc.lm_head + " (8-bit copy)"));
   }
   const int64_t L = impl->cfg.num_hidden_layers;

@@ -38,7 +38,8 @@ GenerateResult CausalLM::generate_ids(const std::vector<int32_t>& prompt_ids, co
   }
   const int64_t budget = opts.n_predict < 0 ? ctx : opts.n_predict;
   const int64_t capacity = std::min<int64_t>(ctx, static_cast<int64_t>(prompt_ids.size()) + budget);
-  auto cache = dec.make_cache(capacity);
+  // The arena is sized for the prompt's prefill; decode steps then allocate nothing.
+  auto cache = dec.make_cache(capacity, std::max<int64_t>(1, static_cast<int64_t>(prompt_ids.size())));
   std::vector<float> logits(static_cast<size_t>(V));
   std::mt19937_64 rng(opts.seed);
   Tokenizer::StreamDecoder sd(tok);

@@ -52,9 +52,12 @@ class Ops {
   virtual void rope(float* x, int64_t t, int64_t heads, int64_t head_dim, int64_t rot, const RopeFreqs& f,
                     int64_t pos0, Rope style) const = 0;
   // Causal attention of q [t, heads*hd] (positions pos0 .. pos0+t-1) over k, v [pos0+t,
-  // kv_heads*hd] -> out [t, heads*hd].
+  // kv_heads*hd] -> out [t, heads*hd]. scratch: attention_scratch(t, pos0, s) floats of this
+  // device's memory (the scores), or null to let the op allocate them itself.
   virtual void attention(const float* q, const float* k, const float* v, int64_t t, int64_t pos0,
-                         const AttentionShape& s, float* out) const = 0;
+                         const AttentionShape& s, float* out, float* scratch) const = 0;
+  // Floats of scratch one attention() call needs.
+  virtual int64_t attention_scratch(int64_t t, int64_t pos0, const AttentionShape& s) const = 0;
 };
 
 // The ops of a device (CPU: kernels chosen per call from the active ISA).

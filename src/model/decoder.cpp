@@ -7,16 +7,18 @@
 #include <cstring>
 #include <numbers>
 
-#include "backend/cpu/dense.h"
 #include "core/parallel.h"
 #include "gptq/error.h"
 
 namespace gptq::model {
 
-KVCache::KVCache(int64_t layers, int64_t capacity, int64_t kv_heads, int64_t head_dim)
-    : capacity_(capacity), row_(kv_heads * head_dim),
-      k_(static_cast<size_t>(layers * capacity * kv_heads * head_dim)),
-      v_(static_cast<size_t>(layers * capacity * kv_heads * head_dim)) {}
+KVCache::KVCache(int64_t layers, int64_t capacity, int64_t kv_heads, int64_t head_dim, int64_t max_tokens,
+                 backend::Device device)
+    : capacity_(capacity), max_tokens_(max_tokens > 0 ? std::min(max_tokens, capacity) : capacity),
+      row_(kv_heads * head_dim),
+      k_(device, static_cast<size_t>(layers * capacity * kv_heads * head_dim) * sizeof(float)),
+      v_(device, static_cast<size_t>(layers * capacity * kv_heads * head_dim) * sizeof(float)),
+      scratch_(device) {}
 
 namespace {
 
@@ -40,8 +42,82 @@ Decoder::Decoder(config::ModelConfig cfg, arch::ArchDesc desc, backend::Device d
   if (cfg_.rope_local_theta) rope_local_ = backend::rope_freqs(*cfg_.rope_local_theta, rot, cfg_.rope_local_scaling);
 }
 
-KVCache Decoder::make_cache(int64_t capacity) const {
-  return KVCache(cfg_.num_hidden_layers, capacity, cfg_.num_key_value_heads, cfg_.head_dim);
+KVCache Decoder::make_cache(int64_t capacity, int64_t max_tokens, int64_t layers) const {
+  return KVCache(layers > 0 ? layers : cfg_.num_hidden_layers, capacity, cfg_.num_key_value_heads, cfg_.head_dim,
+                 max_tokens, ops_.device());
+}
+
+namespace {
+size_t floats(int64_t n) { return backend::Arena::round_up(static_cast<size_t>(n) * sizeof(float)); }
+}  // namespace
+
+backend::AttentionShape Decoder::attention_shape(int64_t layer) const {
+  const int64_t hd = cfg_.head_dim;
+  const bool sliding = !cfg_.layer_attention.empty() &&
+                       cfg_.layer_attention[static_cast<size_t>(layer)] == arch::AttentionKind::kSliding;
+  backend::AttentionShape a;
+  a.heads = cfg_.num_attention_heads;
+  a.kv_heads = cfg_.num_key_value_heads;
+  a.head_dim = hd;
+  a.scale = static_cast<float>(cfg_.attn_scale > 0 ? cfg_.attn_scale : 1.0 / std::sqrt(static_cast<double>(hd)));
+  a.window = sliding ? cfg_.sliding_window : 0;
+  a.softcap = static_cast<float>(cfg_.attn_softcap);
+  return a;
+}
+
+size_t Decoder::input_group(const BlockWeights& b, arch::Role first, std::array<const Linear*, kNumRoles>& out) const {
+  if (desc_.fused_of(first)) {
+    out[0] = &b.at(first);
+    return 1;
+  }
+  for (const auto& g : desc_.shared_inputs) {
+    if (std::find(g.begin(), g.end(), first) == g.end()) continue;
+    size_t n = 0;
+    for (arch::Role r : g) out[n++] = &b.at(r);
+    return n;
+  }
+  out[0] = &b.at(first);
+  return 1;
+}
+
+size_t Decoder::block_scratch_bytes(const BlockWeights& b, int64_t layer, int64_t t, int64_t pos0) const {
+  const int64_t D = cfg_.hidden_size, H = cfg_.num_attention_heads, hd = cfg_.head_dim, F = cfg_.intermediate_size;
+  // What project() takes: the fused output, then the linears' own scratch.
+  auto project_bytes = [&](arch::Role first) {
+    std::array<const Linear*, kNumRoles> g{};
+    const size_t n = input_group(b, first, g);
+    size_t bytes = desc_.fused_of(first) ? floats(t * g[0]->n()) : 0;
+    for (size_t i = 0; i < n; ++i) bytes += g[i]->scratch_bytes(t);
+    return bytes;
+  };
+  size_t sub = 0;
+  for (const auto& sl : desc_.sublayers) {
+    using arch::Role;
+    size_t here = 0;
+    if (sl.kind == arch::SublayerKind::kAttention) {
+      const size_t scores = floats(ops_.attention_scratch(t, pos0, attention_shape(layer)));
+      here = 2 * floats(t * H * hd) +
+             std::max({project_bytes(Role::kQ), scores, b.at(Role::kO).scratch_bytes(t)});
+    } else if (sl.kind == arch::SublayerKind::kGatedMlp) {
+      here = 2 * floats(t * F) + std::max(project_bytes(Role::kGate), b.at(Role::kDown).scratch_bytes(t));
+    } else {
+      here = floats(t * F) + std::max(b.at(Role::kUp).scratch_bytes(t), b.at(Role::kDown).scratch_bytes(t));
+    }
+    sub = std::max(sub, here);
+  }
+  return (desc_.parallel_residual ? 3 : 2) * floats(t * D) + sub;
+}
+
+size_t Decoder::logits_scratch_bytes(const ModelWeights& w, int64_t rows) const {
+  return floats(rows * cfg_.hidden_size) + w.head().scratch_bytes(rows);
+}
+
+size_t Decoder::scratch_bytes(const ModelWeights& w, int64_t t, int64_t pos0) const {
+  size_t blocks = 0;
+  for (size_t l = 0; l < w.blocks.size(); ++l) {
+    blocks = std::max(blocks, block_scratch_bytes(w.blocks[l], static_cast<int64_t>(l), t, pos0));
+  }
+  return floats(t * cfg_.hidden_size) + std::max(blocks, logits_scratch_bytes(w, t));
 }
 
 void Decoder::embed(const ModelWeights& w, const int32_t* tokens, int64_t t, float* hidden, int64_t pos0) const {
@@ -83,21 +159,23 @@ void Decoder::norm(const float* x, const float* weight, const float* bias, int64
 }
 
 void Decoder::project(const BlockWeights& b, arch::Role first, const float* x, int64_t t,
-                      const std::function<float*(arch::Role)>& out) const {
+                      const std::array<float*, kNumRoles>& out, backend::Arena& scratch) const {
+  auto dst_of = [&](arch::Role r) { return out[static_cast<size_t>(role_index(r))]; };
   if (const arch::FusedDesc* f = desc_.fused_of(first)) {
     // One linear [sum N_part, K]: its output rows hold the parts side by side, in `roles` order.
     const Linear& lin = b.at(f->roles.front());
-    std::vector<float> y(static_cast<size_t>(t * lin.n()));
-    lin.forward(x, t, y.data());
+    backend::ArenaScope scope(scratch);
+    float* y = scratch.take<float>(static_cast<size_t>(t * lin.n()));
+    lin.forward(x, t, y, &scratch);
     if (f->per_head) {
       // GPT-NeoX: each head's parts side by side, [heads, parts, hd]; every part has H heads.
       const int64_t hd = cfg_.head_dim, parts = static_cast<int64_t>(f->roles.size());
       const int64_t heads = lin.n() / (parts * hd);
       for (int64_t p = 0; p < parts; ++p) {
-        float* dst = out(f->roles[static_cast<size_t>(p)]);
+        float* dst = dst_of(f->roles[static_cast<size_t>(p)]);
         for (int64_t i = 0; i < t; ++i) {
           for (int64_t h = 0; h < heads; ++h) {
-            std::memcpy(dst + (i * heads + h) * hd, y.data() + i * lin.n() + (h * parts + p) * hd, hd * sizeof(float));
+            std::memcpy(dst + (i * heads + h) * hd, y + i * lin.n() + (h * parts + p) * hd, hd * sizeof(float));
           }
         }
       }
@@ -106,21 +184,23 @@ void Decoder::project(const BlockWeights& b, arch::Role first, const float* x, i
     int64_t col = 0;
     for (arch::Role r : f->roles) {
       const int64_t n = linear_shape(cfg_, r)[0];
-      float* dst = out(r);
-      for (int64_t i = 0; i < t; ++i) std::memcpy(dst + i * n, y.data() + i * lin.n() + col, n * sizeof(float));
+      float* dst = dst_of(r);
+      for (int64_t i = 0; i < t; ++i) std::memcpy(dst + i * n, y + i * lin.n() + col, n * sizeof(float));
       col += n;
     }
     return;
   }
   // The linears that read x (the description's shared-input group) in one call, so that
   // quantized ones run in one parallel region.
-  std::vector<const Linear*> layers;
-  std::vector<float*> ys;
-  for (arch::Role r : desc_.shared_with(first)) {
-    layers.push_back(&b.at(r));
-    ys.push_back(out(r));
+  std::array<const Linear*, kNumRoles> layers{};
+  std::array<float*, kNumRoles> ys{};
+  const size_t n = input_group(b, first, layers);
+  for (const auto& g : desc_.shared_inputs) {
+    if (std::find(g.begin(), g.end(), first) == g.end()) continue;
+    for (size_t i = 0; i < n; ++i) ys[i] = dst_of(g[i]);
   }
-  Linear::forward_shared_input(layers, x, t, ys);
+  if (n == 1) ys[0] = dst_of(first);
+  Linear::forward_shared_input(std::span(layers.data(), n), x, t, std::span(ys.data(), n), &scratch);
 }
 
 void Decoder::block_forward(const BlockWeights& b, int64_t layer, float* hidden, int64_t t, int64_t pos0,
@@ -138,33 +218,48 @@ void Decoder::block_forward(const BlockWeights& b, int64_t layer, float* hidden,
     throw Error(ErrorKind::kArgument, fmt::format("sequence of {} tokens exceeds the context of {} tokens",
                                                   pos0 + t, cache.capacity()));
   }
+  backend::Arena& arena = cache.scratch();
+  // A direct caller (calibration) sizes the arena here; under forward() it is already large enough.
+  if (arena.used() == 0) arena.reserve(block_scratch_bytes(b, layer, t, pos0));
+  backend::ArenaScope block_scope(arena);
   const bool sliding = !cfg_.layer_attention.empty() &&
                        cfg_.layer_attention[static_cast<size_t>(layer)] == arch::AttentionKind::kSliding;
   const backend::RopeFreqs& rope = sliding && !rope_local_.inv_freq.empty() ? rope_local_ : rope_;
-  std::vector<float> x(static_cast<size_t>(t * D)), y(static_cast<size_t>(t * D));
+  float* x = arena.take<float>(static_cast<size_t>(t * D));
+  float* y = arena.take<float>(static_cast<size_t>(t * D));
   // GPT-NeoX's parallel residual: every sublayer reads the block's input, x + attn(ln1(x)) +
   // mlp(ln2(x)); otherwise each reads the previous one's result.
-  std::vector<float> block_in;
-  if (desc_.parallel_residual) block_in.assign(hidden, hidden + t * D);
-  const float* src = desc_.parallel_residual ? block_in.data() : hidden;
+  const float* src = hidden;
+  if (desc_.parallel_residual) {
+    float* block_in = arena.take<float>(static_cast<size_t>(t * D));
+    std::memcpy(block_in, hidden, static_cast<size_t>(t * D) * sizeof(float));
+    src = block_in;
+  }
+  using arch::Role;
+  auto slot = [](Role r) { return static_cast<size_t>(role_index(r)); };
   for (size_t si = 0; si < desc_.sublayers.size(); ++si) {
     const auto& sl = desc_.sublayers[si];
+    backend::ArenaScope sublayer_scope(arena);
     if (b.norms[si].empty()) {
-      std::copy(src, src + t * D, x.begin());  // OLMo 2: no pre-norm
+      std::copy(src, src + t * D, x);  // OLMo 2: no pre-norm
     } else {
-      norm(src, b.norms[si].data(), b.norm_biases.empty() ? nullptr : b.norm_biases[si].data(), t, D, x.data());
+      norm(src, b.norms[si].data(), b.norm_biases.empty() ? nullptr : b.norm_biases[si].data(), t, D, x);
     }
+    std::array<float*, kNumRoles> out{};
     if (sl.kind == arch::SublayerKind::kAttention) {
-      using arch::Role;
-      if (report(Role::kQ, x.data(), t)) return;
-      std::vector<float> q(static_cast<size_t>(t * H * hd)), attn(static_cast<size_t>(t * H * hd));
+      if (report(Role::kQ, x, t)) return;
+      float* q = arena.take<float>(static_cast<size_t>(t * H * hd));
+      float* attn = arena.take<float>(static_cast<size_t>(t * H * hd));
       float* kc = cache.k(cache_layer) + pos0 * KV * hd;  // [T, KV*hd] slots for the new positions
       float* vc = cache.v(cache_layer) + pos0 * KV * hd;
-      project(b, Role::kQ, x.data(), t, [&](Role r) { return r == Role::kQ ? q.data() : r == Role::kK ? kc : vc; });
+      out[slot(Role::kQ)] = q;
+      out[slot(Role::kK)] = kc;
+      out[slot(Role::kV)] = vc;
+      project(b, Role::kQ, x, t, out, arena);
       // Qwen3 / Gemma 3: RMSNorm of every head over head_dim, before RoPE.
       // OLMo 2: over the whole projection instead.
       const bool full = desc_.qk_norm_full;
-      if (!b.q_norm.empty()) norm(q.data(), b.q_norm.data(), nullptr, full ? t : t * H, full ? H * hd : hd, q.data());
+      if (!b.q_norm.empty()) norm(q, b.q_norm.data(), nullptr, full ? t : t * H, full ? H * hd : hd, q);
       if (!b.k_norm.empty()) norm(kc, b.k_norm.data(), nullptr, full ? t : t * KV, full ? KV * hd : hd, kc);
       // HF "rotate_half" RoPE on the first `rot` dims of each head: dimension i pairs with
       // i + rot/2 (not the interleaved pairs of Meta's original code; converted checkpoints have
@@ -172,51 +267,60 @@ void Decoder::block_forward(const BlockWeights& b, int64_t layer, float* hidden,
       if (desc_.positions == arch::Positions::kRope) {
         const auto style =
             desc_.rope_style == arch::RopeStyle::kInterleaved ? backend::Rope::kInterleaved : backend::Rope::kRotateHalf;
-        ops_.rope(q.data(), t, H, hd, rot, rope, pos0, style);
+        ops_.rope(q, t, H, hd, rot, rope, pos0, style);
         ops_.rope(kc, t, KV, hd, rot, rope, pos0, style);
       }
-      backend::AttentionShape a;
-      a.heads = H;
-      a.kv_heads = KV;
-      a.head_dim = hd;
-      a.scale = static_cast<float>(cfg_.attn_scale > 0 ? cfg_.attn_scale : 1.0 / std::sqrt(static_cast<double>(hd)));
-      a.window = sliding ? cfg_.sliding_window : 0;
-      a.softcap = static_cast<float>(cfg_.attn_softcap);
-      ops_.attention(q.data(), cache.k(cache_layer), cache.v(cache_layer), t, pos0, a, attn.data());
-      if (report(Role::kO, attn.data(), t)) return;
-      b.at(Role::kO).forward(attn.data(), t, y.data());
+      const backend::AttentionShape a = attention_shape(layer);
+      {
+        backend::ArenaScope scores_scope(arena);
+        float* scores = arena.take<float>(static_cast<size_t>(ops_.attention_scratch(t, pos0, a)));
+        ops_.attention(q, cache.k(cache_layer), cache.v(cache_layer), t, pos0, a, attn, scores);
+      }
+      if (report(Role::kO, attn, t)) return;
+      b.at(Role::kO).forward(attn, t, y, &arena);
     } else if (sl.kind == arch::SublayerKind::kGatedMlp) {
-      using arch::Role;
-      if (report(Role::kGate, x.data(), t)) return;
-      std::vector<float> g(static_cast<size_t>(t * F)), u(static_cast<size_t>(t * F));
-      project(b, Role::kGate, x.data(), t, [&](Role r) { return r == Role::kGate ? g.data() : u.data(); });
-      ops_.gated(act_, g.data(), u.data(), t * F);  // act(gate) * up
-      if (report(Role::kDown, g.data(), t)) return;
-      b.at(Role::kDown).forward(g.data(), t, y.data());
+      if (report(Role::kGate, x, t)) return;
+      float* g = arena.take<float>(static_cast<size_t>(t * F));
+      float* u = arena.take<float>(static_cast<size_t>(t * F));
+      out[slot(Role::kGate)] = g;
+      out[slot(Role::kUp)] = u;
+      project(b, Role::kGate, x, t, out, arena);
+      ops_.gated(act_, g, u, t * F);  // act(gate) * up
+      if (report(Role::kDown, g, t)) return;
+      b.at(Role::kDown).forward(g, t, y, &arena);
     } else {
-      using arch::Role;
-      if (report(Role::kUp, x.data(), t)) return;
-      std::vector<float> u(static_cast<size_t>(t * F));
-      b.at(Role::kUp).forward(x.data(), t, u.data());
-      ops_.activation(act_, u.data(), t * F);  // down(act(up(x)))
-      if (report(Role::kDown, u.data(), t)) return;
-      b.at(Role::kDown).forward(u.data(), t, y.data());
+      if (report(Role::kUp, x, t)) return;
+      float* u = arena.take<float>(static_cast<size_t>(t * F));
+      b.at(Role::kUp).forward(x, t, u, &arena);
+      ops_.activation(act_, u, t * F);  // down(act(up(x)))
+      if (report(Role::kDown, u, t)) return;
+      b.at(Role::kDown).forward(u, t, y, &arena);
     }
     // Gemma 2/3: the sublayer's output is normed before the residual add.
-    if (!b.post_norms.empty() && !b.post_norms[si].empty()) norm(y.data(), b.post_norms[si].data(), nullptr, t, D, y.data());
-    if (cfg_.residual_multiplier != 1.0) ops_.scale(y.data(), t * D, static_cast<float>(cfg_.residual_multiplier));
-    ops_.add(hidden, y.data(), t * D);
+    if (!b.post_norms.empty() && !b.post_norms[si].empty()) norm(y, b.post_norms[si].data(), nullptr, t, D, y);
+    if (cfg_.residual_multiplier != 1.0) ops_.scale(y, t * D, static_cast<float>(cfg_.residual_multiplier));
+    ops_.add(hidden, y, t * D);
   }
 }
 
-void Decoder::logits(const ModelWeights& w, const float* hidden, int64_t t, int64_t rows, float* out) const {
+void Decoder::logits(const ModelWeights& w, const float* hidden, int64_t t, int64_t rows, float* out,
+                     backend::Arena* scratch) const {
   const int64_t D = cfg_.hidden_size;
   rows = std::min(rows, t);
-  std::vector<float> x(static_cast<size_t>(rows * D));
+  std::vector<float> own;
+  float* x = nullptr;
+  std::optional<backend::ArenaScope> scope;
+  if (scratch) {
+    scope.emplace(*scratch);
+    x = scratch->take<float>(static_cast<size_t>(rows * D));
+  } else {
+    own.resize(static_cast<size_t>(rows * D));
+    x = own.data();
+  }
   norm(hidden + (t - rows) * D, w.final_norm.data(), w.final_norm_bias.empty() ? nullptr : w.final_norm_bias.data(),
-       rows, D, x.data());
+       rows, D, x);
   // [rows, D] x [V, D]^T: dense_gemv / sgemm for an fp32 head, dense16_gemm for a 16-bit one.
-  w.head().forward(x.data(), rows, out);
+  w.head().forward(x, rows, out, scratch);
   if (cfg_.logit_multiplier != 1.0) ops_.scale(out, rows * cfg_.vocab_size, static_cast<float>(cfg_.logit_multiplier));
   if (cfg_.final_softcap > 0) ops_.softcap(out, rows * cfg_.vocab_size, static_cast<float>(cfg_.final_softcap));
 }
@@ -224,13 +328,24 @@ void Decoder::logits(const ModelWeights& w, const float* hidden, int64_t t, int6
 void Decoder::forward(const ModelWeights& w, const int32_t* tokens, int64_t t, KVCache& cache,
                       int64_t logit_rows, float* out) const {
   const int64_t pos0 = cache.size();
-  std::vector<float> hidden(static_cast<size_t>(t * cfg_.hidden_size));
-  embed(w, tokens, t, hidden.data(), pos0);
+  backend::Arena& arena = cache.scratch();
+  if (arena.capacity() == 0) {
+    // Sized once for the session: calls of up to max_tokens tokens anywhere in the context (the
+    // largest prefill, and decode steps, whose attention scratch grows with the position).
+    const int64_t cap = cache.capacity(), big = std::max<int64_t>(1, cache.max_tokens());
+    const int64_t small = std::min<int64_t>(big, 4);
+    arena.reserve(std::max({scratch_bytes(w, big, cap - big), scratch_bytes(w, small, cap - small),
+                            scratch_bytes(w, 1, cap - 1)}));
+  }
+  arena.reserve(scratch_bytes(w, t, pos0));  // a call longer than max_tokens grows it once
+  backend::ArenaScope scope(arena);
+  float* hidden = arena.take<float>(static_cast<size_t>(t * cfg_.hidden_size));
+  embed(w, tokens, t, hidden, pos0);
   for (int64_t l = 0; l < cfg_.num_hidden_layers; ++l) {
-    block_forward(w.blocks[l], l, hidden.data(), t, pos0, cache);
+    block_forward(w.blocks[l], l, hidden, t, pos0, cache);
   }
   cache.set_size(pos0 + t);
-  if (logit_rows > 0) logits(w, hidden.data(), t, logit_rows, out);
+  if (logit_rows > 0) logits(w, hidden, t, logit_rows, out, &arena);
 }
 
 }  // namespace gptq::model

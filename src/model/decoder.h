@@ -3,33 +3,45 @@
 // F = intermediate_size, V = vocab_size.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <optional>
 #include <vector>
 
 #include "arch/arch.h"
+#include "backend/buffer.h"
 #include "backend/ops.h"
 #include "config/model_config.h"
 #include "model/weights.h"
 
 namespace gptq::model {
 
-// Keys and values of every layer for one sequence.
+// Keys and values of every layer for one sequence, and the session's scratch arena: every
+// temporary of a forward pass (activations, attention scores, the quantized kernels' rounded
+// inputs) is taken from it by offset. Decoder::forward sizes it on its first call for calls of
+// up to max_tokens() tokens anywhere in the context, so later calls allocate nothing; a longer
+// call grows it once (scratch().growths() counts that).
 class KVCache {
  public:
   KVCache() = default;
-  KVCache(int64_t layers, int64_t capacity, int64_t kv_heads, int64_t head_dim);
+  // max_tokens 0: capacity.
+  KVCache(int64_t layers, int64_t capacity, int64_t kv_heads, int64_t head_dim, int64_t max_tokens = 0,
+          backend::Device device = backend::Device::kCpu);
   int64_t capacity() const { return capacity_; }
+  int64_t max_tokens() const { return max_tokens_; }
   int64_t size() const { return size_; }
   void set_size(int64_t n) { size_ = n; }
   void clear() { size_ = 0; }
-  float* k(int64_t layer) { return k_.data() + layer * capacity_ * row_; }  // [capacity, KV*hd]
-  float* v(int64_t layer) { return v_.data() + layer * capacity_ * row_; }  // [capacity, KV*hd]
+  float* k(int64_t layer) { return k_.as<float>() + layer * capacity_ * row_; }  // [capacity, KV*hd]
+  float* v(int64_t layer) { return v_.as<float>() + layer * capacity_ * row_; }  // [capacity, KV*hd]
+  backend::Arena& scratch() { return scratch_; }
+  const backend::Arena& scratch() const { return scratch_; }
 
  private:
-  int64_t capacity_ = 0, size_ = 0, row_ = 0;
-  std::vector<float> k_, v_;  // [layers, capacity, KV*hd]
+  int64_t capacity_ = 0, max_tokens_ = 0, size_ = 0, row_ = 0;
+  backend::Buffer k_, v_;  // [layers, capacity, KV*hd] fp32 each
+  backend::Arena scratch_;
 };
 
 // Called with the input of each linear before it runs: (role, x [T, K], T). Used to collect
@@ -62,15 +74,25 @@ class Decoder {
                      KVCache& cache, const LinearInputHook* hook = nullptr,
                      std::optional<arch::Role> stop_at = std::nullopt, int64_t cache_layer = -1) const;
 
-  // logits [rows, V] for the last `rows` of hidden [T, D] (final norm, lm_head).
-  void logits(const ModelWeights& w, const float* hidden, int64_t t, int64_t rows, float* out) const;
+  // logits [rows, V] for the last `rows` of hidden [T, D] (final norm, lm_head). Temporaries
+  // come from scratch when given (logits_scratch_bytes(w, rows) of it), else are allocated.
+  void logits(const ModelWeights& w, const float* hidden, int64_t t, int64_t rows, float* out,
+              backend::Arena* scratch = nullptr) const;
 
   // Whole model: runs T new tokens after cache.size() cached ones, appends to the cache, and
   // writes logits for the last `logit_rows` tokens to out [logit_rows, V].
   void forward(const ModelWeights& w, const int32_t* tokens, int64_t t, KVCache& cache, int64_t logit_rows,
                float* out) const;
 
-  KVCache make_cache(int64_t capacity) const;
+  // A cache of `capacity` positions whose arena forward() sizes for calls of up to max_tokens
+  // tokens (0: capacity); layers 0: every layer of the model.
+  KVCache make_cache(int64_t capacity, int64_t max_tokens = 0, int64_t layers = 0) const;
+
+  // Bytes of scratch that one block_forward of block b takes for t tokens after pos0 cached ones.
+  size_t block_scratch_bytes(const BlockWeights& b, int64_t layer, int64_t t, int64_t pos0) const;
+  // Bytes of scratch that forward() takes for t tokens after pos0 cached ones.
+  size_t scratch_bytes(const ModelWeights& w, int64_t t, int64_t pos0) const;
+  size_t logits_scratch_bytes(const ModelWeights& w, int64_t rows) const;
 
   // True when a call over positions pos0 .. pos0+t-1 after pos0 cached ones would switch LongRoPE
   // to its long factors while the cache was rotated with the short ones: the caller then runs the
@@ -80,13 +102,17 @@ class Decoder {
   }
 
  private:
+  backend::AttentionShape attention_shape(int64_t layer) const;
+  // The linears of b's shared-input group starting at `first`, or its fused tensor's linear,
+  // and how many.
+  size_t input_group(const BlockWeights& b, arch::Role first, std::array<const Linear*, kNumRoles>& out) const;
   // The architecture's norm (weight offset included) over rows of n.
   // LayerNorm takes `bias` (null: none); RMSNorm ignores it.
   void norm(const float* x, const float* weight, const float* bias, int64_t rows, int64_t n, float* y) const;
   // Runs the linears that read x, starting at role `first` (its shared-input group, or its fused
-  // tensor), writing each role's output [T, N_role] to out(role).
+  // tensor), writing each role's output [T, N_role] to out[role_index(role)].
   void project(const BlockWeights& b, arch::Role first, const float* x, int64_t t,
-               const std::function<float*(arch::Role)>& out) const;
+               const std::array<float*, kNumRoles>& out, backend::Arena& scratch) const;
 
   config::ModelConfig cfg_;
   arch::ArchDesc desc_;

@@ -1,7 +1,7 @@
-// A linear layer as the executor sees it: y[M, N] = x[M, K] W^T + b, with W dense fp32
-// (backend::dense_gemv for one row, OpenBLAS sgemm for more), dense 16-bit (bf16 or fp16 as the
-// checkpoint stores it, backend::dense16_gemm: half the bytes per decode step, fp32 arithmetic),
-// or a quantized kernel object from the backend. Embeddings and lm_head are Linears too.
+// A linear layer as the executor and the quantization pipeline hold it: a shared, immutable
+// backend::Linear (backend/linear.h: dense fp32, dense 16-bit, or quantized, implemented by the
+// device's backend), with the few edits the pipeline makes expressed as replacing it. Embeddings
+// and lm_head are Linears too. Nothing here knows which device or kernel runs it.
 #pragma once
 
 #include <cstdint>
@@ -10,71 +10,56 @@
 #include <string>
 #include <vector>
 
-#include "backend/cpu/weight_alloc.h"
+#include "backend/linear.h"
 #include "gptq/tensor.h"
-
-namespace gptq::backend {
-class QLinear;
-}
 
 namespace gptq::model {
 
 class Linear {
  public:
   Linear() = default;
+  explicit Linear(backend::LinearPtr impl) : impl_(std::move(impl)) {}
   // Dense: w is [n, k] row-major, bias [n] or empty.
-  static Linear dense(int64_t n, int64_t k, std::vector<float> w, std::vector<float> bias = {});
+  static Linear dense(int64_t n, int64_t k, std::vector<float> w, std::vector<float> bias = {},
+                      backend::Device d = backend::Device::kCpu);
   // Dense 16-bit: w [n, k] row-major holds the raw bits of `dtype` (DType::kBF16 or kF16; Error
   // (kArgument) otherwise, or when w.size() != n * k). The bias stays fp32.
-  static Linear dense16(int64_t n, int64_t k, DType dtype, std::vector<uint16_t> w,
-                        std::vector<float> bias = {});
-  static Linear quantized(std::shared_ptr<const backend::QLinear> q);
+  static Linear dense16(int64_t n, int64_t k, DType dtype, std::vector<uint16_t> w, std::vector<float> bias = {},
+                        backend::Device d = backend::Device::kCpu);
 
-  int64_t n() const { return n_; }
-  int64_t k() const { return k_; }
-  bool is_quantized() const { return q_ != nullptr; }
-  bool is_dense16() const { return !w16_.empty(); }
-  bool empty() const { return n_ == 0; }
-  // x [m, k] -> y [m, n]. y must not alias x.
-  void forward(const float* x, int64_t m, float* y) const;
-  // ys[i] = layers[i].forward(x) for linears that read the same input (q/k/v, gate/up): when all
-  // are quantized, decode steps run them in one parallel region (backend::QLinear).
+  int64_t n() const { return impl_ ? impl_->n() : 0; }
+  int64_t k() const { return impl_ ? impl_->k() : 0; }
+  bool empty() const { return impl_ == nullptr; }
+  bool is_quantized() const { return impl_ && impl_->kind() == backend::LinearKind::kQuantized; }
+  bool is_dense16() const { return impl_ && impl_->kind() == backend::LinearKind::kDense16; }
+  const backend::Linear& impl() const { return *impl_; }
+
+  // x [m, k] -> y [m, n] (backend::Linear::forward). y must not alias x.
+  void forward(const float* x, int64_t m, float* y, backend::Arena* scratch = nullptr) const {
+    impl_->forward(x, m, y, scratch);
+  }
+  size_t scratch_bytes(int64_t m) const { return impl_ ? impl_->scratch_bytes(m) : 0; }
+  // ys[i] = layers[i].forward(x) for linears that read the same input (backend::forward_shared_input).
   static void forward_shared_input(std::span<const Linear* const> layers, const float* x, int64_t m,
-                                   std::span<float* const> ys);
-  // Bytes of weights one forward reads (for bandwidth figures): 4 per fp32 weight, 2 per 16-bit
-  // weight, the packed size for a quantized one, plus the fp32 bias.
-  size_t weight_bytes() const;
-  // Row i of a dense (fp32 or 16-bit) W as fp32 into out [k]: the embedding lookup. The caller
-  // checks 0 <= i < n.
-  void row(int64_t i, float* out) const;
+                                   std::span<float* const> ys, backend::Arena* scratch = nullptr);
+  size_t weight_bytes() const { return impl_ ? impl_->weight_bytes() : 0; }
+  // Row i of a dense W as fp32 into out [k]: the embedding lookup. The caller checks 0 <= i < n.
+  void row(int64_t i, float* out) const { impl_->row(i, out); }
+  // W as fp32 [n, k] (widened or dequantized copy).
+  std::vector<float> to_fp32() const { return impl_ ? impl_->to_fp32() : std::vector<float>{}; }
+
   // Turns a dense 16-bit linear into a dense fp32 one holding the same values (widening is
   // exact); does nothing to other kinds. The quantizer works on fp32 weights.
   void widen_to_fp32();
-
-  // Dense fp32 only: [n, k]. Empty for a 16-bit or quantized linear (see widen_to_fp32).
-  const std::vector<float>& weight() const { return w_; }
-  // Widens a 16-bit linear first, so that assigning to the result always leaves a consistent
-  // dense fp32 linear.
-  std::vector<float>& mutable_weight() {
-    widen_to_fp32();
-    return w_;
-  }
-  // Dense 16-bit only: [n, k] raw bits of dense16_dtype().
-  const backend::WeightVector<uint16_t>& weight16() const { return w16_; }
-  DType dense16_dtype() const { return w16_dtype_; }
-  const std::vector<float>& bias() const { return bias_; }
-  const std::shared_ptr<const backend::QLinear>& qlinear() const { return q_; }
+  // Dense fp32 only: W [n, k] in place. Empty for a 16-bit or quantized linear (see widen_to_fp32).
+  std::span<const float> weight() const;
+  // Replaces W by fp32 w [n, k], keeping the bias: the pipeline puts dequantized weights back.
+  void set_weight(std::vector<float> w);
+  std::span<const float> bias() const { return impl_ ? impl_->bias() : std::span<const float>{}; }
+  DType dense16_dtype() const { return impl_ ? impl_->stored_dtype() : DType::kF32; }
 
  private:
-  void forward_quantized(const float* x, int64_t m, float* y) const;
-  size_t quantized_weight_bytes() const;
-
-  int64_t n_ = 0, k_ = 0;
-  std::vector<float> w_;         // [n, k] dense fp32
-  backend::WeightVector<uint16_t> w16_;  // [n, k] dense 16-bit, bits of w16_dtype_ (huge pages)
-  DType w16_dtype_ = DType::kBF16;
-  std::vector<float> bias_;      // [n]
-  std::shared_ptr<const backend::QLinear> q_;
+  backend::LinearPtr impl_;
 };
 
 }  // namespace gptq::model

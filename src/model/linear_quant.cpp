@@ -7,7 +7,7 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "backend/cpu/qlinear.h"
+#include "backend/linear.h"
 #include "checkpoint/gptq_checkpoint.h"
 #include "core/dtype.h"
 #include "gptq/error.h"
@@ -24,34 +24,6 @@ void copy_tensor(const io::TensorInfo& t, std::vector<T>& v) {
 }
 
 }  // namespace
-
-Linear Linear::quantized(std::shared_ptr<const backend::QLinear> q) {
-  Linear l;
-  l.n_ = q->n();
-  l.k_ = q->k();
-  l.q_ = std::move(q);
-  return l;
-}
-void Linear::forward_quantized(const float* x, int64_t m, float* y) const { q_->forward(x, m, y); }
-
-void Linear::forward_shared_input(std::span<const Linear* const> layers, const float* x, int64_t m,
-                                  std::span<float* const> ys) {
-  std::vector<const backend::QLinear*> q;
-  for (const Linear* l : layers) {
-    if (!l->q_) break;
-    q.push_back(l->q_.get());
-  }
-  if (q.size() == layers.size() && ys.size() == layers.size()) {
-    backend::QLinear::forward_shared_input(q, x, m, ys);
-    return;
-  }
-  auto y = ys.begin();
-  for (const Linear* l : layers) {
-    if (y == ys.end()) throw Error(ErrorKind::kArgument, "forward_shared_input: fewer outputs than layers");
-    l->forward(x, m, *y++);
-  }
-}
-size_t Linear::quantized_weight_bytes() const { return q_->weight_bytes(); }
 
 std::vector<float> dequantize_packed(const checkpoint::PackedLinear& p, const std::string& format) {
   // qweight rows padded to whole packs of 32 inputs when K is not a multiple of 32.
@@ -147,11 +119,11 @@ Linear load_quantized_linear(const io::TensorStore& store, const std::string& mo
     v.g_idx = t.g_idx ? g_idx.data() : nullptr;
     v.zeros_v2 = true;
     v.bias_fp16 = bias16.empty() ? nullptr : bias16.data();
-    auto ql = std::make_shared<const backend::QLinear>(backend::QLinear::create(v, module));
+    auto ql = backend::quantized_linear(backend::Device::kCpu, v, module);
     for (const auto* ti : {t.qweight, t.qzeros, t.scales, t.g_idx}) {
       if (ti) store.release(*ti);
     }
-    return Linear::quantized(std::move(ql));
+    return Linear(std::move(ql));
   }
   checkpoint::PackedLinear p = read_packed_linear(store, module, n, k, q);
   std::vector<float> bias;

@@ -2,14 +2,14 @@
 
 #include <fmt/format.h>
 
-#include "backend/cpu/qlinear.h"
+#include "backend/linear.h"
 #include "core/dtype.h"
 #include "gptq/error.h"
 #include "quant/quantizer.h"
 
 namespace gptq::pipeline {
 
-std::shared_ptr<const backend::QLinear> round_to_8bit(const float* w, int64_t n, int64_t k, const std::string& name) {
+backend::LinearPtr round_to_8bit(const float* w, int64_t n, int64_t k, const std::string& name) {
   if (n % 32 != 0 || k % 32 != 0) {
     throw Error(ErrorKind::kShape,
                 fmt::format("{}: an 8-bit copy needs both sizes to be multiples of 32, got [{}, {}]", name, n, k));
@@ -33,7 +33,7 @@ std::shared_ptr<const backend::QLinear> round_to_8bit(const float* w, int64_t n,
   v.qzeros = qzeros.data();
   v.scales = scales.data();
   v.zeros_v2 = true;
-  return std::make_shared<const backend::QLinear>(backend::QLinear::create(v, name));
+  return backend::quantized_linear(backend::Device::kCpu, v, name);
 }
 
 }  // namespace gptq::pipeline

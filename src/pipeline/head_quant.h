@@ -11,15 +11,13 @@
 #include <memory>
 #include <string>
 
-namespace gptq::backend {
-class QLinear;
-}
+#include "backend/linear.h"
 
 namespace gptq::pipeline {
 
 // W [n, k] fp32 row-major -> an 8-bit QLinear (round to nearest, symmetric, groups of 128 inputs,
 // or 32 when k is not a multiple of 128). Error(kShape) naming `name` when n or k is not a
 // multiple of 32 (the kernels' requirement).
-std::shared_ptr<const backend::QLinear> round_to_8bit(const float* w, int64_t n, int64_t k, const std::string& name);
+backend::LinearPtr round_to_8bit(const float* w, int64_t n, int64_t k, const std::string& name);
 
 }  // namespace gptq::pipeline

@@ -337,7 +337,7 @@ QuantizeReport quantize_model(const std::filesystem::path& model_dir, const std:
       for (const auto& p : packed) {
         for (const auto& ld : desc.linears) {
           if (desc.block_module(static_cast<int>(layer), ld.name) != p.module) continue;
-          block.at(ld.role).mutable_weight() = model::dequantize_packed(p, format);
+          block.at(ld.role).set_weight(model::dequantize_packed(p, format));
         }
       }
       pipe.advance(block);

@@ -340,14 +340,20 @@ void QuantizationPipeline::start(const std::function<void(int32_t, float*)>& emb
 
 void QuantizationPipeline::run_block(const model::BlockWeights& block, const model::LinearInputHook* hook,
                                      std::optional<arch::Role> stop_at, bool update_hidden) {
-  const auto& c = dec_.config();
+  // One one-layer cache for every sample, its scratch arena sized for the longest.
+  int64_t longest = 0;
+  for (size_t s = 0; s < samples_.size(); ++s) {
+    if (owns(s)) longest = std::max<int64_t>(longest, static_cast<int64_t>(samples_[s].size()));
+  }
+  if (longest == 0) return;
+  model::KVCache cache = dec_.make_cache(longest, longest, 1);
+  cache.scratch().reserve(dec_.block_scratch_bytes(block, 0, longest, 0));
   std::vector<float> scratch;
   for (size_t s = 0; s < samples_.size(); ++s) {
     if (!owns(s)) continue;
     check_interrupt();
     current_sample_ = s;
     const int64_t t = static_cast<int64_t>(samples_[s].size());
-    model::KVCache cache(1, t, c.num_key_value_heads, c.head_dim);
     float* h = hidden_[s].data();
     if (!update_hidden) {
       scratch = hidden_[s];
@@ -557,8 +563,8 @@ LayerResult QuantizationPipeline::quantize_layer(int64_t layer, model::BlockWeig
         hessians.erase(slot);
         folds.erase(slot);
       }
-      auto packed = pack_result(module, res, format_, lin.bias());
-      lin.mutable_weight() = model::dequantize_packed(packed, format_);
+      auto packed = pack_result(module, res, format_, std::vector<float>(lin.bias().begin(), lin.bias().end()));
+      lin.set_weight(model::dequantize_packed(packed, format_));
       ModuleReport rep;
       rep.module = module;
       rep.bits = pm.bits;
@@ -606,7 +612,7 @@ LayerResult QuantizationPipeline::quantize_layer(int64_t layer, model::BlockWeig
             throw Error(ErrorKind::kFormat, fmt::format("dist: rank {} sent the results of other linears than "
                                                         "expected (same gptq build on every rank?)", from));
           }
-          block.at(todo[i]).mutable_weight() = model::dequantize_packed(packed[j], format_);
+          block.at(todo[i]).set_weight(model::dequantize_packed(packed[j], format_));
           reps_of[todo[i]] = std::move(reps[j]);
           packed_of[todo[i]] = std::move(packed[j]);
           ++j;

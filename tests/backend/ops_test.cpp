@@ -212,10 +212,16 @@ TEST_P(OpsTest, AttentionCausalGqaWindowSoftcap) {
         const int64_t pos0 = 6, L = pos0 + t;
         const auto q = rnd(t * 4 * hd, 9), k = rnd(L * 2 * hd, 10), v = rnd(L * 2 * hd, 11);
         std::vector<float> out(static_cast<size_t>(t * 4 * hd));
-        ops.attention(q.data(), k.data(), v.data(), t, pos0, a, out.data());
+        ops.attention(q.data(), k.data(), v.data(), t, pos0, a, out.data(), nullptr);
         expect_close(out, naive_attention(q, k, v, t, pos0, a), 1e-5,
                      "attention t " + std::to_string(t) + " window " + std::to_string(window) + " cap " +
                          std::to_string(cap));
+        // With caller-provided scratch (the executor's arena), filled with garbage first: the
+        // same bits.
+        std::vector<float> scratch(static_cast<size_t>(ops.attention_scratch(t, pos0, a)), 1e30f);
+        std::vector<float> out2(out.size());
+        ops.attention(q.data(), k.data(), v.data(), t, pos0, a, out2.data(), scratch.data());
+        EXPECT_EQ(out2, out);
       }
     }
   }

@@ -29,7 +29,7 @@ TEST(HeadQuant, EveryWeightWithinHalfAStep) {
   for (auto& v : w) v = d(rng);
   w[5] = 0.9f;  // an outlier widens its group's range only
   const auto q = pipeline::round_to_8bit(w.data(), n, k, "lm_head");
-  const std::vector<float> deq = q->dequantize();
+  const std::vector<float> deq = q->to_fp32();
   int64_t bad = 0;
   double worst = 0;
   for (int64_t r = 0; r < n; ++r) {

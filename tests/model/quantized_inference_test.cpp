@@ -120,7 +120,7 @@ int check_foreign(const std::string& args, const std::filesystem::path& out) {
       const auto& lb = api::impl(b).weights.blocks[layer].at(ld.role);
       // Kernels need N % 32 == 0; other quantized linears are loaded dense (dequantized).
       EXPECT_EQ(la.is_quantized(), la.n() % 32 == 0) << name;
-      const auto wa = la.is_quantized() ? la.qlinear()->dequantize() : la.weight();
+      const auto wa = la.to_fp32();
       const auto& wb = lb.weight();
       EXPECT_EQ(wa.size(), expect.size());
       size_t bad = 0;
@@ -184,7 +184,7 @@ TEST(ForeignCheckpoint, GptqModelShapesNotMultiplesOf32) {
   const auto& down = api::impl(a).weights.blocks[0].at(arch::Role::kDown);
   ASSERT_TRUE(down.is_quantized());
   EXPECT_EQ(down.k(), 172);
-  EXPECT_TRUE(down.qlinear()->permuted());
+  EXPECT_TRUE(dynamic_cast<const backend::QLinear&>(down.impl()).permuted());
   const double kernels = ppl(tmp.path() / "a", false), dense = ppl(tmp.path() / "a", true);
   EXPECT_NEAR(kernels, dense, 1e-3 * dense);
 }
@@ -227,7 +227,7 @@ TEST(StaticGroups, DeclaredWithoutActOrderAndReadExactly) {
     const int layer = std::stoi(rest);
     for (const auto& ld : desc.linears) {
       if (rest.substr(rest.find('.') + 1) != ld.name) continue;
-      EXPECT_EQ(api::impl(m).weights.blocks[layer].at(ld.role).weight(), ref.read_f32(name)) << name;
+      EXPECT_EQ(api::impl(m).weights.blocks[layer].at(ld.role).to_fp32(), ref.read_f32(name)) << name;
       ++checked;
     }
   }

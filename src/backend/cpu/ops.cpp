@@ -44,6 +44,8 @@ void softmax_range(float* s, int64_t lo, int64_t hi) {
 }
 
 class CpuOps final : public Ops {
+  static constexpr int64_t kPrefillRows = 8;  // attention of this many queries or more runs in BLAS
+
  public:
   Device device() const override { return Device::kCpu; }
 
@@ -79,7 +81,17 @@ class CpuOps final : public Ops {
     const float* inv_freq = f.for_call(pos0, t);
     const float af = f.attention_factor;
     auto rotate = uses_avx2(active_isa()) ? detail::rotate_avx2 : detail::rotate_scalar;
-    std::vector<float> cs(static_cast<size_t>(half)), sn(static_cast<size_t>(half));
+    // cos and sin of one position: on the stack for every real head size (no allocation per
+    // layer per token), on the heap past it.
+    constexpr int64_t kStackHalf = 256;
+    float cs_stack[kStackHalf], sn_stack[kStackHalf];
+    std::vector<float> cs_heap, sn_heap;
+    if (half > kStackHalf) {
+      cs_heap.resize(static_cast<size_t>(half));
+      sn_heap.resize(static_cast<size_t>(half));
+    }
+    float* cs = half > kStackHalf ? cs_heap.data() : cs_stack;
+    float* sn = half > kStackHalf ? sn_heap.data() : sn_stack;
     for (int64_t i = 0; i < t; ++i) {
       const float pos = static_cast<float>(pos0 + i);
       for (int64_t j = 0; j < half; ++j) {
@@ -89,13 +101,23 @@ class CpuOps final : public Ops {
         sn[j] = std::sin(a) * af;
       }
       for (int64_t h = 0; h < heads; ++h) {
-        rotate(x + (i * heads + h) * head_dim, cs.data(), sn.data(), half, style == Rope::kInterleaved);
+        rotate(x + (i * heads + h) * head_dim, cs, sn, half, style == Rope::kInterleaved);
       }
     }
   }
 
+  // Prefill: the scores of one head at a time, [t, L]; decode: one row [L] per head.
+  int64_t attention_scratch(int64_t t, int64_t pos0, const AttentionShape& a) const override {
+    return (t >= kPrefillRows ? t : a.heads) * (pos0 + t);
+  }
+
   void attention(const float* q, const float* k, const float* v, int64_t t, int64_t pos0, const AttentionShape& a,
-                 float* out) const override {
+                 float* out, float* scratch) const override {
+    std::vector<float> own;
+    if (!scratch) {
+      own.resize(static_cast<size_t>(attention_scratch(t, pos0, a)));
+      scratch = own.data();
+    }
     const int64_t H = a.heads, KV = a.kv_heads, hd = a.head_dim;
     const int64_t rep = H / KV, L = pos0 + t;
     const int64_t qs = H * hd, ks = KV * hd;
@@ -109,17 +131,17 @@ class CpuOps final : public Ops {
         for (int64_t j = lo; j < hi; ++j) s[j] = a.softcap * std::tanh(s[j] / a.softcap);
       }
     };
-    if (t >= 8) {
+    if (t >= kPrefillRows) {
       // Prefill: two sgemms per head (scores, then weighted values) keep the O(T^2 hd) work in
       // BLAS; heads run one after another so OpenBLAS owns the threads.
-      std::vector<float> s(static_cast<size_t>(t * L));
+      float* s = scratch;
       for (int64_t h = 0; h < H; ++h) {
         const int64_t g = h / rep;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(t), static_cast<int>(L),
                     static_cast<int>(hd), a.scale, q + h * hd, static_cast<int>(qs), k + g * hd,
-                    static_cast<int>(ks), 0.0f, s.data(), static_cast<int>(L));
+                    static_cast<int>(ks), 0.0f, s, static_cast<int>(L));
         for (int64_t i = 0; i < t; ++i) {
-          float* row = s.data() + i * L;
+          float* row = s + i * L;
           int64_t lo, hi;
           range(i, &lo, &hi);
           cap(row, lo, hi);
@@ -128,23 +150,23 @@ class CpuOps final : public Ops {
           std::fill(row + hi, row + L, 0.0f);
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(t), static_cast<int>(hd),
-                    static_cast<int>(L), 1.0f, s.data(), static_cast<int>(L), v + g * hd, static_cast<int>(ks),
+                    static_cast<int>(L), 1.0f, s, static_cast<int>(L), v + g * hd, static_cast<int>(ks),
                     0.0f, out + h * hd, static_cast<int>(qs));
       }
       return;
     }
     // Decode (few tokens): plain loops, parallel over heads.
     core::parallel_for(H, [&](int64_t h0, int64_t h1) {
-      std::vector<float> s(static_cast<size_t>(L));
       for (int64_t h = h0; h < h1; ++h) {
+        float* s = scratch + h * L;
         const int64_t g = h / rep;
         for (int64_t i = 0; i < t; ++i) {
           const float* qi = q + i * qs + h * hd;
           int64_t lo, hi;
           range(i, &lo, &hi);
           for (int64_t j = lo; j < hi; ++j) s[j] = core::dot_f32(qi, k + j * ks + g * hd, hd) * a.scale;
-          cap(s.data(), lo, hi);
-          softmax_range(s.data(), lo, hi);
+          cap(s, lo, hi);
+          softmax_range(s, lo, hi);
           float* oi = out + i * qs + h * hd;
           std::fill(oi, oi + hd, 0.0f);
           for (int64_t j = lo; j < hi; ++j) {

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 
 #include "backend/cpu/qlayout.h"
@@ -203,16 +204,59 @@ void QLinear::check_forward(const float* x, int64_t m, const float* y) const {
   }
 }
 
+// Temporaries of one forward call: from the caller's arena when it passes one (released when the
+// call returns), else from vectors owned here.
+class detail::Temps {
+ public:
+  explicit Temps(Arena* a) : arena_(a), mark_(a ? a->mark() : 0) {}
+  ~Temps() {
+    if (arena_) arena_->release(mark_);
+  }
+  Temps(const Temps&) = delete;
+  Temps& operator=(const Temps&) = delete;
+  template <typename T>
+  T* get(int64_t count) {
+    if (arena_) return arena_->take<T>(static_cast<size_t>(count));
+    own_.emplace_back(static_cast<size_t>(count) * sizeof(T) / sizeof(float) + 1);
+    return reinterpret_cast<T*>(own_.back().data());
+  }
+
+ private:
+  Arena* arena_;
+  size_t mark_;
+  std::vector<std::vector<float>> own_;
+};
+
+namespace {
+
+// Layers of one forward_shared_input call that run in one parallel region.
+constexpr size_t kMaxSharedLayers = 8;
+
+}  // namespace
+
 // x in packed input order [m, kp]: gathered for act-order and padded groups, else x itself.
-const float* QLinear::packed_input(const float* x, int64_t m, std::vector<float>& buf) const {
+const float* QLinear::packed_input(const float* x, int64_t m, detail::Temps& temps) const {
   if (perm_.empty()) return x;
-  buf.resize(static_cast<size_t>(m * kp_));
+  float* buf = temps.get<float>(m * kp_);
   for (int64_t r = 0; r < m; ++r) {
     const float* xr = x + r * k_;
-    float* out = buf.data() + r * kp_;
+    float* out = buf + r * kp_;
     for (int64_t i = 0; i < kp_; ++i) out[i] = perm_[i] >= 0 ? xr[perm_[i]] : 0.0f;
   }
-  return buf.data();
+  return buf;
+}
+
+size_t QLinear::scratch_bytes(int64_t m) const {
+  const size_t rows = static_cast<size_t>(std::max<int64_t>(m, 0));
+  const size_t units = static_cast<size_t>(kp_ / kUnitK), seg = segs_.size(), kp = static_cast<size_t>(kp_);
+  size_t b = perm_.empty() ? 0 : Arena::round_up(rows * kp * sizeof(float));
+  if (m <= detail::kGemvMaxRows) {
+    // The int16 decode's rounded activations, or the 3-bit decode's scaled ones, and the group sums.
+    const size_t i16 = Arena::round_up(rows * units * detail::kPairsPerUnit * sizeof(int32_t)) +
+                       Arena::round_up(rows * units * sizeof(float));
+    b += std::max(i16, Arena::round_up(rows * kp * sizeof(float))) + Arena::round_up(rows * seg * sizeof(float));
+  }
+  return b;
 }
 
 bool QLinear::uses_int16_decode(Isa isa, int64_t m) const {
@@ -230,22 +274,21 @@ void QLinear::add_bias(int64_t m, float* y) const {
 // One layer's share of an int16 decode call: its rounded activations and its output.
 struct QLinear::Int16Job {
   detail::PackedLayer w;
-  std::vector<int32_t> xq;  // [m, n_units, 16]
-  std::vector<float> d;     // [m, n_units]
-  std::vector<float> sx;    // [m, n_seg]
+  int32_t* xq = nullptr;  // [m, n_units, 16]
+  float* d = nullptr;     // [m, n_units]
+  float* sx = nullptr;    // [m, n_seg]
   float* y = nullptr;
-  int64_t chunks = 0;       // of kGemvChunkBlocks blocks
+  int64_t chunks = 0;     // of kGemvChunkBlocks blocks
 };
 
-QLinear::Int16Job QLinear::int16_job(const float* x, int64_t m, float* y) const {
+QLinear::Int16Job QLinear::int16_job(const float* x, int64_t m, float* y, detail::Temps& temps) const {
   Int16Job job;
   job.w = packed();
-  std::vector<float> gathered;
-  const float* xp = packed_input(x, m, gathered);
-  job.xq.resize(static_cast<size_t>(m * job.w.n_units * detail::kPairsPerUnit));
-  job.d.resize(static_cast<size_t>(m * job.w.n_units));
-  job.sx.resize(static_cast<size_t>(m * job.w.n_seg));
-  detail::qgemv_i16_prepare_avx2(job.w, xp, m, job.xq.data(), job.d.data(), job.sx.data());
+  const float* xp = packed_input(x, m, temps);
+  job.xq = temps.get<int32_t>(m * job.w.n_units * detail::kPairsPerUnit);
+  job.d = temps.get<float>(m * job.w.n_units);
+  job.sx = temps.get<float>(m * job.w.n_seg);
+  detail::qgemv_i16_prepare_avx2(job.w, xp, m, job.xq, job.d, job.sx);
   job.y = y;
   job.chunks = (job.w.n_blocks + detail::kGemvChunkBlocks - 1) / detail::kGemvChunkBlocks;
   return job;
@@ -254,7 +297,7 @@ QLinear::Int16Job QLinear::int16_job(const float* x, int64_t m, float* y) const 
 // All jobs' chunks in one parallel region, taken dynamically: layers that share an input (q/k/v,
 // gate/up) cost one fork and one join instead of one each, and a small layer (k, v) no longer
 // leaves a core idle at its end.
-void QLinear::run_int16_jobs(std::vector<Int16Job>& jobs, int64_t m, Isa isa) {
+void QLinear::run_int16_jobs(std::span<Int16Job> jobs, int64_t m, Isa isa) {
   int64_t total = 0;
   for (const auto& j : jobs) total += j.chunks;
   const bool vnni = isa == Isa::kAvxVnni;
@@ -267,38 +310,37 @@ void QLinear::run_int16_jobs(std::vector<Int16Job>& jobs, int64_t m, Isa isa) {
       const int64_t b0 = local * detail::kGemvChunkBlocks;
       const int64_t b1 = std::min(j.w.n_blocks, b0 + detail::kGemvChunkBlocks);
       if (vnni) {
-        detail::qgemv_i16_avxvnni(j.w, j.xq.data(), j.d.data(), j.sx.data(), m, j.y, b0, b1);
+        detail::qgemv_i16_avxvnni(j.w, j.xq, j.d, j.sx, m, j.y, b0, b1);
       } else {
-        detail::qgemv_i16_avx2(j.w, j.xq.data(), j.d.data(), j.sx.data(), m, j.y, b0, b1);
+        detail::qgemv_i16_avx2(j.w, j.xq, j.d, j.sx, m, j.y, b0, b1);
       }
     }
   });
 }
 
-void QLinear::forward(const float* x, int64_t m, float* y) const {
+void QLinear::forward(const float* x, int64_t m, float* y, Arena* scratch) const {
   check_forward(x, m, y);
   if (m == 0) return;
   const Isa isa = active_isa();
+  detail::Temps temps(scratch);
   if (uses_int16_decode(isa, m)) {
     // Decode, 2/4/8 bits: activations rounded to 16-bit integers per unit (qgemm_kernels.h).
-    std::vector<Int16Job> jobs;
-    jobs.push_back(int16_job(x, m, y));
-    run_int16_jobs(jobs, m, isa);
+    Int16Job job = int16_job(x, m, y, temps);
+    run_int16_jobs(std::span<Int16Job>(&job, 1), m, isa);
     add_bias(m, y);
     return;
   }
   const detail::PackedLayer w = packed();
-  std::vector<float> gathered;
-  const float* xp = packed_input(x, m, gathered);
+  const float* xp = packed_input(x, m, temps);
   if (uses_avx2(isa) && m <= detail::kGemvMaxRows) {
     // Decode, 3 bits (whose codes straddle 16-bit halves): fp32 activations times a
     // per-position power of two (qlayout.h), and the sum of x over each group (summed in double,
     // in order; O(K), negligible next to the O(N K) kernel).
-    std::vector<float> xs(static_cast<size_t>(m * kp_));
-    std::vector<float> sx(static_cast<size_t>(m * w.n_seg));
+    float* xs = temps.get<float>(m * kp_);
+    float* sx = temps.get<float>(m * w.n_seg);
     for (int64_t r = 0; r < m; ++r) {
       const float* xr = xp + r * kp_;
-      float* xsr = xs.data() + r * kp_;
+      float* xsr = xs + r * kp_;
       for (int64_t i = 0; i < kp_; ++i) xsr[i] = xr[i] * x_scale_[i % kUnitK];
       for (int64_t s = 0; s < w.n_seg; ++s) {
         double sum = 0;
@@ -308,7 +350,7 @@ void QLinear::forward(const float* x, int64_t m, float* y) const {
         sx[r * w.n_seg + s] = static_cast<float>(sum);
       }
     }
-    detail::qgemv_avx2(w, xs.data(), sx.data(), m, y);
+    detail::qgemv_avx2(w, xs, sx, m, y);
   } else if (uses_avx2(isa)) {
     detail::qgemm_avx2(w, xp, m, y);
   } else {
@@ -318,7 +360,7 @@ void QLinear::forward(const float* x, int64_t m, float* y) const {
 }
 
 void QLinear::forward_shared_input(std::span<const QLinear* const> layers, const float* x,
-                                   int64_t m, std::span<float* const> ys) {
+                                   int64_t m, std::span<float* const> ys, Arena* scratch) {
   if (layers.size() != ys.size()) {
     throw Error(ErrorKind::kArgument,
                 fmt::format("forward_shared_input: {} layers but {} outputs", layers.size(),
@@ -333,19 +375,29 @@ void QLinear::forward_shared_input(std::span<const QLinear* const> layers, const
     }
   }
   if (m == 0) return;
+  if (layers.size() > kMaxSharedLayers) {
+    for (size_t i = 0; i < layers.size(); ++i) layers[i]->forward(x, m, ys[i], scratch);
+    return;
+  }
   const Isa isa = active_isa();
-  std::vector<Int16Job> jobs;
+  detail::Temps temps(scratch);
+  std::array<Int16Job, kMaxSharedLayers> jobs;
+  size_t n_jobs = 0;
   for (size_t i = 0; i < layers.size(); ++i) {
     if (layers[i]->uses_int16_decode(isa, m)) {
-      jobs.push_back(layers[i]->int16_job(x, m, ys[i]));
+      jobs[n_jobs++] = layers[i]->int16_job(x, m, ys[i], temps);
     } else {
-      layers[i]->forward(x, m, ys[i]);
+      layers[i]->forward(x, m, ys[i], scratch);
     }
   }
-  if (!jobs.empty()) run_int16_jobs(jobs, m, isa);
+  if (n_jobs > 0) run_int16_jobs(std::span<Int16Job>(jobs.data(), n_jobs), m, isa);
   for (size_t i = 0; i < layers.size(); ++i) {
     if (layers[i]->uses_int16_decode(isa, m)) layers[i]->add_bias(m, ys[i]);
   }
+}
+
+void QLinear::row(int64_t, float*) const {
+  throw Error(ErrorKind::kUnsupported, fmt::format("layer '{}': row lookup in a quantized linear", name_));
 }
 
 size_t QLinear::weight_bytes() const {

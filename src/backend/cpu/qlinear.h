@@ -13,30 +13,19 @@
 #include <string_view>
 #include <vector>
 
+#include "backend/buffer.h"
+#include "backend/linear.h"
 #include "backend/cpu/isa.h"
 #include "backend/cpu/qgemm_kernels.h"
 #include "backend/cpu/weight_alloc.h"
 
 namespace gptq::backend {
+namespace detail {
+class Temps;  // one forward call's temporaries (qlinear.cpp)
+}
 
-
-// The raw tensors of one GPTQ linear as stored in the checkpoint. The pointers need not be
-// aligned (they may point into an mmap'd safetensors file) and must stay valid only during
-// QLinear::create().
-struct QuantizedLinearView {
-  int64_t n = 0;                        // N outputs
-  int64_t k = 0;                        // K inputs
-  int bits = 4;                         // b: 2, 3, 4 or 8
-  int group_size = 128;                 // g, or -1 for one group spanning K
-  const int32_t* qweight = nullptr;     // [ceil(K*b/32), N] codes packed along K
-  const int32_t* qzeros = nullptr;      // [G, N*b/32] zero points packed along N
-  const uint16_t* scales = nullptr;     // [G, N] fp16
-  const int32_t* g_idx = nullptr;       // [K] group of each input; nullptr means k / g
-  bool zeros_v2 = false;                // true: gptq_v2 (stores z); false: gptq v1 (stores z - 1)
-  const uint16_t* bias_fp16 = nullptr;  // [N] fp16, or nullptr
-};
-
-class QLinear {
+// The CPU's quantized backend::Linear.
+class QLinear final : public Linear {
  public:
   // Validates the view and repacks it into the kernels' layout (qgemm_kernels.h). Throws
   // gptq::Error naming the layer `name`:
@@ -55,23 +44,33 @@ class QLinear {
   // with x rounded to 16-bit integers per 32 inputs (error <= 2^-16 of their largest |x|, see
   // qgemm_kernels.h), so it differs from the scalar and prefill (m > 4) results by about 1e-5
   // relative; elsewhere ISAs differ only in the order of fp32 additions.
-  void forward(const float* x, int64_t m, float* y) const;
+  // scratch: where the call's temporaries go (scratch_bytes(m) of it; released before it
+  // returns), or null to allocate them.
+  void forward(const float* x, int64_t m, float* y, Arena* scratch = nullptr) const override;
+  // Bytes of scratch one forward() of m rows takes (an upper bound over ISAs).
+  size_t scratch_bytes(int64_t m) const override;
 
   // ys[i] [m, N_i] = x [m, K] * W_i^T + bias_i for layers that read the same input (q/k/v,
   // gate/up): the same results as forward() on each, but decode steps run all layers' work in one
   // parallel region. Throws as forward() does, or Error(kArgument) when the layers' K differ or
-  // the spans' sizes do.
+  // the spans' sizes do. Takes the sum of the layers' scratch_bytes(m) from scratch.
   static void forward_shared_input(std::span<const QLinear* const> layers, const float* x,
-                                   int64_t m, std::span<float* const> ys);
+                                   int64_t m, std::span<float* const> ys, Arena* scratch = nullptr);
 
   // Bytes of packed weights, scales and zero points that one forward() reads.
-  size_t weight_bytes() const;
+  size_t weight_bytes() const override;
 
   // W as fp32 [N, K] in the original input order: scales[g_idx[k], n] * (q - z). For tests.
   std::vector<float> dequantize() const;
 
-  int64_t n() const { return n_; }
-  int64_t k() const { return k_; }
+  int64_t n() const override { return n_; }
+  int64_t k() const override { return k_; }
+  Device device() const override { return Device::kCpu; }
+  LinearKind kind() const override { return LinearKind::kQuantized; }
+  // Error(kUnsupported): a quantized linear has no rows to look up.
+  void row(int64_t i, float* out) const override;
+  std::vector<float> to_fp32() const override { return dequantize(); }
+  std::span<const float> bias() const override { return bias_; }
   int bits() const { return bits_; }
   const std::string& name() const { return name_; }
   // True when the inputs had to be reordered or padded (act-order or groups of a size that is not
@@ -82,11 +81,11 @@ class QLinear {
   struct Int16Job;
   detail::PackedLayer packed() const;
   void check_forward(const float* x, int64_t m, const float* y) const;
-  const float* packed_input(const float* x, int64_t m, std::vector<float>& buf) const;
+  const float* packed_input(const float* x, int64_t m, detail::Temps& temps) const;
   bool uses_int16_decode(Isa isa, int64_t m) const;
   void add_bias(int64_t m, float* y) const;
-  Int16Job int16_job(const float* x, int64_t m, float* y) const;
-  static void run_int16_jobs(std::vector<Int16Job>& jobs, int64_t m, Isa isa);
+  Int16Job int16_job(const float* x, int64_t m, float* y, detail::Temps& temps) const;
+  static void run_int16_jobs(std::span<Int16Job> jobs, int64_t m, Isa isa);
 
   std::string name_;
   int64_t n_ = 0, k_ = 0;
