@@ -14,7 +14,8 @@
 # Environment: GPTQ_INTEROP_VENV (default /tmp/gptq-interop-venv; created with torch and
 # transformers when missing; in any venv given, the packages of scripts/interop-requirements.txt
 # that are missing are installed with --no-deps), GPTQ_SMOLLM2_DIR, GPTQ_INTEROP_OUT (default: a
-# temp folder), GPTQ_INTEROP_FAMILIES=0 (skip the families' tiny models, tests/data/families),
+# temp folder), GPTQ_INTEROP_FAMILIES=0 (skip the families' tiny models, tests/data/families;
+# =only: check just them, without the other models and the reverse direction),
 # GPTQ_INTEROP_SMOLLM2_REVERSE=1 (also let GPTQModel quantize SmolLM2: slow on CPU).
 set -euo pipefail
 set -f  # the settings below hold regexes: no globbing
@@ -44,13 +45,16 @@ versions=$("$py" -c 'import importlib.metadata as m; print(" ".join(f"{p}={m.ver
 
 mkdir -p "$out"
 calib=$here/tests/data/text/tinystories-calib.txt
-models=("stories260k:$here/tests/data/stories260k")
+families=${GPTQ_INTEROP_FAMILIES:-1}
+models=()
 "$gptq" synth -o "$out/synth" --shape tiny --dtype fp32 --force >/dev/null
-models+=("synth:$out/synth")
-[ -f "$smol/config.json" ] && models+=("smollm2:$smol")
+if [ "$families" != only ]; then
+  models+=("stories260k:$here/tests/data/stories260k" "synth:$out/synth")
+  [ -f "$smol/config.json" ] && models+=("smollm2:$smol")
+fi
 # Every architecture family's tiny transformers-made model (tests/data/families), at 4-bit g32:
 # transformers must measure our folder's perplexity as we do (GPTQ_INTEROP_FAMILIES=0 skips them).
-if [ "${GPTQ_INTEROP_FAMILIES:-1}" = 1 ]; then
+if [ "$families" != 0 ]; then
   for d in $(cd "$here/tests/data/families" && ls); do
     [ -f "$here/tests/data/families/$d/config.json" ] && models+=("family-$d:$here/tests/data/families/$d")
   done
@@ -118,6 +122,7 @@ done
 reverse=(--reverse "stories260k:$here/tests/data/stories260k:4:32:sym" --reverse "stories260k:$here/tests/data/stories260k:4:32:asym"
          --reverse "synth:$out/synth:4:32:sym" --reverse "synth:$out/synth:4:64:asym")
 [ -f "$smol/config.json" ] && [ "${GPTQ_INTEROP_SMOLLM2_REVERSE:-0}" = 1 ] && reverse+=(--reverse "smollm2:$smol:4:64:sym")
+[ "$families" = only ] && reverse=()
 
 header="interop check ($versions, CPU); $(date -u +%Y-%m-%d); \`scripts/interop-check.sh\`"
 echo "interop-check: ${#folders[@]} folders in $out; the packages' logs go to $out/interop.log" >&2

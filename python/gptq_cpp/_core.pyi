@@ -31,6 +31,8 @@ class QuantizeConfig:
     method: str
     format: str
     calib_dtype: str
+    grid: str
+    mse_hessian: bool
     def __init__(self) -> None: ...
 
 class ModuleReport:

@@ -32,7 +32,10 @@ class BaseQuantizeConfig:
     gptq.cpp's own fields: ``mse`` (search a clipping range per group; slower, slightly better),
     ``damp_search`` (damp_percent chosen per linear by cross-validation; slower),
     ``act_group_aware`` (GPTQModel's group-aware act-order; not with desc_act), ``method`` ("gptq", or "rtn" for the round-to-nearest baseline) and ``calib_dtype``
-    ("fp32" or "bf16": the precision of the calibration Hessians; None means fp32).
+    ("fp32" or "bf16": the precision of the calibration Hessians; None means fp32), ``grid``
+    ("gptq", or "ggml" for llama.cpp's Q4_0/Q8_0 scale rule, so that a g32 folder exports to GGUF
+    as the blocks llama-quantize lays out; None means "gptq") and ``mse_hessian`` (the clipping
+    search weights each column by GPTQ's loss weight; implies ``mse``).
 
     Settings are checked when the object is made: a bad one raises ArgumentError (a ValueError)
     naming the field.
@@ -54,6 +57,8 @@ class BaseQuantizeConfig:
     act_group_aware: bool = False
     method: str = "gptq"
     calib_dtype: Optional[str] = None
+    grid: Optional[str] = None
+    mse_hessian: bool = False
 
     def __post_init__(self) -> None:
         self._to_cpp()  # validates
@@ -78,6 +83,8 @@ class BaseQuantizeConfig:
         q.method = str(self.method)
         q.calib_dtype = "" if self.calib_dtype is None else str(self.calib_dtype).lower()
         q.format = "" if self.checkpoint_format is None else str(self.checkpoint_format).lower()
+        q.grid = "" if self.grid is None else str(self.grid).lower()
+        q.mse_hessian = bool(self.mse_hessian)
         _core.validate_quantize_config(q)
         return q
 

@@ -26,7 +26,8 @@ def test_five_bits_is_refused_with_the_libraries_message():
     assert "bits = 5: must be one of 2, 3, 4, 8" in str(e.value)
     for bad, needle in [(dict(group_size=7), "group_size = 7"), (dict(damp_percent=1.5), "damp_percent = 1.5"),
                         (dict(checkpoint_format="marlin"), "gptq_v2"), (dict(method="awq"), "--method awq"),
-                        (dict(calib_dtype="fp16"), "--calib-dtype fp16")]:
+                        (dict(calib_dtype="fp16"), "--calib-dtype fp16"), (dict(grid="k_quants"), "--grid k_quants"),
+                        (dict(grid="ggml", bits=3), "--grid ggml with 3-bit")]:
         with pytest.raises(gptq_cpp.ArgumentError, match=needle):
             gptq_cpp.BaseQuantizeConfig(**bad)
     with pytest.raises(gptq_cpp.UnsupportedError):

@@ -15,6 +15,8 @@ CASES = [
     (dict(bits=4, group_size=32, desc_act=True), ["--bits", "4", "--group-size", "32", "--desc-act"]),
     (dict(bits=3, group_size=-1, desc_act=False, sym=False, damp_percent=0.05),
      ["--bits", "3", "--group-size", "-1", "--asym", "--damp", "0.05"]),
+    (dict(bits=4, group_size=32, desc_act=False, grid="ggml", mse_hessian=True),
+     ["--bits", "4", "--group-size", "32", "--grid", "ggml", "--mse-hessian"]),
 ]
 
 
@@ -27,7 +29,7 @@ def cli_ppl(cli, model, eval_file):
     return json.loads(run_cli(cli, "perplexity", "-m", str(model), "-f", str(eval_file), "-c", "256", "--json"))
 
 
-@pytest.mark.parametrize("args,flags", CASES, ids=["4bit-g32-act-order", "3bit-asym-per-row"])
+@pytest.mark.parametrize("args,flags", CASES, ids=["4bit-g32-act-order", "3bit-asym-per-row", "4bit-g32-ggml-grid-mse-hessian"])
 def test_same_files_and_perplexity_as_cli(tmp_path, cli, calib_rows, eval_text, args, flags):
     calib = write_jsonl(tmp_path / "calib.jsonl", calib_rows)
     cli_quantize(cli, tmp_path / "cli", calib, flags)
