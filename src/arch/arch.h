@@ -61,6 +61,11 @@ struct FusedDesc {
   // false: the parts one after the other ([q; k; v]); true: per head ([heads, parts, head_dim],
   // GPT-NeoX's query_key_value).
   bool per_head = false;
+  // The modules (one per role, inside the block) of a checkpoint that stores the parts apart,
+  // e.g. GPTQModel 7.7 splits Phi-3's mlp.gate_up_proj into mlp.gate_proj and mlp.up_proj before
+  // quantizing them. Read (and joined along the outputs) when the fused module is absent; empty:
+  // no such layout. Only for parts one after the other.
+  std::vector<std::string> split_names = {};
 };
 
 // How a family's config.json chooses sliding-window layers.

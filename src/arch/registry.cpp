@@ -164,6 +164,9 @@ void ArchDesc::validate() const {
         invalid(*this, fmt::format("fused {} part {} also has a linear of its own", f.name, role_name(r)));
       }
     }
+    if (!f.split_names.empty() && (f.split_names.size() != f.roles.size() || f.per_head)) {
+      invalid(*this, fmt::format("fused {}: split names need one per part, parts one after the other", f.name));
+    }
   }
   if (positions == Positions::kLearned && position_embed.empty()) {
     invalid(*this, "learned positions without a position table");

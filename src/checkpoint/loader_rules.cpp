@@ -44,7 +44,8 @@ bool written_by_gptqmodel_0_9(const config::QuantizationConfig& q) {
 
 }  // namespace
 
-std::vector<LoaderVerdict> loader_verdicts(const config::QuantizationConfig& q, const std::vector<LinearShape>& linears) {
+std::vector<LoaderVerdict> loader_verdicts(const config::QuantizationConfig& q, const std::vector<LinearShape>& linears,
+                                           const std::string& model_type) {
   LoaderVerdict tf{"transformers", true, {}}, gm{"GPTQModel", true, {}}, marlin{"vLLM gptq_marlin", true, {}},
       exl{"vLLM <= 0.11 gptq", true, {}};
   std::map<std::string, int> s_tf, s_gm, s_ma, s_ex;
@@ -112,6 +113,35 @@ std::vector<LoaderVerdict> loader_verdicts(const config::QuantizationConfig& q, 
     }
     const int64_t pack = sc.bits == 3 ? 32 : 32 / sc.bits;
     if (l.n % pack != 0) add(exl, s_ex, "npack", fmt::format("{}: N not divisible by {}", shape, pack));
+  }
+  auto ends_with = [](const std::string& s, std::string_view t) {
+    return s.size() >= t.size() && s.compare(s.size() - t.size(), t.size(), t) == 0;
+  };
+  bool any_quantized = false, fused_gate_up = false, split_gate_up = false;
+  for (const LinearShape& l : linears) {
+    any_quantized |= l.quantized;
+    fused_gate_up |= l.quantized && ends_with(l.module, ".mlp.gate_up_proj");
+    split_gate_up |= l.quantized && ends_with(l.module, ".mlp.gate_proj");
+  }
+  if (model_type == "gpt2" && any_quantized) {
+    add(tf, s_tf, "gpt2",
+        "gpt2: transformers' GPT2PreTrainedModel._init_weights reads c_proj.weight, which a quantized linear "
+        "lacks (every GPTQ GPT-2 folder)");
+  }
+  if (model_type == "phi3" && fused_gate_up) {
+    add(gm, s_gm, "phi3",
+        "phi3: GPTQModel splits Phi3MLP's gate_up_proj into gate_proj and up_proj and expects them quantized "
+        "apart (transformers and vLLM load the fused module)");
+  }
+  if (model_type == "phi3" && split_gate_up) {
+    add(tf, s_tf, "phi3",
+        "phi3: mlp.gate_proj and mlp.up_proj quantized apart (GPTQModel's layout); transformers' Phi3MLP has one "
+        "gate_up_proj and does not load them");
+  }
+  if (model_type == "gpt_neox" && any_quantized) {
+    add(gm, s_gm, "gpt_neox",
+        "gpt_neox: GPTQModel leaves the embed_out head unloaded (transformers 5 calls it lm_head; GPTQModel 7.7 "
+        "cannot quantize GPT-NeoX either)");
   }
   if (q.checkpoint_format == "gptq_v2") {
     exl.reasons.push_back("gptq_v2: vLLM versions that ignore checkpoint_format read the zeros as v1 (off by one)");

@@ -35,6 +35,13 @@ struct LoaderVerdict {
 //   (qzeros and qweight sized in whole words); Marlin pads N and K to its tiles itself;
 // - vLLM <= 0.11 gptq (exllama fallback): bits 2/3/4/8, K divisible by the group, N divisible by
 //   32/b (32 for 3 bits); it reads every folder's zeros as v1, so a gptq_v2 folder is off by one.
-std::vector<LoaderVerdict> loader_verdicts(const config::QuantizationConfig& q, const std::vector<LinearShape>& linears);
+// Family rules (model_type; versions as above): transformers refuses every GPTQ gpt2 folder (its
+// GPT2PreTrainedModel._init_weights reads c_proj.weight, which a quantized linear lacks);
+// GPTQModel refuses a phi3 folder whose mlp.gate_up_proj is quantized as one module (it splits
+// Phi3MLP into gate_proj and up_proj and expects them apart; transformers refuses that split
+// layout, which GPTQModel writes) and loads a gpt_neox folder without
+// its embed_out head (transformers 5 names it lm_head, and GPTQModel does not map the name).
+std::vector<LoaderVerdict> loader_verdicts(const config::QuantizationConfig& q, const std::vector<LinearShape>& linears,
+                                           const std::string& model_type = "");
 
 }  // namespace gptq::checkpoint

@@ -8,6 +8,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "backend/linear.h"
@@ -87,6 +88,20 @@ Linear load_quantized_linear(const io::TensorStore& store, const std::string& mo
 // dequantize_packed(p, "gptq_v2") is the checkpoint's dequantized view.
 checkpoint::PackedLinear read_packed_linear(const io::TensorStore& store, const std::string& module, int64_t n,
                                             int64_t k, const config::QuantizationConfig& q);
+// A fused linear stored as its parts (arch::FusedDesc::split_names; `parts` are {module, n} in
+// the fused order): each part read as read_packed_linear reads it (with q.for_module of its own
+// name) and the parts joined along N, as if the fused module had been quantized as one linear,
+// which GPTQ's row-independent solve makes it. The parts must agree on bits, groups and g_idx,
+// and K and every part's N be multiples of 32; otherwise Error(kShape) naming the modules.
+// The biases are not read. The result is named `fused_module`.
+checkpoint::PackedLinear read_packed_parts(const io::TensorStore& store, const std::string& fused_module,
+                                           const std::vector<std::pair<std::string, int64_t>>& parts, int64_t k,
+                                           const config::QuantizationConfig& q);
+// The same as a Linear (each part's bias joined too, when the parts have them), on the
+// backend's quantized kernels or, with dequantize, dense fp32.
+Linear load_quantized_parts(const io::TensorStore& store, const std::string& fused_module,
+                            const std::vector<std::pair<std::string, int64_t>>& parts, int64_t k,
+                            const config::QuantizationConfig& q, bool dequantize = false);
 // Dequantizes a packed linear to fp32 [N, K]: W[n,k] = s[g_idx[k],n] * (q - z[g_idx[k],n]).
 std::vector<float> dequantize_packed(const checkpoint::PackedLinear& p, const std::string& format);
 }  // namespace gptq::model

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <type_traits>
 
 #include "backend/linear.h"
 #include "checkpoint/gptq_checkpoint.h"
@@ -130,6 +131,94 @@ Linear load_quantized_linear(const io::TensorStore& store, const std::string& mo
   if (t.bias) bias = store.read_f32(module + ".bias", {n});
   std::vector<float> w = dequantize_packed(p, "gptq_v2");
   return Linear::dense(n, k, std::move(w), std::move(bias));
+}
+
+checkpoint::PackedLinear read_packed_parts(const io::TensorStore& store, const std::string& fused_module,
+                                           const std::vector<std::pair<std::string, int64_t>>& parts, int64_t k,
+                                           const config::QuantizationConfig& q) {
+  std::vector<checkpoint::PackedLinear> ps;
+  for (const auto& [module, n] : parts) {
+    if (n % 32 != 0 || k % 32 != 0) {
+      throw Error(ErrorKind::kShape,
+                  fmt::format("{}: {} [N = {}, K = {}] is stored as separate parts; joining them into {} needs N and "
+                              "K multiples of 32",
+                              store.dir().string(), module, n, k, fused_module));
+    }
+    ps.push_back(read_packed_linear(store, module, n, k, q.for_module(module)));
+  }
+  checkpoint::PackedLinear j;
+  j.module = fused_module;
+  j.k = k;
+  j.bits = ps.front().bits;
+  j.groups = ps.front().groups;
+  j.g_idx = ps.front().g_idx;
+  for (const auto& p : ps) {
+    if (p.bits != j.bits || p.groups != j.groups || p.g_idx != j.g_idx) {
+      throw Error(ErrorKind::kShape,
+                  fmt::format("{}: {} and {} are the parts of {} but differ in bits, groups or g_idx, so they "
+                              "cannot run as one linear",
+                              store.dir().string(), ps.front().module, p.module, fused_module));
+    }
+    j.n += p.n;
+  }
+  // Row-major [rows, N_part] blocks side by side: qweight [K*b/32, N], scales [G, N], qzeros
+  // [G, N*b/32] (each part's N a multiple of 32, so its zero words hold only its own columns).
+  auto join = [&](auto member, int64_t rows, auto cols_of) {
+    using T = typename std::remove_reference_t<decltype(ps.front().*member)>::value_type;
+    std::vector<T> out;
+    out.reserve(static_cast<size_t>(rows) * static_cast<size_t>(cols_of(j.n)));
+    for (int64_t r = 0; r < rows; ++r) {
+      for (const auto& p : ps) {
+        const auto& v = p.*member;
+        const int64_t c = cols_of(p.n);
+        out.insert(out.end(), v.begin() + r * c, v.begin() + (r + 1) * c);
+      }
+    }
+    return out;
+  };
+  const int64_t b = j.bits;
+  j.qweight = join(&checkpoint::PackedLinear::qweight, k * b / 32, [](int64_t n) { return n; });
+  j.scales = join(&checkpoint::PackedLinear::scales, j.groups, [](int64_t n) { return n; });
+  j.qzeros = join(&checkpoint::PackedLinear::qzeros, j.groups, [b](int64_t n) { return n * b / 32; });
+  return j;
+}
+
+Linear load_quantized_parts(const io::TensorStore& store, const std::string& fused_module,
+                            const std::vector<std::pair<std::string, int64_t>>& parts, int64_t k,
+                            const config::QuantizationConfig& q, bool dequantize) {
+  checkpoint::PackedLinear p = read_packed_parts(store, fused_module, parts, k, q);
+  std::vector<float> bias;
+  int group_size = 0;
+  int with_bias = 0;
+  for (const auto& [module, n] : parts) {
+    const auto t = checkpoint::find_quantized_linear(store, module, n, k, q.for_module(module));
+    group_size = t.group_size;
+    with_bias += t.bias != nullptr;
+  }
+  if (with_bias != 0 && with_bias != static_cast<int>(parts.size())) {
+    throw Error(ErrorKind::kShape, fmt::format("{}: only some parts of {} have a bias", store.dir().string(), fused_module));
+  }
+  if (with_bias) {
+    for (const auto& [module, n] : parts) {
+      const auto b = store.read_f32(module + ".bias", {n});
+      bias.insert(bias.end(), b.begin(), b.end());
+    }
+  }
+  if (dequantize) return Linear::dense(p.n, k, dequantize_packed(p, "gptq_v2"), std::move(bias));
+  std::vector<uint16_t> bias16;
+  for (float v : bias) bias16.push_back(core::fp32_to_fp16(v));
+  backend::QuantizedLinearView v;
+  v.n = p.n;
+  v.k = k;
+  v.bits = p.bits;
+  v.group_size = group_size;
+  v.qweight = p.qweight.data();
+  v.qzeros = p.qzeros.data();
+  v.scales = p.scales.data();
+  v.g_idx = p.g_idx.data();
+  v.zeros_v2 = true;
+  v.bias_fp16 = bias16.empty() ? nullptr : bias16.data();
+  return Linear(backend::quantized_linear(backend::Device::kCpu, v, fused_module));
 }
 
 }  // namespace gptq::model

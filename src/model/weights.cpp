@@ -64,6 +64,20 @@ Linear load_dense(const io::TensorStore& store, const std::string& module, int64
 
 }  // namespace
 
+std::vector<std::pair<std::string, int64_t>> split_parts(const io::TensorStore& store, const config::ModelConfig& cfg,
+                                                         const arch::ArchDesc& desc, int layer, arch::Role r) {
+  const arch::FusedDesc* f = desc.fused_of(r);
+  if (!cfg.quant || !f || f->split_names.empty() || f->roles.front() != r) return {};
+  const std::string fused = desc.block_module(layer, f->name);
+  if (store.find(fused + ".qweight") || store.find(fused + ".weight")) return {};
+  std::vector<std::pair<std::string, int64_t>> parts;
+  for (size_t i = 0; i < f->roles.size(); ++i) {
+    parts.emplace_back(desc.block_module(layer, f->split_names[i]), linear_shape(cfg, f->roles[i])[0]);
+  }
+  if (!store.find(parts.front().first + ".qweight")) return {};
+  return parts;
+}
+
 BlockWeights load_block(const io::TensorStore& store, const config::ModelConfig& cfg,
                         const arch::ArchDesc& desc, int layer, bool dequantize_quantized,
                         DenseStorage dense) {
@@ -87,6 +101,10 @@ BlockWeights load_block(const io::TensorStore& store, const config::ModelConfig&
   for (const auto& ld : desc.linears) {
     const auto [n, k] = linear_shape(cfg, desc, ld.role);
     const std::string module = desc.block_module(layer, ld.name);
+    if (const auto parts = split_parts(store, cfg, desc, layer, ld.role); !parts.empty()) {
+      b.at(ld.role) = load_quantized_parts(store, module, parts, k, *cfg.quant, dequantize_quantized);
+      continue;
+    }
     if (cfg.quant && store.find(module + ".qweight")) {
       // Each linear with its own scheme: the first matching "dynamic" rule over the base config.
       const config::ModuleScheme sc = cfg.quant->scheme_for(module);

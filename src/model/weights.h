@@ -4,6 +4,8 @@
 
 #include <array>
 #include <cstdint>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "arch/arch.h"
@@ -54,6 +56,12 @@ std::array<int64_t, 2> linear_shape(const config::ModelConfig& cfg, arch::Role r
 // Expected [N, K] of the linear the description stores under r: a fused tensor's N is the sum of
 // its parts'.
 std::array<int64_t, 2> linear_shape(const config::ModelConfig& cfg, const arch::ArchDesc& desc, arch::Role r);
+
+// A fused linear that this checkpoint stores as its parts (arch::FusedDesc::split_names): the
+// parts' modules and N, in the fused order, when the folder is quantized, has neither
+// "<fused>.qweight" nor "<fused>.weight", and has the first part's qweight; else empty.
+std::vector<std::pair<std::string, int64_t>> split_parts(const io::TensorStore& store, const config::ModelConfig& cfg,
+                                                         const arch::ArchDesc& desc, int layer, arch::Role r);
 
 // Loads block `layer`. Dense linears come from "<module>.weight" (F32/F16/BF16, held as `dense`
 // says); quantized ones (when cfg.quant is set and "<module>.qweight" exists) become backend

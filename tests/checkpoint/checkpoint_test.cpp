@@ -886,6 +886,41 @@ TEST_F(FindQuantizedLinear, MissingOrMistypedTensors) {
 namespace gptq::checkpoint {
 namespace {
 
+// The family rules (what transformers 5.24 and GPTQModel 7.7 did with the families' folders in
+// the interop check): they apply to the model types named and only to quantized folders.
+TEST(LoaderVerdicts, FamilyRules) {
+  config::QuantizationConfig q;
+  q.bits = 4;
+  q.group_size = 32;
+  auto loads = [&](const std::vector<LinearShape>& ls, const std::string& mt, const std::string& loader) {
+    for (const auto& v : loader_verdicts(q, ls, mt)) {
+      if (v.loader == loader) return v.loads;
+    }
+    ADD_FAILURE() << loader;
+    return false;
+  };
+  const std::vector<LinearShape> fused = {{"model.layers.0.self_attn.qkv_proj", 96, 32, true},
+                                          {"model.layers.0.mlp.gate_up_proj", 128, 32, true}};
+  const std::vector<LinearShape> split = {{"model.layers.0.self_attn.qkv_proj", 96, 32, true},
+                                          {"model.layers.0.mlp.gate_proj", 64, 32, true},
+                                          {"model.layers.0.mlp.up_proj", 64, 32, true}};
+  EXPECT_FALSE(loads(fused, "phi3", "GPTQModel"));
+  EXPECT_TRUE(loads(fused, "phi3", "transformers"));
+  EXPECT_TRUE(loads(split, "phi3", "GPTQModel"));
+  EXPECT_FALSE(loads(split, "phi3", "transformers"));
+  EXPECT_TRUE(loads(fused, "phi3", "vLLM gptq_marlin"));
+  EXPECT_TRUE(loads(split, "phi3", "vLLM gptq_marlin"));
+  // The same module names under another model type, and no model type: no family rule.
+  EXPECT_TRUE(loads(fused, "llama", "GPTQModel"));
+  EXPECT_TRUE(loads(split, "", "transformers"));
+  const std::vector<LinearShape> c_attn = {{"transformer.h.0.attn.c_attn", 96, 32, true}};
+  EXPECT_FALSE(loads(c_attn, "gpt2", "transformers"));
+  EXPECT_TRUE(loads(c_attn, "gpt2", "GPTQModel"));
+  const std::vector<LinearShape> neox = {{"gpt_neox.layers.0.attention.query_key_value", 96, 32, true}};
+  EXPECT_FALSE(loads(neox, "gpt_neox", "GPTQModel"));
+  EXPECT_TRUE(loads(neox, "gpt_neox", "transformers"));
+}
+
 // Each rule of loader_verdicts, one shape at a time.
 TEST(LoaderVerdicts, RulesOfEachLoader) {
   config::QuantizationConfig q;

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <random>
@@ -121,7 +122,7 @@ TEST_P(Family, QuantizesAt4BitG32AndReloads) {
     for (const auto& t : f->tensors()) {
       if (t.name.ends_with(".qweight")) ++qweights;
       if (model_type_of(GetParam()) == "phi3") {
-        // Only the fused tensors, under the names transformers and GPTQModel use.
+        // Only the fused tensors, under the model's own names (transformers' and vLLM's).
         EXPECT_EQ(t.name.find("self_attn.q_proj"), std::string::npos) << t.name;
         EXPECT_EQ(t.name.find("mlp.up_proj"), std::string::npos) << t.name;
       }
@@ -198,6 +199,102 @@ TEST(FamilyKeys, YarnScalingChangesTheLogits) {
     max_diff = std::max(max_diff, std::abs(last[v] - expect[v]));
   }
   EXPECT_GT(max_diff, 1e-2 * max_abs);
+}
+
+// GPTQModel 7.7 quantizes Phi-3's mlp.gate_up_proj as mlp.gate_proj and mlp.up_proj (Phi3MLP
+// split in two: gate is the first half of gate_up's outputs). A folder in that layout, made here
+// by cutting our fused tensors along N (qweight and scales columns, qzeros words, g_idx copied),
+// loads and runs bit for bit as the fused one; parts whose g_idx differ are refused.
+TEST(FamilyKeys, Phi3SplitGateUpAsGPTQModelWritesItLoadsAsTheFused) {
+  QuantizeConfig q;
+  q.bits = 4;
+  q.group_size = 16;   // hidden 32: two groups
+  q.desc_act = true;   // a g_idx that is not k / g
+  CausalLM m = CausalLM::from_pretrained(family_dir("phi3"), q);
+  std::mt19937 rng(5);
+  std::uniform_int_distribution<int32_t> tok(3, 511);
+  std::vector<std::vector<int32_t>> calib(8, std::vector<int32_t>(48));
+  for (auto& s : calib) {
+    s[0] = 1;
+    for (size_t i = 1; i < s.size(); ++i) s[i] = tok(rng);
+  }
+  m.quantize(calib);
+  test::TempDir tmp;
+  const auto fused = tmp.path() / "fused", split = tmp.path() / "split";
+  m.save_quantized(fused);
+
+  auto write_split = [&](bool break_g_idx) {
+    std::filesystem::remove_all(split);
+    std::filesystem::create_directories(split);
+    for (const auto& e : std::filesystem::directory_iterator(fused)) {
+      if (e.path().extension() != ".safetensors") std::filesystem::copy(e.path(), split / e.path().filename());
+    }
+    const auto store = io::TensorStore::open_dir(fused);
+    std::vector<io::TensorToWrite> out;
+    std::vector<std::vector<uint8_t>> keep;  // the cut tensors' bytes
+    auto cut = [&](const io::TensorInfo& t, const std::string& name, int64_t col0, int64_t cols) {
+      const int64_t rows = t.shape.size() == 2 ? t.shape[0] : 1, all = t.shape.back();
+      const size_t es = t.nbytes / static_cast<size_t>(rows * all);
+      std::vector<uint8_t> b(static_cast<size_t>(rows * cols) * es);
+      for (int64_t r = 0; r < rows; ++r) {
+        std::memcpy(&b[static_cast<size_t>(r * cols) * es], t.data + static_cast<size_t>(r * all + col0) * es,
+                    static_cast<size_t>(cols) * es);
+      }
+      keep.push_back(std::move(b));
+      Shape sh = t.shape;
+      sh.back() = cols;
+      out.push_back({name, t.dtype, sh, keep.back().data(), keep.back().size()});
+    };
+    keep.reserve(64);
+    int split_modules = 0;
+    for (const auto& f : store.files()) {
+      for (const auto& t : f->tensors()) {
+        const auto at = t.name.find("mlp.gate_up_proj.");
+        if (at == std::string::npos) {
+          out.push_back({t.name, t.dtype, t.shape, t.data, t.nbytes});
+          continue;
+        }
+        const std::string prefix = t.name.substr(0, at), field = t.name.substr(at + 17);
+        if (field == "g_idx") {
+          for (const char* part : {"mlp.gate_proj.", "mlp.up_proj."}) {
+            keep.emplace_back(t.data, t.data + t.nbytes);
+            if (break_g_idx && std::string(part) == "mlp.up_proj.") {
+              auto* g = reinterpret_cast<int32_t*>(keep.back().data());
+              int64_t j = 1;
+              while (j < t.shape[0] && g[j] == g[0]) ++j;
+              ASSERT_LT(j, t.shape[0]) << "one group only";
+              std::swap(g[0], g[j]);
+            }
+            out.push_back({prefix + part + field, t.dtype, t.shape, keep.back().data(), keep.back().size()});
+          }
+          ++split_modules;
+          continue;
+        }
+        const int64_t half = t.shape.back() / 2;  // N/2 columns, or their N*b/64 zero words
+        cut(t, prefix + "mlp.gate_proj." + field, 0, half);
+        cut(t, prefix + "mlp.up_proj." + field, half, half);
+      }
+    }
+    EXPECT_EQ(split_modules, 2);  // one per layer
+    io::write_safetensors(split / "model.safetensors", out);
+  };
+
+  write_split(false);
+  const CausalLM a = CausalLM::from_pretrained(fused), b = CausalLM::from_pretrained(split);
+  const std::vector<int32_t> ids = {1, 17, 300, 42, 99, 7, 250, 3, 511, 64};
+  EXPECT_EQ(a.logits(ids), b.logits(ids));  // the same codes through the same kernels
+  LoadOptions deq;
+  deq.dequantize = true;
+  EXPECT_EQ(CausalLM::from_pretrained(fused, deq).logits(ids), CausalLM::from_pretrained(split, deq).logits(ids));
+
+  write_split(true);
+  try {
+    (void)CausalLM::from_pretrained(split);
+    ADD_FAILURE() << "parts with different g_idx were joined";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("mlp.up_proj"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("cannot run as one linear"), std::string::npos) << e.what();
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, Family,

@@ -37,10 +37,15 @@ Runner add_inspect(CLI::App& app) {
         for (const auto& ld : desc.linears) {
           const auto [n, k] = model::linear_shape(cfg, desc, ld.role);
           const std::string mod = desc.block_module(l, ld.name);
+          // A fused linear stored as its parts (GPTQModel's split Phi-3 MLP) is listed as they are.
+          if (const auto parts = model::split_parts(store, cfg, desc, l, ld.role); !parts.empty()) {
+            for (const auto& [pm, pn] : parts) shapes.push_back({pm, pn, k, true});
+            continue;
+          }
           shapes.push_back({mod, n, k, store.find(mod + ".qweight") != nullptr});
         }
       }
-      verdicts = checkpoint::loader_verdicts(*cfg.quant, shapes);
+      verdicts = checkpoint::loader_verdicts(*cfg.quant, shapes, cfg.model_type);
     }
     if (a->json) {
       nlohmann::json j = {
