@@ -123,6 +123,21 @@ def load_gptqmodel_dequantized(folder):
     from gptqmodel.utils.backend import BACKEND
     m = gm.GPTQModel.load(folder, device="cpu", dtype=torch.float16, backend=BACKEND.TORCH)
     model = (m.model if hasattr(m, "model") else m).eval()
+    # The dense head as GPTQModel loaded it must be the folder's (7.7 leaves GPT-NeoX's embed_out
+    # unloaded under transformers 5, which calls it lm_head): a head it did not load is a refusal,
+    # not something the restore below may repair.
+    from safetensors import safe_open
+    head = model.get_output_embeddings()
+    for fn in sorted(os.listdir(folder)):
+        if not fn.endswith(".safetensors") or head is None:
+            continue
+        with safe_open(os.path.join(folder, fn), "pt") as f:
+            for key in ("lm_head.weight", "embed_out.weight"):
+                if key in f.keys():
+                    stored = f.get_tensor(key).float()
+                    if stored.shape != head.weight.shape or not torch.allclose(
+                            head.weight.float(), stored, rtol=1e-3, atol=1e-3):
+                        raise RuntimeError(f"GPTQModel did not load the output head {key} (its head differs from the file's)")
     n = 0
     for name, mod in list(model.named_modules()):
         if not hasattr(mod, "dequantize_weight") or not hasattr(mod, "qweight"):

@@ -39,11 +39,17 @@ $gptq export-gguf -m "$model" -o "$work/$name-f32.gguf" --force >/dev/null
   -o "$work/$name-imatrix.gguf" >"$work/$name-imatrix.log" 2>&1
 "$bin/llama-quantize" --pure --imatrix "$work/$name-imatrix.gguf" --token-embedding-type f32 --output-tensor-type f32 \
   "${keep[@]}" "$work/$name-f32.gguf" "$work/$name-imat-q4_0.gguf" Q4_0 >>"$work/$name-quantize.log" 2>&1
+# On AMX machines (a Sapphire Rapids VM here) this llama.cpp's AMX matrix multiply
+# (ggml_backend_amx_mul_mat, used through the repacked "extra" buffer type for Q4_0) segfaults
+# on the first batch; --no-repack keeps the weights in their plain Q4_0 layout and its AVX-512
+# dot products, which run.
+norepack=()
+grep -qw amx_int8 /proc/cpuinfo 2>/dev/null && norepack=(--no-repack)
 ppl() {  # llama-perplexity's final estimate. Its logger runs on a thread that this build does
   # not always drain at exit (the last lines go missing now and then, more often into a pipe),
   # so the output goes to a file and a run without the final line is repeated.
   for _ in 1 2 3 4; do
-    "$bin/llama-perplexity" -m "$1" -f "$eval_txt" -c "$ctx" --chunks "$chunks" -b "$ctx" >"$work/ppl.log" 2>&1
+    "$bin/llama-perplexity" -m "$1" -f "$eval_txt" -c "$ctx" --chunks "$chunks" -b "$ctx" "${norepack[@]}" >"$work/ppl.log" 2>&1
     local v
     v=$(sed -n 's/.*Final estimate: PPL = \([0-9.]*\).*/\1/p' "$work/ppl.log")
     if [ -n "$v" ]; then echo "$v"; return; fi
