@@ -35,10 +35,14 @@ py=python3
 $py -c 'import numpy' 2>/dev/null || py=/usr/bin/python3
 [ -f "$work/tl-f16.gguf" ] || PYTHONPATH="$src/gguf-py" $py bench/llamacpp/make_gguf.py "$work/tinyllama-bf16" "$work/tl-f16.gguf"
 [ -f "$work/tl-q4_0.gguf" ] || "$src/build/bin/llama-quantize" "$work/tl-f16.gguf" "$work/tl-q4_0.gguf" Q4_0 >/dev/null 2>&1
-# Decode only for llama.cpp: in this build (0.3.36) llama-bench crashes in prompt processing on
-# our machine (SIGSEGV with -p > 0, on F16 and Q4_0 files alike), so pp512 is not compared here.
+# On AMX machines this build's (0.3.36) AMX matrix multiply, which llama.cpp reaches through its
+# repacked weight buffers, segfaults in prompt processing (ggml_backend_amx_mul_mat, on F16 and
+# Q4_0 files alike); --repack 0 keeps the plain Q4_0 layout and its AVX-512 dot products, and
+# prompt processing runs.
+repack=()
+grep -qw amx_int8 /proc/cpuinfo 2>/dev/null && repack=(--repack 0)
 for t in "${threads[@]}"; do
-  "$src/build/bin/llama-bench" -m "$work/tl-q4_0.gguf" -p 0 -n 128 -r 3 -t "$t" -o json 2>/dev/null |
+  "$src/build/bin/llama-bench" -m "$work/tl-q4_0.gguf" -p 512 -n 128 -r 3 -t "$t" "${repack[@]}" -o json 2>/dev/null |
     $py -c 'import json,sys
 for r in json.load(sys.stdin):
     print(json.dumps({"engine": "llama.cpp Q4_0", "threads": r["n_threads"], "n_prompt": r["n_prompt"], "n_gen": r["n_gen"], "tok_s": round(r["avg_ts"], 2)}))'
