@@ -38,14 +38,21 @@ $py -c 'import numpy' 2>/dev/null || py=/usr/bin/python3
 # On AMX machines this build's (0.3.36) AMX matrix multiply, which llama.cpp reaches through its
 # repacked weight buffers, segfaults in prompt processing (ggml_backend_amx_mul_mat, on F16 and
 # Q4_0 files alike); --repack 0 keeps the plain Q4_0 layout and its AVX-512 dot products, and
-# prompt processing runs.
+# prompt processing runs. Decode runs with the default (repacked) buffers, its faster path, and
+# prompt processing there with --repack 0 (elsewhere both with the default).
 repack=()
 grep -qw amx_int8 /proc/cpuinfo 2>/dev/null && repack=(--repack 0)
-for t in "${threads[@]}"; do
-  "$src/build/bin/llama-bench" -m "$work/tl-q4_0.gguf" -p 512 -n 128 -r 3 -t "$t" "${repack[@]}" -o json 2>/dev/null |
+llama_bench() {  # THREADS ARGS...
+  local t=$1
+  shift
+  "$src/build/bin/llama-bench" -m "$work/tl-q4_0.gguf" -r 3 -t "$t" "$@" -o json 2>/dev/null |
     $py -c 'import json,sys
 for r in json.load(sys.stdin):
-    print(json.dumps({"engine": "llama.cpp Q4_0", "threads": r["n_threads"], "n_prompt": r["n_prompt"], "n_gen": r["n_gen"], "tok_s": round(r["avg_ts"], 2)}))'
+    print(json.dumps({"engine": "llama.cpp Q4_0", "threads": r["n_threads"], "n_prompt": r["n_prompt"], "n_gen": r["n_gen"], "repack": r.get("repack", True), "tok_s": round(r["avg_ts"], 2)}))'
+}
+for t in "${threads[@]}"; do
+  llama_bench "$t" -p 512 -n 0 "${repack[@]}"
+  llama_bench "$t" -p 0 -n 128
   $gptq bench -m "$work/tinyllama-q4g128" -p 512 -n 128 -r 3 -t "$t" --json
   $gptq bench -m "$work/tinyllama-q4g128" -p 512 -n 128 -r 3 -t "$t" --json --lm-head-bits 8
 done

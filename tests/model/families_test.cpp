@@ -27,6 +27,18 @@ std::string model_type_of(const std::string& folder) {
   return it == variants.end() ? folder : it->second;
 }
 
+// `rows` calibration sequences of 48 tokens, BOS then random ids of the families' 512 vocabulary.
+std::vector<std::vector<int32_t>> random_calib(size_t rows, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int32_t> tok(3, 511);
+  std::vector<std::vector<int32_t>> calib(rows, std::vector<int32_t>(48));
+  for (auto& s : calib) {
+    s[0] = 1;
+    for (size_t i = 1; i < s.size(); ++i) s[i] = tok(rng);
+  }
+  return calib;
+}
+
 class Family : public ::testing::TestWithParam<std::string> {
  protected:
   nlohmann::json golden() const { return test::read_json(family_dir(GetParam()) / "golden.json"); }
@@ -100,14 +112,7 @@ TEST_P(Family, QuantizesAt4BitG32AndReloads) {
   q.group_size = 32;
   CausalLM m = CausalLM::from_pretrained(family_dir(GetParam()), q);
   const double fp = stream_ppl(m, g).nll;
-  std::mt19937 rng(11);
-  std::uniform_int_distribution<int32_t> tok(3, 511);
-  std::vector<std::vector<int32_t>> calib(16, std::vector<int32_t>(48));
-  for (auto& s : calib) {
-    s[0] = 1;
-    for (size_t i = 1; i < s.size(); ++i) s[i] = tok(rng);
-  }
-  const QuantizeReport rep = m.quantize(calib);
+  const QuantizeReport rep = m.quantize(random_calib(16, 11));
   const double in_memory = stream_ppl(m, g).nll;
   test::TempDir tmp;
   const auto out = tmp.path() / "q";
@@ -211,14 +216,7 @@ TEST(FamilyKeys, Phi3SplitGateUpAsGPTQModelWritesItLoadsAsTheFused) {
   q.group_size = 16;   // hidden 32: two groups
   q.desc_act = true;   // a g_idx that is not k / g
   CausalLM m = CausalLM::from_pretrained(family_dir("phi3"), q);
-  std::mt19937 rng(5);
-  std::uniform_int_distribution<int32_t> tok(3, 511);
-  std::vector<std::vector<int32_t>> calib(8, std::vector<int32_t>(48));
-  for (auto& s : calib) {
-    s[0] = 1;
-    for (size_t i = 1; i < s.size(); ++i) s[i] = tok(rng);
-  }
-  m.quantize(calib);
+  m.quantize(random_calib(8, 5));
   test::TempDir tmp;
   const auto fused = tmp.path() / "fused", split = tmp.path() / "split";
   m.save_quantized(fused);
