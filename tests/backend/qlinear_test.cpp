@@ -559,6 +559,49 @@ INSTANTIATE_TEST_SUITE_P(Isas, DecodeEqualsAvx2Decode,
                            return std::string(isa_name(i.param));
                          });
 
+// The AVX-512 prefill GEMM runs each output's FMA chain in the AVX2 kernel's order (one fused
+// multiply-add per input, chunks of 256 added in order), 12 rows and up to 32 columns at a time:
+// it must equal the AVX2 GEMM bit for bit, for row counts that leave every remainder of 12, N
+// with an odd number of 16-column pairs per thread (N = 96: 6 pairs over 1, 2, 4 threads), and
+// K with a partial last chunk (K = 640: 2.5 chunks).
+TEST(QLinear, AvxPrefill512EqualsAvx2PrefillBitForBit) {
+  const int saved = core::num_threads();
+  for (Isa isa : {Isa::kAvx512, Isa::kAvx512Bf16, Isa::kAmx}) {
+    if (skip_isa(isa)) continue;
+    for (int bits : {2, 3, 4, 8}) {
+      for (int64_t n : {96, 1184}) {
+        LayerSpec spec;
+        spec.k = 640;
+        spec.n = n;
+        spec.bits = bits;
+        spec.group_size = 128;
+        spec.act_order = bits != 2;
+        spec.sym = bits == 4;
+        const Layer l = make_layer(spec);
+        const QLinear q = QLinear::create(l.view(), "layer");
+        for (int64_t m : {5, 11, 12, 13, 24, 31}) {
+          const std::vector<float> x = random_x(m, spec.k, static_cast<uint32_t>(m * 5 + bits));
+          std::vector<float> a(static_cast<size_t>(m * spec.n)), b(a.size());
+          for (int threads : {1, 2, 4}) {
+            core::set_num_threads(threads);
+            {
+              IsaScope scope(Isa::kAvx2);
+              q.forward(x.data(), m, a.data());
+            }
+            {
+              IsaScope scope(isa);
+              q.forward(x.data(), m, b.data());
+            }
+            EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float)))
+                << isa_name(isa) << " bits=" << bits << " n=" << n << " m=" << m << " threads=" << threads;
+          }
+        }
+      }
+    }
+  }
+  core::set_num_threads(saved);
+}
+
 // Special activations on every path: a NaN or an infinity in x must not turn into a finite output
 // (the integer path cannot carry them, so it routes them through the unit scale); values below
 // 1e-30 next to zeros must not produce NaN (32767 / max would overflow).

@@ -19,13 +19,13 @@ namespace gptq::backend::detail {
 namespace {
 
 #include "backend/cpu/qgemm_common_avx2.inc"
+#include "backend/cpu/qgemm_dequant_avx2.inc"
 
 // vpmaddwd, then vpaddd into the int32 sums.
 #define GPTQ_I16_DOT(acc, code, x) _mm256_add_epi32((acc), _mm256_madd_epi16((code), (x)))
 #include "backend/cpu/qgemv_i16_avx2.inc"
 #undef GPTQ_I16_DOT
 
-constexpr int codes_per_word(int bits) { return bits == 3 ? 10 : 32 / bits; }
 
 // ---------------------------------------------------------------------------------------------
 // Code extraction.
@@ -44,30 +44,6 @@ inline __m256 gemv_code(__m256i w) {
   } else {
     constexpr uint32_t kMask = ((1u << BITS) - 1u) << (BITS * I);
     return _mm256_cvtepi32_ps(_mm256_and_si256(w, _mm256_set1_epi32(static_cast<int32_t>(kMask))));
-  }
-}
-
-// 3-bit inputs 30 and 31 of a unit: bits 0-1 from bits 30-31 of word 0 (input 30) or word 1
-// (input 31), bit 2 from bit 30 (input 30) or 31 (input 31) of word 2. Returns plain codes.
-template <int KK>
-inline __m256i code3_tail(__m256i w0, __m256i w1, __m256i w2) {
-  const __m256i lo = _mm256_srli_epi32(KK == 30 ? w0 : w1, 30);
-  const __m256i hi =
-      _mm256_and_si256(_mm256_srli_epi32(w2, KK == 30 ? 28 : 29), _mm256_set1_epi32(4));
-  return _mm256_or_si256(lo, hi);
-}
-
-// plain_code: code I of every lane of word w as an int32 in [0, 2^bits).
-template <int BITS, int I>
-inline __m256i plain_code(__m256i w) {
-  constexpr int kPerWord = codes_per_word(BITS);
-  const __m256i mask = _mm256_set1_epi32((1 << BITS) - 1);
-  if constexpr (BITS != 3 && I == kPerWord - 1) {
-    return _mm256_srli_epi32(w, 32 - BITS);
-  } else if constexpr (I == 0) {
-    return _mm256_and_si256(w, mask);
-  } else {
-    return _mm256_and_si256(_mm256_srli_epi32(w, BITS * I), mask);
   }
 }
 
@@ -326,61 +302,7 @@ void prepare_i16_row(const PackedLayer& w, const float* x, int32_t* xq, float* d
 // every y element sums in the same order whatever the thread count.
 // =============================================================================================
 
-constexpr int64_t kKcUnits = 8;                // 256 inputs per chunk: a 16 KB tile, fits any L1
-constexpr int64_t kTileK = kKcUnits * kUnitK;  // inputs per chunk
-constexpr int kMr = 6;                         // rows per microkernel call
-constexpr int kPairN = 2 * kBlockN;            // columns per tile
-
-// tile[(u - u0) * 32 + kk][16] = W^T for inputs of units [u0, u1), columns of blocks 2p, 2p+1.
-template <int BITS>
-void dequant_pair(const PackedLayer& w, int64_t pair, int64_t u0, int64_t u1, float* tile) {
-  constexpr int64_t kUnitWords = int64_t{BITS} * kBlockN;
-  const __m256 zero_offset = _mm256_set1_ps(static_cast<float>(w.zero_offset));
-  for (int half = 0; half < 2; ++half) {
-    const int64_t blk = 2 * pair + half;
-    const uint32_t* wblk = w.words + blk * w.n_units * kUnitWords;
-    int64_t cur_seg = -1;
-    __m256 scale = _mm256_setzero_ps(), scaled_zero = _mm256_setzero_ps();
-    for (int64_t u = u0; u < u1; ++u) {
-      const int64_t s = w.unit_seg[u];
-      if (s != cur_seg) {
-        cur_seg = s;
-        const int64_t meta = (blk * w.n_seg + s) * kBlockN;
-        scale = load_fp16x8(w.scales + meta);
-        const __m256 zero = _mm256_add_ps(load_u8x8_as_float(w.zeros + meta), zero_offset);
-        scaled_zero = _mm256_mul_ps(scale, zero);  // exact: 11-bit scale times a 9-bit integer
-      }
-      const uint32_t* wu = wblk + u * kUnitWords;
-      float* out = tile + (u - u0) * kUnitK * kPairN + half * kBlockN;
-      // q*s - s*z rounds once from the exact s*(q-z), which fp32 holds exactly: the tile equals
-      // the reference dequantization bit for bit.
-      auto emit = [&](int kk, __m256i q) {
-        _mm256_store_ps(out + kk * kPairN,
-                        _mm256_fmsub_ps(_mm256_cvtepi32_ps(q), scale, scaled_zero));
-      };
-      auto load = [&](int t) {
-        return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wu + t * kBlockN));
-      };
-      if constexpr (BITS == 3) {
-        const __m256i w0 = load(0), w1 = load(1), w2 = load(2);
-        static_for<0, 10>([&]<int I>() {
-          emit(I, plain_code<3, I>(w0));
-          emit(10 + I, plain_code<3, I>(w1));
-          emit(20 + I, plain_code<3, I>(w2));
-        });
-        emit(30, code3_tail<30>(w0, w1, w2));
-        emit(31, code3_tail<31>(w0, w1, w2));
-      } else {
-        constexpr int kPerWord = 32 / BITS;
-        static_for<0, BITS>([&]<int T>() {
-          const __m256i wt = load(T);
-          static_for<0, kPerWord>(
-              [&]<int I>() { emit(T * kPerWord + I, plain_code<BITS, I>(wt)); });
-        });
-      }
-    }
-  }
-}
+constexpr int kMr = 6;  // rows per microkernel call (kKcUnits, kPairN, dequant_pair: qgemm_dequant_avx2.inc)
 
 // y[0:MR, 0:16] (+)= x[0:MR, 0:len] * tile[0:len, 0:16]. x rows are ldx apart, y rows ldy apart.
 // The accumulators are named variables, not an array: GCC kept an array of them in registers but

@@ -77,6 +77,10 @@ void qgemv_avx2(const PackedLayer& w, const float* xs, const float* sx, int64_t 
 // Prefill path, any m >= 1. xp [m, kp] as for the scalar kernel. Overwrites y [m, N].
 void qgemm_avx2(const PackedLayer& w, const float* xp, int64_t m, float* y);
 
+// ---- AVX-512 F/BW/VL/DQ/VNNI (qgemm_avx512.cpp) ----
+// The same prefill GEMM with 16-column zmm rows, 12 rows per pass: equal to qgemm_avx2 bit for bit.
+void qgemm_avx512(const PackedLayer& w, const float* xp, int64_t m, float* y);
+
 // Decode path with 16-bit integer activations, for 2-, 4- and 8-bit weights (see qgemm_avx2.cpp
 // for why): x is rounded per unit u of 32 inputs to x ~= d[u] * xi, |xi| <= 32767, and the kernel
 // sums codes times xi with vpmaddwd in int32.

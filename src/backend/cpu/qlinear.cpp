@@ -351,6 +351,8 @@ void QLinear::forward(const float* x, int64_t m, float* y, Arena* scratch) const
       }
     }
     detail::qgemv_avx2(w, xs, sx, m, y);
+  } else if (uses_avx512_gemm(isa)) {
+    detail::qgemm_avx512(w, xp, m, y);
   } else if (uses_avx2(isa)) {
     detail::qgemm_avx2(w, xp, m, y);
   } else {
