@@ -24,87 +24,37 @@ namespace {
 #include "backend/cpu/qgemm_common_avx2.inc"
 #include "backend/cpu/qgemm_dequant_avx2.inc"
 
-constexpr int kMr512 = 12;  // rows per microkernel call: 12 accumulators, 12 FMA chains
+constexpr int kMr512 = 12;  // rows per microkernel call
+using kRowSeq = std::make_integer_sequence<int, kMr512>;
 
-// y[0:MR, 0:16] (+)= x[0:MR, 0:len] * tile[0:len, 0:16]. x rows ldx apart, y rows ldy apart.
-// Named accumulators (see qgemm_avx2.cpp on why not an array).
-template <int MR>
-void microkernel512(const float* x, int64_t ldx, const float* tile, int64_t len, float* y, int64_t ldy,
-                    bool accumulate) {
-  static_assert(MR >= 1 && MR <= 12);
-  __m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0;
-  __m512 c6 = c0, c7 = c0, c8 = c0, c9 = c0, c10 = c0, c11 = c0;
-  if (accumulate) {
-    // One 64-byte line per row of y: prefetched now, read after the k loop (qgemm_avx2.cpp).
-    for (int r = 0; r < MR; ++r) _mm_prefetch(reinterpret_cast<const char*>(y + r * ldy), _MM_HINT_T0);
-  }
-#define GPTQ_ROW(i)                                                          \
-  if constexpr (MR > i) {                                                    \
-    c##i = _mm512_fmadd_ps(_mm512_set1_ps(x[(i) * ldx + k]), b, c##i);       \
-  }
-  for (int64_t k = 0; k < len; ++k) {
-    const __m512 b = _mm512_load_ps(tile + k * kPairN);
-    GPTQ_ROW(0)
-    GPTQ_ROW(1)
-    GPTQ_ROW(2)
-    GPTQ_ROW(3)
-    GPTQ_ROW(4)
-    GPTQ_ROW(5)
-    GPTQ_ROW(6)
-    GPTQ_ROW(7)
-    GPTQ_ROW(8)
-    GPTQ_ROW(9)
-    GPTQ_ROW(10)
-    GPTQ_ROW(11)
-  }
-#undef GPTQ_ROW
-#define GPTQ_STORE(i)                                                          \
-  if constexpr (MR > i) {                                                      \
-    float* yr = y + (i) * ldy;                                                 \
-    if (accumulate) c##i = _mm512_add_ps(_mm512_loadu_ps(yr), c##i);           \
-    _mm512_storeu_ps(yr, c##i);                                                \
-  }
-  GPTQ_STORE(0)
-  GPTQ_STORE(1)
-  GPTQ_STORE(2)
-  GPTQ_STORE(3)
-  GPTQ_STORE(4)
-  GPTQ_STORE(5)
-  GPTQ_STORE(6)
-  GPTQ_STORE(7)
-  GPTQ_STORE(8)
-  GPTQ_STORE(9)
-  GPTQ_STORE(10)
-  GPTQ_STORE(11)
-#undef GPTQ_STORE
-}
-
-// Two tiles (32 columns: pairs p and p+1) at once: 24 accumulators, and each broadcast of x
-// feeds two FMAs, so the loop issues 14 loads per 24 FMAs instead of 13 per 12 (load-bound on
-// Sapphire Rapids' two 512-bit load ports). Per column the same FMA chain as microkernel512.
-template <int MR>
-void microkernel512x2(const float* x, int64_t ldx, const float* ta, const float* tb, int64_t len, float* y,
-                      int64_t ldy, bool accumulate) {
+// y[0:MR, 0:16 or 32] (+)= x[0:MR, 0:len] * [ta | tb][0:len, ...]: one tile (TWO false: 16
+// columns, for a thread's odd last pair) or two (32 columns: pairs p and p+1). With two, 24
+// accumulators, and each broadcast of x feeds two FMAs: 14 loads per 24 FMAs instead of 13 per
+// 12 (one tile is load-bound on Sapphire Rapids' two 512-bit load ports). x rows ldx apart, y
+// rows ldy apart; named accumulators (see qgemm_avx2.cpp on why not an array).
+template <int MR, bool TWO>
+void microkernel512(const float* x, int64_t ldx, const float* ta, const float* tb, int64_t len, float* y,
+                    int64_t ldy, bool accumulate) {
   static_assert(MR >= 1 && MR <= 12);
   __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0;
   __m512 a6 = a0, a7 = a0, a8 = a0, a9 = a0, a10 = a0, a11 = a0;
-  __m512 b0 = a0, b1 = a0, b2 = a0, b3 = a0, b4 = a0, b5 = a0;
-  __m512 b6 = a0, b7 = a0, b8 = a0, b9 = a0, b10 = a0, b11 = a0;
+  [[maybe_unused]] __m512 b0 = a0, b1 = a0, b2 = a0, b3 = a0, b4 = a0, b5 = a0;
+  [[maybe_unused]] __m512 b6 = a0, b7 = a0, b8 = a0, b9 = a0, b10 = a0, b11 = a0;
   if (accumulate) {
     for (int r = 0; r < MR; ++r) {
       _mm_prefetch(reinterpret_cast<const char*>(y + r * ldy), _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(y + r * ldy + kPairN), _MM_HINT_T0);
+      if constexpr (TWO) _mm_prefetch(reinterpret_cast<const char*>(y + r * ldy + kPairN), _MM_HINT_T0);
     }
   }
 #define GPTQ_ROW(i)                                         \
   if constexpr (MR > i) {                                   \
     const __m512 xi = _mm512_set1_ps(x[(i) * ldx + k]);     \
     a##i = _mm512_fmadd_ps(xi, wa, a##i);                   \
-    b##i = _mm512_fmadd_ps(xi, wb, b##i);                   \
+    if constexpr (TWO) b##i = _mm512_fmadd_ps(xi, wb, b##i); \
   }
   for (int64_t k = 0; k < len; ++k) {
     const __m512 wa = _mm512_load_ps(ta + k * kPairN);
-    const __m512 wb = _mm512_load_ps(tb + k * kPairN);
+    [[maybe_unused]] const __m512 wb = TWO ? _mm512_load_ps(tb + k * kPairN) : wa;
     GPTQ_ROW(0)
     GPTQ_ROW(1)
     GPTQ_ROW(2)
@@ -124,10 +74,10 @@ void microkernel512x2(const float* x, int64_t ldx, const float* ta, const float*
     float* yr = y + (i) * ldy;                                           \
     if (accumulate) {                                                    \
       a##i = _mm512_add_ps(_mm512_loadu_ps(yr), a##i);                   \
-      b##i = _mm512_add_ps(_mm512_loadu_ps(yr + kPairN), b##i);          \
+      if constexpr (TWO) b##i = _mm512_add_ps(_mm512_loadu_ps(yr + kPairN), b##i); \
     }                                                                    \
     _mm512_storeu_ps(yr, a##i);                                          \
-    _mm512_storeu_ps(yr + kPairN, b##i);                                 \
+    if constexpr (TWO) _mm512_storeu_ps(yr + kPairN, b##i);              \
   }
   GPTQ_STORE(0)
   GPTQ_STORE(1)
@@ -144,20 +94,12 @@ void microkernel512x2(const float* x, int64_t ldx, const float* ta, const float*
 #undef GPTQ_STORE
 }
 
-template <int... Rows>
-void microkernel512x2_rows(int64_t rows, const float* x, int64_t ldx, const float* ta, const float* tb, int64_t len,
-                           float* y, int64_t ldy, bool accumulate, std::integer_sequence<int, Rows...>) {
+template <bool TWO, int... Rows>
+void microkernel512_rows(int64_t rows, const float* x, int64_t ldx, const float* ta, const float* tb, int64_t len,
+                         float* y, int64_t ldy, bool accumulate, std::integer_sequence<int, Rows...>) {
   using Fn = void (*)(const float*, int64_t, const float*, const float*, int64_t, float*, int64_t, bool);
-  static constexpr Fn kFns[] = {&microkernel512x2<Rows + 1>...};
+  static constexpr Fn kFns[] = {&microkernel512<Rows + 1, TWO>...};
   kFns[rows - 1](x, ldx, ta, tb, len, y, ldy, accumulate);
-}
-
-template <int... Rows>
-void microkernel512_rows(int64_t rows, const float* x, int64_t ldx, const float* tile, int64_t len, float* y,
-                         int64_t ldy, bool accumulate, std::integer_sequence<int, Rows...>) {
-  using Fn = void (*)(const float*, int64_t, const float*, int64_t, float*, int64_t, bool);
-  static constexpr Fn kFns[] = {&microkernel512<Rows + 1>...};
-  kFns[rows - 1](x, ldx, tile, len, y, ldy, accumulate);
 }
 
 template <int BITS>
@@ -169,22 +111,19 @@ void gemm512(const PackedLayer& w, const float* xp, int64_t m, float* y) {
     for (int64_t u0 = 0; u0 < w.n_units; u0 += kKcUnits) {
       const int64_t u1 = u0 + kKcUnits < w.n_units ? u0 + kKcUnits : w.n_units;
       const int64_t len = (u1 - u0) * kUnitK;
-      int64_t p = p0;
-      for (; p + 2 <= p1; p += 2) {
+      for (int64_t p = p0; p < p1; p += 2) {
+        const bool two = p + 1 < p1;
         dequant_pair<BITS>(w, p, u0, u1, tile);
-        dequant_pair<BITS>(w, p + 1, u0, u1, tile2);
+        if (two) dequant_pair<BITS>(w, p + 1, u0, u1, tile2);
         for (int64_t r = 0; r < m; r += kMr512) {
           const int64_t rows = m - r < kMr512 ? m - r : kMr512;
-          microkernel512x2_rows(rows, xp + r * w.kp + u0 * kUnitK, w.kp, tile, tile2, len,
-                                y + r * w.n + p * kPairN, w.n, u0 != 0, std::make_integer_sequence<int, kMr512>{});
-        }
-      }
-      for (; p < p1; ++p) {
-        dequant_pair<BITS>(w, p, u0, u1, tile);
-        for (int64_t r = 0; r < m; r += kMr512) {
-          const int64_t rows = m - r < kMr512 ? m - r : kMr512;
-          microkernel512_rows(rows, xp + r * w.kp + u0 * kUnitK, w.kp, tile, len, y + r * w.n + p * kPairN, w.n,
-                              u0 != 0, std::make_integer_sequence<int, kMr512>{});
+          const float* xr = xp + r * w.kp + u0 * kUnitK;
+          float* yr = y + r * w.n + p * kPairN;
+          if (two) {
+            microkernel512_rows<true>(rows, xr, w.kp, tile, tile2, len, yr, w.n, u0 != 0, kRowSeq{});
+          } else {
+            microkernel512_rows<false>(rows, xr, w.kp, tile, nullptr, len, yr, w.n, u0 != 0, kRowSeq{});
+          }
         }
       }
     }
