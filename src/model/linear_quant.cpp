@@ -144,6 +144,11 @@ checkpoint::PackedLinear read_packed_parts(const io::TensorStore& store, const s
                               "K multiples of 32",
                               store.dir().string(), module, n, k, fused_module));
     }
+    if (const config::ModuleScheme sc = q.scheme_for(module); !sc.quantized) {
+      throw Error(ErrorKind::kConfig,
+                  fmt::format("{}: {} has quantized tensors but the dynamic rule \"{}\" says it is not quantized",
+                              store.dir().string(), module, q.dynamic[sc.rule].key));
+    }
     ps.push_back(read_packed_linear(store, module, n, k, q.for_module(module)));
   }
   checkpoint::PackedLinear j;

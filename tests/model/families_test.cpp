@@ -221,7 +221,8 @@ TEST(FamilyKeys, Phi3SplitGateUpAsGPTQModelWritesItLoadsAsTheFused) {
   const auto fused = tmp.path() / "fused", split = tmp.path() / "split";
   m.save_quantized(fused);
 
-  auto write_split = [&](bool break_g_idx) {
+  // break_g_idx: up_proj's g_idx differs from gate_proj's; half_bias: only gate_proj has a bias.
+  auto write_split = [&](bool break_g_idx, bool half_bias = false) {
     std::filesystem::remove_all(split);
     std::filesystem::create_directories(split);
     for (const auto& e : std::filesystem::directory_iterator(fused)) {
@@ -274,6 +275,10 @@ TEST(FamilyKeys, Phi3SplitGateUpAsGPTQModelWritesItLoadsAsTheFused) {
       }
     }
     EXPECT_EQ(split_modules, 2);  // one per layer
+    const std::vector<float> zero_bias(64, 0.0f);  // intermediate_size 64
+    if (half_bias) {
+      out.push_back({"model.layers.0.mlp.gate_proj.bias", DType::kF32, {64}, zero_bias.data(), 64 * sizeof(float)});
+    }
     io::write_safetensors(split / "model.safetensors", out);
   };
 
@@ -292,6 +297,16 @@ TEST(FamilyKeys, Phi3SplitGateUpAsGPTQModelWritesItLoadsAsTheFused) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("mlp.up_proj"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("cannot run as one linear"), std::string::npos) << e.what();
+  }
+
+  write_split(false, true);
+  try {
+    (void)CausalLM::from_pretrained(split);
+    ADD_FAILURE() << "parts with a bias on one side only were joined";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("only some parts of model.layers.0.mlp.gate_up_proj have a bias"),
+              std::string::npos)
+        << e.what();
   }
 }
 
