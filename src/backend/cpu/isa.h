@@ -32,7 +32,8 @@ std::string_view isa_name(Isa isa);
 // True when this CPU (and OS) can run the kernels of `isa`.
 bool cpu_supports(Isa isa);
 
-// True for the ISAs that run the AVX2 kernels (kAvx2 and its supersets).
+// True for the ISAs that run the AVX2 kernels (kAvx2 and its supersets; the AVX-512 levels
+// take the AVX-512 prefill GEMM instead, uses_avx512_gemm).
 inline bool uses_avx2(Isa isa) { return isa != Isa::kScalar; }
 // True for the ISAs whose quantized prefill GEMM is the AVX-512 one (qgemm_avx512.cpp).
 inline bool uses_avx512_gemm(Isa isa) { return isa == Isa::kAvx512 || isa == Isa::kAvx512Bf16 || isa == Isa::kAmx; }
