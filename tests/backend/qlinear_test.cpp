@@ -3,6 +3,7 @@
 // below, and the expected y is a naive dequantize-then-matmul in double computed from the unpacked
 // values, never from the kernels' layout.
 
+#include "backend/cpu/qgemm_kernels.h"
 #include "backend/cpu/qlinear.h"
 
 #include <gtest/gtest.h>
@@ -254,7 +255,13 @@ bool skip_isa(Isa isa) {
 //    s * (q.x - z * sum x), whose terms can exceed sum |W x| by ~2x (q against q - z) [3.3e-7].
 //  Both AVX2 paths get 4e-6: about 30 fp32 ulps, ~10x the worst seen, still far below what any
 //  wrong code, scale, zero point or permutation produces (>= 1e-3).
-double tolerance(Isa isa) { return isa == Isa::kScalar ? 5e-7 : 4e-6; }
+//  - AMX GEMM (m >= 32 on the amx level): x and W each split in two bf16 parts, three products
+//    of the four (qgemm_amx.cpp); each product within ~3 * 2^-18 of x w, and tdpbf16ps' own
+//    fp32 sums [5.3e-6]. 3e-5, ~6x the worst seen, and still 30x below a wrong code.
+double tolerance(Isa isa, int64_t m) {
+  if (isa == Isa::kAmx && m >= backend::detail::kAmxMinRows) return 3e-5;
+  return isa == Isa::kScalar ? 5e-7 : 4e-6;
+}
 
 // The AVX2 decode kernel for 2-, 4- and 8-bit weights (m <= 4) rounds x to 16-bit integers per
 // unit of 32 inputs: |x - d * xi| <= d / 2 = (unit max |x|) / 65534 <= (row max |x|) / 65534.
@@ -293,7 +300,7 @@ TEST_P(QLinearVsReference, ForwardMatchesDoubleReference) {
   const std::vector<float> x = random_x(m, spec.k, spec.seed + static_cast<uint32_t>(m));
   std::vector<float> y(static_cast<size_t>(m * spec.n), std::nanf(""));
   q.forward(x.data(), m, y.data());
-  expect_matches_reference(l, x, m, y, tolerance(isa), std::string(isa_name(isa)),
+  expect_matches_reference(l, x, m, y, tolerance(isa, m), std::string(isa_name(isa)),
                            x_rounding(isa, bits, m));
   if (m == 1) {
     // The repacking must preserve every weight exactly: s * (q - z) is exact in fp32.
@@ -345,7 +352,7 @@ TEST(QLinear, EveryRowCountOnEveryIsa) {
         const std::vector<float> x = random_x(m, spec.k, static_cast<uint32_t>(m));
         std::vector<float> y(static_cast<size_t>(m * spec.n));
         q.forward(x.data(), m, y.data());
-        expect_matches_reference(l, x, m, y, tolerance(isa),
+        expect_matches_reference(l, x, m, y, tolerance(isa, m),
                                  std::string(isa_name(isa)) + " m=" + std::to_string(m) +
                                      " bits=" + std::to_string(bits),
                                  x_rounding(isa, bits, m));
@@ -378,7 +385,7 @@ TEST(QLinear, GroupsThatNeedPaddingAndImplicitGIdx) {
           const std::vector<float> x = random_x(m, spec.k, 7);
           std::vector<float> y(static_cast<size_t>(m * spec.n));
           q.forward(x.data(), m, y.data());
-          expect_matches_reference(l, x, m, y, tolerance(isa),
+          expect_matches_reference(l, x, m, y, tolerance(isa, m),
                                    std::string(isa_name(isa)) + " g=" + std::to_string(group),
                                    x_rounding(isa, spec.bits, m));
         }
@@ -426,7 +433,7 @@ TEST(QLinear, KNotAMultipleOf32AsGptqModelPacksIt) {
             const std::vector<float> x = random_x(m, spec.k, 11);
             std::vector<float> y(static_cast<size_t>(m * spec.n));
             q.forward(x.data(), m, y.data());
-            expect_matches_reference(l, x, m, y, tolerance(isa), what, x_rounding(isa, bits, m));
+            expect_matches_reference(l, x, m, y, tolerance(isa, m), what, x_rounding(isa, bits, m));
           }
         }
       }
@@ -507,7 +514,7 @@ TEST(QLinear, Int16DecodeEqualsProductWithRoundedX) {
         }
         std::vector<float> y(static_cast<size_t>(m * spec.n));
         q.forward(x.data(), m, y.data());
-        expect_matches_reference(l, xr, m, y, tolerance(isa),
+        expect_matches_reference(l, xr, m, y, tolerance(isa, m),
                                  std::string(isa_name(isa)) + " bits=" + std::to_string(bits) +
                                      " g=" + std::to_string(group) + " m=" + std::to_string(m));
       }
@@ -595,6 +602,48 @@ TEST(QLinear, AvxPrefill512EqualsAvx2PrefillBitForBit) {
             EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float)))
                 << isa_name(isa) << " bits=" << bits << " n=" << n << " m=" << m << " threads=" << threads;
           }
+        }
+      }
+    }
+  }
+  core::set_num_threads(saved);
+}
+
+// The AMX GEMM (m >= 32): row counts at every edge of its 32-row blocks and 256-row chunks,
+// N = 96 (three 32-column units, so 1, 2 and 4 threads split them unevenly), K = 640 (a partial
+// last 256-input chunk), act-order and v1/v2 zero points; against the double reference, and bit
+// for bit the same on 1, 2 and 4 threads.
+TEST(QLinear, AmxPrefillMatchesReferenceAndThreadCounts) {
+  if (skip_isa(Isa::kAmx)) GTEST_SKIP() << "CPU lacks amx";
+  IsaScope scope(Isa::kAmx);
+  const int saved = core::num_threads();
+  for (int bits : {2, 3, 4, 8}) {
+    LayerSpec spec;
+    spec.k = 640;
+    spec.n = 96;
+    spec.bits = bits;
+    spec.group_size = bits == 8 ? -1 : 64;
+    spec.act_order = bits != 2;
+    spec.sym = bits == 4;
+    spec.v2 = bits == 3;
+    spec.bias = bits == 8;
+    spec.seed = static_cast<uint32_t>(bits * 77);
+    const Layer l = make_layer(spec);
+    const QLinear q = QLinear::create(l.view(), "layer");
+    for (int64_t m : {32, 33, 47, 64, 255, 256, 257, 300}) {
+      const std::vector<float> x = random_x(m, spec.k, static_cast<uint32_t>(m * 3 + bits));
+      std::vector<float> first;
+      for (int threads : {1, 2, 4}) {
+        core::set_num_threads(threads);
+        std::vector<float> y(static_cast<size_t>(m * spec.n), std::nanf(""));
+        q.forward(x.data(), m, y.data());
+        const std::string what = "amx bits=" + std::to_string(bits) + " m=" + std::to_string(m) +
+                                 " threads=" + std::to_string(threads);
+        if (first.empty()) {
+          expect_matches_reference(l, x, m, y, tolerance(Isa::kAmx, m), what);
+          first = y;
+        } else {
+          EXPECT_EQ(0, std::memcmp(first.data(), y.data(), y.size() * sizeof(float))) << what;
         }
       }
     }
@@ -721,7 +770,7 @@ TEST(QLinear, UnalignedViewPointers) {
   const std::vector<float> x = random_x(1, spec.k, 11);
   std::vector<float> y(static_cast<size_t>(spec.n));
   q.forward(x.data(), 1, y.data());
-  expect_matches_reference(l, x, 1, y, tolerance(active_isa()), "unaligned",
+  expect_matches_reference(l, x, 1, y, tolerance(active_isa(), 1), "unaligned",
                            x_rounding(active_isa(), spec.bits, 1));
 }
 

@@ -81,6 +81,15 @@ void qgemm_avx2(const PackedLayer& w, const float* xp, int64_t m, float* y);
 // The same prefill GEMM with 16-column zmm rows, 12 rows per pass: equal to qgemm_avx2 bit for bit.
 void qgemm_avx512(const PackedLayer& w, const float* xp, int64_t m, float* y);
 
+// ---- AMX-BF16 (qgemm_amx.cpp) ----
+// The prefill GEMM on the tiles, with activations and weights each split in two bf16 parts (three
+// tdpbf16ps passes; within ~1e-5 relative of the fp32 kernels, not bit for bit). xa is scratch of
+// qgemm_amx_scratch_elems(m, kp) bf16 values. The caller must hold the tile permission
+// (request_amx_tile_permission). Any m >= 1; for m below kAmxMinRows the AVX-512 GEMM is faster.
+int64_t qgemm_amx_scratch_elems(int64_t m, int64_t kp);
+void qgemm_amx(const PackedLayer& w, const float* xp, int64_t m, float* y, uint16_t* xa);
+inline constexpr int64_t kAmxMinRows = 32;
+
 // Decode path with 16-bit integer activations, for 2-, 4- and 8-bit weights (see qgemm_avx2.cpp
 // for why): x is rounded per unit u of 32 inputs to x ~= d[u] * xi, |xi| <= 32767, and the kernel
 // sums codes times xi with vpmaddwd in int32.

@@ -255,6 +255,9 @@ size_t QLinear::scratch_bytes(int64_t m) const {
     const size_t i16 = Arena::round_up(rows * units * detail::kPairsPerUnit * sizeof(int32_t)) +
                        Arena::round_up(rows * units * sizeof(float));
     b += std::max(i16, Arena::round_up(rows * kp * sizeof(float))) + Arena::round_up(rows * seg * sizeof(float));
+  } else if (m >= detail::kAmxMinRows && cpu_supports(Isa::kAmx)) {
+    // The AMX GEMM's split activations (the CPU's, not the active ISA's: tests switch ISAs).
+    b += Arena::round_up(static_cast<size_t>(detail::qgemm_amx_scratch_elems(m, kp_)) * sizeof(uint16_t));
   }
   return b;
 }
@@ -351,6 +354,9 @@ void QLinear::forward(const float* x, int64_t m, float* y, Arena* scratch) const
       }
     }
     detail::qgemv_avx2(w, xs, sx, m, y);
+  } else if (isa == Isa::kAmx && m >= detail::kAmxMinRows && request_amx_tile_permission()) {
+    uint16_t* xa = temps.get<uint16_t>(detail::qgemm_amx_scratch_elems(m, kp_));
+    detail::qgemm_amx(w, xp, m, y, xa);
   } else if (uses_avx512_gemm(isa)) {
     detail::qgemm_avx512(w, xp, m, y);
   } else if (uses_avx2(isa)) {
