@@ -26,6 +26,13 @@ constexpr int64_t kPanelRows = 256;
 void accumulate_chunk(const float* x, int64_t rows, int64_t k, double* sum,
                       std::vector<float>& scratch) {
   if (rows == 0) return;
+  if (backend::active_isa() == backend::Isa::kAmx && backend::request_amx_tile_permission()) {
+    // On AMX tiles, x split in two bf16 parts (hessian_kernels.h); the scratch holds the packed
+    // operands (32-bit words, as many as floats).
+    scratch.resize(static_cast<size_t>(detail::xtx_amx_scratch_elems(rows, k)));
+    detail::xtx_chunk_amx(x, rows, k, sum, reinterpret_cast<uint32_t*>(scratch.data()));
+    return;
+  }
   scratch.resize(static_cast<size_t>(std::min(k, kPanelRows) * k));
   for (int64_t p0 = 0; p0 < k; p0 += kPanelRows) {
     const int64_t pw = std::min(kPanelRows, k - p0), cols = k - p0;

@@ -34,4 +34,12 @@ void bf16_xtx_tile_scalar(const uint32_t* p, int64_t pairs, int64_t k, int64_t i
 void bf16_xtx_tile_avx512bf16(const uint32_t* p, int64_t pairs, int64_t k, int64_t i0, int64_t i1,
                               int64_t j0, int64_t j1, double* sum);
 
+// ---- the fp32 path on AMX tiles (hessian_amx.cpp), at the amx level ----
+// sum[i * k + j] += sum over t < rows of x[t][i] x[t][j] for j >= i, from x [rows, k] split in
+// two bf16 parts (three products of the four; within ~1e-5 relative of the sgemm path). scratch:
+// xtx_amx_scratch_elems(rows, k) elements. The caller holds the tile permission
+// (backend::request_amx_tile_permission).
+int64_t xtx_amx_scratch_elems(int64_t rows, int64_t k);
+void xtx_chunk_amx(const float* x, int64_t rows, int64_t k, double* sum, uint32_t* scratch);
+
 }  // namespace gptq::quant::detail

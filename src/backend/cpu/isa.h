@@ -21,9 +21,11 @@ enum class Isa {
   kAvx512Bf16,  // kAvx512 plus AVX512-BF16 (vdpbf16ps; Cooper Lake, Sapphire Rapids, Zen 4):
                 // the kAvx512 kernels, and bf16 calibration (the Hessian) with vdpbf16ps
   kAmx,         // kAvx512Bf16 plus AMX-TILE, AMX-BF16 and AMX-INT8 with the tile state enabled
-                // in XCR0 (Sapphire Rapids and later). No kernel uses the tiles yet: this level
-                // runs the kAvx512Bf16 kernels (docs/design.md). An AMX kernel must first call
-                // request_amx_tile_permission().
+                // in XCR0 (Sapphire Rapids and later): the kAvx512Bf16 kernels, except that
+                // prefill GEMMs of 32 rows or more run on the tiles (qgemm_amx.cpp for GPTQ
+                // linears, dense_amx.cpp for fp32 ones, the calibration forward passes
+                // included), with x and W split in two bf16 parts each (~1e-5 relative of the
+                // fp32 kernels). Those kernels call request_amx_tile_permission() first.
 };
 
 // "scalar", "avx2", "avxvnni", "avx512", "avx512bf16" or "amx".

@@ -5,8 +5,11 @@
 
 #include <array>
 #include <cstring>
+#include <mutex>
 
 #include "backend/cpu/dense.h"
+#include "backend/cpu/dense_kernels.h"
+#include "backend/cpu/isa.h"
 #include "backend/cpu/qlinear.h"
 #include "backend/cpu/weight_alloc.h"
 #include "backend/linear.h"
@@ -27,11 +30,19 @@ class DenseLinear final : public Linear {
   LinearKind kind() const override { return LinearKind::kDense32; }
   int64_t n() const override { return n_; }
   int64_t k() const override { return k_; }
-  void forward(const float* x, int64_t m, float* y, Arena*) const override {
-    dense_gemm(w_.data(), n_, k_, x, m, y);
+  void forward(const float* x, int64_t m, float* y, Arena* scratch) const override {
+    if (uses_amx(m)) {
+      forward_amx(x, m, y, scratch);
+    } else {
+      dense_gemm(w_.data(), n_, k_, x, m, y);
+    }
     if (!bias_.empty()) add_bias(y, bias_.data(), m, n_);
   }
-  size_t scratch_bytes(int64_t) const override { return 0; }
+  size_t scratch_bytes(int64_t m) const override {
+    // The AMX GEMM's split activations (sized for the CPU, not the active ISA: tests switch ISAs).
+    if (m < detail::kAmxDenseMinRows || !cpu_supports(Isa::kAmx)) return 0;
+    return Arena::round_up(static_cast<size_t>(detail::amx_dense_scratch_elems(m, k_)) * sizeof(uint16_t));
+  }
   size_t weight_bytes() const override { return (w_.size() + bias_.size()) * sizeof(float); }
   void row(int64_t i, float* out) const override {
     std::memcpy(out, w_.data() + i * k_, static_cast<size_t>(k_) * sizeof(float));
@@ -41,9 +52,42 @@ class DenseLinear final : public Linear {
   std::span<const float> bias() const override { return bias_; }
 
  private:
+  // m rows go to the AMX GEMM (dense_kernels.h) at the amx level for m >= kAmxDenseMinRows.
+  bool uses_amx(int64_t m) const {
+    return m >= detail::kAmxDenseMinRows && n_ > 0 && k_ > 0 && active_isa() == Isa::kAmx &&
+           request_amx_tile_permission();
+  }
+  void forward_amx(const float* x, int64_t m, float* y, Arena* scratch) const {
+    // W's bf16 parts, made on the first such call and kept (as many bytes as W with a lo part,
+    // half as many without): a layer that never runs a prefill, or runs elsewhere, never pays.
+    std::call_once(amx_once_, [&] {
+      bool exact = true;
+      for (float v : w_) {
+        uint32_t b;
+        std::memcpy(&b, &v, sizeof b);
+        exact = exact && (b & 0xffffu) == 0;
+      }
+      amx_parts_ = exact ? 1 : 2;
+      amx_panels_.resize(static_cast<size_t>(detail::amx_dense_panel_elems(n_, k_, amx_parts_)));
+      detail::amx_dense_pack(w_.data(), n_, k_, amx_parts_, amx_panels_.data());
+    });
+    const detail::AmxDenseView v{n_, k_, amx_parts_, amx_panels_.data()};
+    const int64_t elems = detail::amx_dense_scratch_elems(m, k_);
+    if (scratch) {
+      ArenaScope scope(*scratch);
+      detail::amx_dense_gemm(v, x, m, y, scratch->take<uint16_t>(static_cast<size_t>(elems)));
+    } else {
+      std::vector<uint16_t> xa(static_cast<size_t>(elems));
+      detail::amx_dense_gemm(v, x, m, y, xa.data());
+    }
+  }
+
   int64_t n_, k_;
   std::vector<float> w_;  // [n, k]
   std::vector<float> bias_;
+  mutable std::once_flag amx_once_;
+  mutable int amx_parts_ = 1;
+  mutable std::vector<uint32_t> amx_panels_;
 };
 
 class Dense16Linear final : public Linear {

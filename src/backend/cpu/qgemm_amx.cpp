@@ -36,6 +36,7 @@ namespace {
 
 #include "backend/cpu/qgemm_common_avx2.inc"
 #include "backend/cpu/qgemm_dequant_avx2.inc"
+#include "backend/cpu/amx_common.inc"
 
 constexpr int kPasses = 3;
 constexpr int64_t kStepK = 32;              // inputs per tile step (16 bf16 pairs)
@@ -43,39 +44,16 @@ constexpr int64_t kMc = 256;                // rows per row chunk
 constexpr int64_t kBm = 32;                 // rows per microkernel block (two tiles)
 constexpr int64_t kBn = 2 * kPairN;         // columns per microkernel block (two tiles)
 // A 16-column weight panel of one 256-input chunk: 3 passes x 128 input pairs, 16 dwords each.
+// Row stride of the packed activations: 3 kp bf16 plus one cache line, so that the 16 rows of a
+// tile do not all fall in one L1 set (3 kp * 2 bytes is a multiple of 4 KB for kp = 2048, 5632).
+constexpr int64_t kRowPad = 32;
+constexpr int64_t lda_of(int64_t kp) { return kPasses * kp + kRowPad; }
 constexpr int64_t kPanelDwords = kPasses * kTileK / 2 * kPairN;
-
-// The tile configuration (palette 1): all eight tiles 16 rows x 64 bytes. Tiles 0-3 hold y,
-// 4-5 activations, 6-7 weights.
-struct alignas(64) TileConfig {
-  uint8_t palette = 1;
-  uint8_t start_row = 0;
-  uint8_t reserved[14] = {};
-  uint16_t colsb[16] = {};
-  uint8_t rows[16] = {};
-};
-
-void configure_tiles() {
-  TileConfig cfg;
-  for (int t = 0; t < 8; ++t) {
-    cfg.colsb[t] = 64;
-    cfg.rows[t] = 16;
-  }
-  _tile_loadconfig(&cfg);
-}
-
-// bf16 bits of 16 floats (round to nearest even) in the low halves of 16 dwords, and the same
-// values back as floats. (The maskz forms: GCC 12 warns that the unmasked ones' undefined pass-
-// through may be uninitialized.)
-constexpr __mmask16 kAll = 0xFFFF;
-inline __m512i bf16_bits(__m512 v) { return _mm512_maskz_cvtepu16_epi32(kAll, (__m256i)_mm512_cvtneps_pbh(v)); }
-inline __m512i shl16(__m512i v) { return _mm512_maskz_slli_epi32(kAll, v, 16); }
-inline __m512 bf16_value(__m512i bits) { return _mm512_castsi512_ps(shl16(bits)); }
 
 // Activations of rows [0, rows) of xp (row stride kp) into xa [kBm-padded rows][3 kp] bf16: for
 // each 32-input step, [hi, hi, lo]. Rows past `rows` up to the padded count are zero.
 void pack_activations(const float* xp, int64_t kp, int64_t rows, int64_t padded, uint16_t* xa) {
-  const int64_t lda = kPasses * kp;
+  const int64_t lda = lda_of(kp);
   core::parallel_for(padded, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       uint16_t* out = xa + r * lda;
@@ -179,7 +157,7 @@ void block_amx(const uint16_t* a, int64_t lda, const uint32_t* p0, const uint32_
 
 template <int BITS>
 void gemm_amx(const PackedLayer& w, const float* xp, int64_t m, float* y, uint16_t* xa) {
-  const int64_t lda = kPasses * w.kp;
+  const int64_t lda = lda_of(w.kp);
   const int64_t n_pairs = w.n_blocks / 2;               // 16-column pairs
   const int64_t n_units = (n_pairs + 1) / 2;            // 32-column units
   for (int64_t m0 = 0; m0 < m; m0 += kMc) {
@@ -224,7 +202,7 @@ void gemm_amx(const PackedLayer& w, const float* xp, int64_t m, float* y, uint16
 
 int64_t qgemm_amx_scratch_elems(int64_t m, int64_t kp) {
   const int64_t mc = m < kMc ? m : kMc;
-  return (mc + kBm - 1) / kBm * kBm * kPasses * kp;
+  return (mc + kBm - 1) / kBm * kBm * lda_of(kp);
 }
 
 void qgemm_amx(const PackedLayer& w, const float* xp, int64_t m, float* y, uint16_t* xa) {
