@@ -95,13 +95,18 @@ void pack(const float* x, int64_t rows, int64_t k, const Dims& d, const Operands
   });
 }
 
+// y tiles 0-3 += activation tiles 4, 5 times weight tiles 6, 7.
+inline void dp_2x2() {
+  _tile_dpbf16ps(0, 4, 6);
+  _tile_dpbf16ps(1, 4, 7);
+  _tile_dpbf16ps(2, 5, 6);
+  _tile_dpbf16ps(3, 5, 7);
+}
+
 // c [32 x 32] = the block (i0, j0) of x^T x over all pairs.
 void block(const Operands& o, const Dims& d, int64_t i0, int64_t j0, float* c) {
   const int64_t sa = d.lda * 4, sb = d.ldb * 4;
-  _tile_zero(0);
-  _tile_zero(1);
-  _tile_zero(2);
-  _tile_zero(3);
+  load_or_zero_y<true>(c, kB, false);
   for (int64_t p = 0; p < d.pairs; p += kPairStep) {
     const uint32_t* ah = o.ah + i0 * d.lda + p;
     const uint32_t* al = o.al + i0 * d.lda + p;
@@ -111,29 +116,17 @@ void block(const Operands& o, const Dims& d, int64_t i0, int64_t j0, float* c) {
     _tile_loadd(5, ah + 16 * d.lda, sa);
     _tile_loadd(6, bh, sb);
     _tile_loadd(7, bh + 16, sb);
-    _tile_dpbf16ps(0, 4, 6);
-    _tile_dpbf16ps(1, 4, 7);
-    _tile_dpbf16ps(2, 5, 6);
-    _tile_dpbf16ps(3, 5, 7);
+    dp_2x2();
     _tile_loadd(6, bl, sb);
     _tile_loadd(7, bl + 16, sb);
-    _tile_dpbf16ps(0, 4, 6);
-    _tile_dpbf16ps(1, 4, 7);
-    _tile_dpbf16ps(2, 5, 6);
-    _tile_dpbf16ps(3, 5, 7);
+    dp_2x2();
     _tile_loadd(4, al, sa);
     _tile_loadd(5, al + 16 * d.lda, sa);
     _tile_loadd(6, bh, sb);
     _tile_loadd(7, bh + 16, sb);
-    _tile_dpbf16ps(0, 4, 6);
-    _tile_dpbf16ps(1, 4, 7);
-    _tile_dpbf16ps(2, 5, 6);
-    _tile_dpbf16ps(3, 5, 7);
+    dp_2x2();
   }
-  _tile_stored(0, c, kB * 4);
-  _tile_stored(1, c + 16, kB * 4);
-  _tile_stored(2, c + 16 * kB, kB * 4);
-  _tile_stored(3, c + 16 * kB + 16, kB * 4);
+  store_y<true>(c, kB);
 }
 
 }  // namespace

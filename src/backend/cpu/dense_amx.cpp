@@ -66,12 +66,7 @@ void pack_x(const float* x, int64_t k, int64_t rows, int64_t padded, uint16_t* x
         uint16_t* o = out + 2 * kStepK * s;
         const int64_t i0 = s * kStepK;
         if (i0 + kStepK <= k) {
-          const __m512 x0 = _mm512_loadu_ps(xr + i0), x1 = _mm512_loadu_ps(xr + i0 + 16);
-          const __m512i hi = (__m512i)_mm512_cvtne2ps_pbh(x1, x0);
-          const __m512 h0 = bf16_value(bf16_bits(x0)), h1 = bf16_value(bf16_bits(x1));
-          const __m512i lo = (__m512i)_mm512_cvtne2ps_pbh(_mm512_sub_ps(x1, h1), _mm512_sub_ps(x0, h0));
-          _mm512_storeu_si512(o, hi);
-          _mm512_storeu_si512(o + kStepK, lo);
+          split32(xr + i0, o, o + kStepK);
         } else {
           for (int64_t i = 0; i < kStepK; ++i) {
             const float v = i0 + i < k ? xr[i0 + i] : 0.0f;
@@ -92,22 +87,8 @@ template <bool TWO, bool LO>
 void microkernel(const uint16_t* a, int64_t lda, const uint32_t* p0, const uint32_t* p1, int64_t steps,
                  float* c, int64_t ldc, bool accumulate) {
   constexpr int64_t parts = LO ? 2 : 1;
-  const int64_t sa = lda * 2, sc = ldc * 4;
-  if (accumulate) {
-    _tile_loadd(0, c, sc);
-    _tile_loadd(2, c + 16 * ldc, sc);
-    if constexpr (TWO) {
-      _tile_loadd(1, c + kTileN, sc);
-      _tile_loadd(3, c + 16 * ldc + kTileN, sc);
-    }
-  } else {
-    _tile_zero(0);
-    _tile_zero(2);
-    if constexpr (TWO) {
-      _tile_zero(1);
-      _tile_zero(3);
-    }
-  }
+  const int64_t sa = lda * 2;
+  load_or_zero_y<TWO>(c, ldc, accumulate);
   for (int64_t s = 0; s < steps; ++s) {
     const uint16_t* as = a + 2 * kStepK * s;
     const uint32_t* b0 = p0 + s * parts * kTileDw;
@@ -143,29 +124,7 @@ void microkernel(const uint16_t* a, int64_t lda, const uint32_t* p0, const uint3
       _tile_dpbf16ps(3, 5, 7);
     }
   }
-  _tile_stored(0, c, sc);
-  _tile_stored(2, c + 16 * ldc, sc);
-  if constexpr (TWO) {
-    _tile_stored(1, c + kTileN, sc);
-    _tile_stored(3, c + 16 * ldc + kTileN, sc);
-  }
-}
-
-// y rows [0, rows) x columns [0, width) of a block: on y itself when the block is whole, else
-// through a staging block.
-template <bool TWO, bool LO>
-void block(const uint16_t* a, int64_t lda, const uint32_t* p0, const uint32_t* p1, int64_t steps, float* y,
-           int64_t ldy, int64_t rows, int64_t width, bool accumulate) {
-  constexpr int64_t full = TWO ? 2 * kTileN : kTileN;
-  if (rows == kBm && width == full) return microkernel<TWO, LO>(a, lda, p0, p1, steps, y, ldy, accumulate);
-  alignas(64) float stage[kBm * 2 * kTileN];
-  constexpr int64_t lds = 2 * kTileN;
-  if (accumulate) {
-    std::memset(stage, 0, sizeof stage);
-    for (int64_t r = 0; r < rows; ++r) std::memcpy(stage + r * lds, y + r * ldy, static_cast<size_t>(width) * sizeof(float));
-  }
-  microkernel<TWO, LO>(a, lda, p0, p1, steps, stage, lds, accumulate);
-  for (int64_t r = 0; r < rows; ++r) std::memcpy(y + r * ldy, stage + r * lds, static_cast<size_t>(width) * sizeof(float));
+  store_y<TWO>(c, ldc);
 }
 
 template <bool LO>
@@ -192,11 +151,13 @@ void gemm(const AmxDenseView& w, const float* x, int64_t m, float* y, uint16_t* 
             const int64_t rows = mc - r < kBm ? mc - r : kBm;
             const uint16_t* a = xa + r * lda + 2 * kStepK * s0;
             float* yb = y + (m0 + r) * w.n + col;
-            if (two) {
-              block<true, LO>(a, lda, p0, p1, ns, yb, w.n, rows, width, s0 != 0);
-            } else {
-              block<false, LO>(a, lda, p0, nullptr, ns, yb, w.n, rows, width, s0 != 0);
-            }
+            on_y_block(yb, w.n, rows, width, two ? 2 * kTileN : kTileN, s0 != 0, [&](float* c, int64_t ldc) {
+              if (two) {
+                microkernel<true, LO>(a, lda, p0, p1, ns, c, ldc, s0 != 0);
+              } else {
+                microkernel<false, LO>(a, lda, p0, nullptr, ns, c, ldc, s0 != 0);
+              }
+            });
           }
         }
       }

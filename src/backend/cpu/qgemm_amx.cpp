@@ -63,14 +63,9 @@ void pack_activations(const float* xp, int64_t kp, int64_t rows, int64_t padded,
       }
       const float* x = xp + r * kp;
       for (int64_t k = 0; k < kp; k += kStepK) {
-        const __m512 x0 = _mm512_loadu_ps(x + k), x1 = _mm512_loadu_ps(x + k + 16);
-        const __m512i hi = (__m512i)_mm512_cvtne2ps_pbh(x1, x0);  // 32 bf16 in input order
-        const __m512 h0 = bf16_value(bf16_bits(x0)), h1 = bf16_value(bf16_bits(x1));
-        const __m512i lo = (__m512i)_mm512_cvtne2ps_pbh(_mm512_sub_ps(x1, h1), _mm512_sub_ps(x0, h0));
         uint16_t* o = out + kPasses * k;
-        _mm512_storeu_si512(o, hi);
-        _mm512_storeu_si512(o + kStepK, hi);
-        _mm512_storeu_si512(o + 2 * kStepK, lo);
+        split32(x + k, o, o + 2 * kStepK);
+        std::memcpy(o + kStepK, o, kStepK * sizeof(uint16_t));
       }
     }
   });
@@ -102,22 +97,8 @@ void split_panel(const float* tile, int64_t len, uint32_t* panel) {
 template <bool TWO>
 void microkernel_amx(const uint16_t* a, int64_t lda, const uint32_t* p0, const uint32_t* p1, int64_t len,
                      float* c, int64_t ldc, bool accumulate) {
-  const int64_t sa = lda * 2, sc = ldc * 4;
-  if (accumulate) {
-    _tile_loadd(0, c, sc);
-    _tile_loadd(2, c + 16 * ldc, sc);
-    if constexpr (TWO) {
-      _tile_loadd(1, c + kPairN, sc);
-      _tile_loadd(3, c + 16 * ldc + kPairN, sc);
-    }
-  } else {
-    _tile_zero(0);
-    _tile_zero(2);
-    if constexpr (TWO) {
-      _tile_zero(1);
-      _tile_zero(3);
-    }
-  }
+  const int64_t sa = lda * 2;
+  load_or_zero_y<TWO>(c, ldc, accumulate);
   const int64_t steps = kPasses * len / kStepK;
   for (int64_t s = 0; s < steps; ++s) {
     _tile_loadd(4, a + s * kStepK, sa);
@@ -131,28 +112,7 @@ void microkernel_amx(const uint16_t* a, int64_t lda, const uint32_t* p0, const u
       _tile_dpbf16ps(3, 5, 7);
     }
   }
-  _tile_stored(0, c, sc);
-  _tile_stored(2, c + 16 * ldc, sc);
-  if constexpr (TWO) {
-    _tile_stored(1, c + kPairN, sc);
-    _tile_stored(3, c + 16 * ldc + kPairN, sc);
-  }
-}
-
-// y rows [r0, r0 + rows) of columns [col, col + width): the microkernel on y itself when the
-// block is full, else through a 32 x 32 staging block (rows past the end are the zero rows of xa).
-template <bool TWO>
-void block_amx(const uint16_t* a, int64_t lda, const uint32_t* p0, const uint32_t* p1, int64_t len, float* y,
-               int64_t ldy, int64_t rows, bool accumulate) {
-  if (rows == kBm) return microkernel_amx<TWO>(a, lda, p0, p1, len, y, ldy, accumulate);
-  alignas(64) float stage[kBm * kBn];
-  constexpr int64_t width = TWO ? kBn : kPairN;
-  if (accumulate) {
-    for (int64_t r = 0; r < rows; ++r) std::memcpy(stage + r * kBn, y + r * ldy, width * sizeof(float));
-    std::memset(stage + rows * kBn, 0, static_cast<size_t>((kBm - rows) * kBn) * sizeof(float));
-  }
-  microkernel_amx<TWO>(a, lda, p0, p1, len, stage, kBn, accumulate);
-  for (int64_t r = 0; r < rows; ++r) std::memcpy(y + r * ldy, stage + r * kBn, width * sizeof(float));
+  store_y<TWO>(c, ldc);
 }
 
 template <int BITS>
@@ -185,11 +145,14 @@ void gemm_amx(const PackedLayer& w, const float* xp, int64_t m, float* y, uint16
             const int64_t rows = mc - r < kBm ? mc - r : kBm;
             const uint16_t* a = xa + r * lda + kPasses * u0 * kUnitK;
             float* yr = y + (m0 + r) * w.n + p * kPairN;
-            if (two) {
-              block_amx<true>(a, lda, pa, pb, len, yr, w.n, rows, u0 != 0);
-            } else {
-              block_amx<false>(a, lda, pa, nullptr, len, yr, w.n, rows, u0 != 0);
-            }
+            // Rows past the end of a partial block are the zero rows of xa.
+            on_y_block(yr, w.n, rows, two ? kBn : kPairN, two ? kBn : kPairN, u0 != 0, [&](float* c, int64_t ldc) {
+              if (two) {
+                microkernel_amx<true>(a, lda, pa, pb, len, c, ldc, u0 != 0);
+              } else {
+                microkernel_amx<false>(a, lda, pa, nullptr, len, c, ldc, u0 != 0);
+              }
+            });
           }
         }
       }
