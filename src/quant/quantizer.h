@@ -69,7 +69,9 @@ struct QuantResult {
 // changes only the reported loss, since GPTQ's result does not depend on H's overall scale).
 //
 // Tokens are taken in chunks of kChunkRows: each chunk's x^T x is one fp32 sgemm (fp32 sums of
-// 512 products, relative error ~1e-6), added into the double sum. Chunks are cut at fixed
+// 512 products, relative error ~1e-6), added into the double sum. At the amx level the chunk runs
+// on AMX tiles instead, x split in two bf16 parts (quant/hessian_kernels.h; within ~4e-6 of the
+// diagonal scale, tests/quant/test_hessian.cpp). Chunks are cut at fixed
 // multiples of kChunkRows of the token stream (short calls are buffered), so H is bitwise the
 // same however the tokens are split across add() calls, and for any thread count.
 //

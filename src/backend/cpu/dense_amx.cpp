@@ -53,28 +53,21 @@ float bf16_float(uint16_t h) {
 // x rows [0, rows) (row stride k) into xa [padded][2 * steps * 32]: per step [hi][lo]; inputs
 // past k and rows past `rows` are zero.
 void pack_x(const float* x, int64_t k, int64_t rows, int64_t padded, uint16_t* xa) {
-  const int64_t steps = steps_of(k), lda = lda_of(k);
-  core::parallel_for(padded, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      uint16_t* out = xa + r * lda;
-      if (r >= rows) {
-        std::memset(out, 0, static_cast<size_t>(lda) * sizeof(uint16_t));
+  const int64_t steps = steps_of(k);
+  pack_rows(rows, padded, lda_of(k), xa, [&](int64_t r, uint16_t* out) {
+    const float* xr = x + r * k;
+    for (int64_t s = 0; s < steps; ++s) {
+      uint16_t* o = out + 2 * kStepK * s;
+      const int64_t i0 = s * kStepK;
+      if (i0 + kStepK <= k) {
+        split32(xr + i0, o, o + kStepK);
         continue;
       }
-      const float* xr = x + r * k;
-      for (int64_t s = 0; s < steps; ++s) {
-        uint16_t* o = out + 2 * kStepK * s;
-        const int64_t i0 = s * kStepK;
-        if (i0 + kStepK <= k) {
-          split32(xr + i0, o, o + kStepK);
-        } else {
-          for (int64_t i = 0; i < kStepK; ++i) {
-            const float v = i0 + i < k ? xr[i0 + i] : 0.0f;
-            const uint16_t h = bf16_round(v);
-            o[i] = h;
-            o[kStepK + i] = bf16_round(v - bf16_float(h));
-          }
-        }
+      for (int64_t i = 0; i < kStepK; ++i) {
+        const float v = i0 + i < k ? xr[i0 + i] : 0.0f;
+        const uint16_t h = bf16_round(v);
+        o[i] = h;
+        o[kStepK + i] = bf16_round(v - bf16_float(h));
       }
     }
   });

@@ -16,7 +16,7 @@
 // The three passes are laid out as one bf16 GEMM of triple depth: for each 32-input step s the
 // activations hold [hi, hi, lo] and the weights [hi, lo, hi], so one loop of tdpbf16ps runs them.
 //
-// Blocking: rows in chunks of kMc (the packed activations of a chunk, kMc x 3 kp bf16, are shared
+// Blocking: rows in chunks of kMc (the packed activations of a chunk, kMc x (3 kp + 32) bf16, are shared
 // by all threads), inputs in chunks of 256 (the weight tiles of qgemm_dequant_avx2.inc, dequantized
 // exactly as the other kernels do, then split into the tdpbf16ps layout: 24 KB per 16 columns),
 // columns split among threads in units of 32 (so threads never share an output; results do not
@@ -53,20 +53,12 @@ constexpr int64_t kPanelDwords = kPasses * kTileK / 2 * kPairN;
 // Activations of rows [0, rows) of xp (row stride kp) into xa [kBm-padded rows][3 kp] bf16: for
 // each 32-input step, [hi, hi, lo]. Rows past `rows` up to the padded count are zero.
 void pack_activations(const float* xp, int64_t kp, int64_t rows, int64_t padded, uint16_t* xa) {
-  const int64_t lda = lda_of(kp);
-  core::parallel_for(padded, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      uint16_t* out = xa + r * lda;
-      if (r >= rows) {
-        std::memset(out, 0, static_cast<size_t>(lda) * sizeof(uint16_t));
-        continue;
-      }
-      const float* x = xp + r * kp;
-      for (int64_t k = 0; k < kp; k += kStepK) {
-        uint16_t* o = out + kPasses * k;
-        split32(x + k, o, o + 2 * kStepK);
-        std::memcpy(o + kStepK, o, kStepK * sizeof(uint16_t));
-      }
+  pack_rows(rows, padded, lda_of(kp), xa, [&](int64_t r, uint16_t* out) {
+    const float* x = xp + r * kp;
+    for (int64_t k = 0; k < kp; k += kStepK) {
+      uint16_t* o = out + kPasses * k;
+      split32(x + k, o, o + 2 * kStepK);
+      std::memcpy(o + kStepK, o, kStepK * sizeof(uint16_t));
     }
   });
 }
