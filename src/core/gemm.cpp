@@ -45,7 +45,13 @@ void sgemm_deterministic(bool trans_a, bool trans_b, int64_t m, int64_t n, int64
   });
 }
 
-ScopedSingleThreadedBlas::ScopedSingleThreadedBlas() { openblas_set_num_threads(1); }
+// num_threads() first: its first call sets OpenBLAS's thread count, which would otherwise undo
+// the 1 below at the first parallel loop inside the scope (and make that call's sums depend on
+// OpenBLAS's thread split).
+ScopedSingleThreadedBlas::ScopedSingleThreadedBlas() {
+  (void)num_threads();
+  openblas_set_num_threads(1);
+}
 ScopedSingleThreadedBlas::~ScopedSingleThreadedBlas() { openblas_set_num_threads(num_threads()); }
 
 }  // namespace gptq::core

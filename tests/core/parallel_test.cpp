@@ -3,6 +3,7 @@
 // and a stalled worker's share taken by the caller (the property that keeps decode going when a
 // core is taken by another process). No test depends on timing.
 #include "core/parallel.h"
+#include "core/gemm.h"
 
 #include <gtest/gtest.h>
 #include <sys/wait.h>
@@ -236,6 +237,25 @@ TEST_F(ParallelTest, WorksInAForkedChild) {
   ASSERT_EQ(waitpid(pid, &status, 0), pid);
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
+}  // namespace
+}  // namespace gptq::core
+
+extern "C" int openblas_get_num_threads(void);
+
+namespace gptq::core {
+namespace {
+
+// ctest runs each test in a process of its own, so here num_threads() has not been called yet:
+// its first call (the pool's, inside the scope) must not put OpenBLAS's threads back.
+TEST(ScopedSingleThreadedBlas, HoldsWhenTheThreadCountIsFirstReadInsideIt) {
+  {
+    const ScopedSingleThreadedBlas one;
+    EXPECT_GE(num_threads(), 1);
+    EXPECT_EQ(openblas_get_num_threads(), 1);
+  }
+  EXPECT_EQ(openblas_get_num_threads(), num_threads());
 }
 
 }  // namespace
