@@ -13,6 +13,8 @@
 #include <vector>
 
 #include "backend/cpu/isa.h"
+#include "backend/cpu/ops_kernels.h"
+#include "core/parallel.h"
 #include "backend/ops.h"
 
 namespace gptq::backend {
@@ -204,8 +206,11 @@ std::vector<double> naive_attention(const std::vector<float>& q, const std::vect
 TEST_P(OpsTest, AttentionCausalGqaWindowSoftcap) {
   IsaScope scope(std::get<0>(GetParam()));
   const int64_t hd = std::max<int64_t>(n(), 4);
-  for (int64_t t : {1, 3, 12}) {  // decode loops below 8 tokens, BLAS from 8
-    for (int64_t window : {0, 5}) {
+  // Decode loops below 8 tokens, BLAS from 8; 150 queries are three blocks of the prefill
+  // tasks (64, 64, 22), a window of 70 starts inside a block.
+  for (int64_t t : {1, 3, 12, 150}) {
+    for (int64_t window : {0, 5, 70}) {
+      if (t == 150 && n() > 33) continue;  // the double reference is O(t^2 hd)
       for (float cap : {0.0f, 2.0f}) {
         AttentionShape a{.heads = 4, .kv_heads = 2, .head_dim = hd, .scale = 1.0f / std::sqrt(static_cast<float>(hd)),
                          .window = window, .softcap = cap};
@@ -222,6 +227,15 @@ TEST_P(OpsTest, AttentionCausalGqaWindowSoftcap) {
         std::vector<float> out2(out.size());
         ops.attention(q.data(), k.data(), v.data(), t, pos0, a, out2.data(), scratch.data());
         EXPECT_EQ(out2, out);
+        // On one thread and on three: the same bits (each task is computed whole on one thread).
+        for (int threads : {1, 3}) {
+          const int saved = core::num_threads();
+          core::set_num_threads(threads);
+          std::vector<float> out3(out.size());
+          ops.attention(q.data(), k.data(), v.data(), t, pos0, a, out3.data(), nullptr);
+          core::set_num_threads(saved);
+          EXPECT_EQ(out3, out) << threads << " threads, t " << t;
+        }
       }
     }
   }
@@ -234,6 +248,29 @@ INSTANTIATE_TEST_SUITE_P(Isas, OpsTest,
                            return std::string(isa_name(std::get<0>(info.param))) + "_n" +
                                   std::to_string(std::get<1>(info.param));
                          });
+
+// The AVX2 softmax (polynomial exp, float lanes) against the scalar one (std::exp): within a
+// few ulp, on rows of every length mod 8, scores from -100 to 20 (so exp sees -120 to 0 and
+// underflows below -87), and only inside [lo, hi).
+TEST(Ops, Avx2SoftmaxMatchesScalar) {
+  if (!cpu_supports(Isa::kAvx2)) GTEST_SKIP() << "CPU lacks avx2";
+  std::mt19937 gen(5);
+  std::uniform_real_distribution<float> ud(-100.0f, 20.0f);
+  for (int64_t n : {1, 2, 7, 8, 9, 15, 16, 17, 100, 2048}) {
+    std::vector<float> row(static_cast<size_t>(n + 6));
+    for (auto& v : row) v = ud(gen);
+    std::vector<float> a = row, b = row;
+    detail::softmax_scalar(a.data(), 3, n + 3);
+    detail::softmax_avx2(b.data(), 3, n + 3);
+    for (int64_t j = 0; j < n + 6; ++j) {
+      if (j < 3 || j >= n + 3) {
+        EXPECT_EQ(b[j], row[j]) << "outside the range, n " << n;
+      } else {
+        EXPECT_NEAR(b[j], a[j], 2e-6f * a[j] + 1e-37f) << "n " << n << " j " << j;
+      }
+    }
+  }
+}
 
 TEST(Ops, Avx2MatchesScalarClosely) {
   if (!cpu_supports(Isa::kAvx2)) GTEST_SKIP() << "CPU lacks avx2";

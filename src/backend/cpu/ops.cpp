@@ -12,6 +12,7 @@
 #include "backend/cpu/isa.h"
 #include "backend/cpu/ops_kernels.h"
 #include "core/dot.h"
+#include "core/gemm.h"
 #include "core/parallel.h"
 
 namespace gptq::backend {
@@ -30,21 +31,17 @@ float act1(Act a, float x) {
   return x;
 }
 
-// Softmax over s[lo, hi) in place; the rest of the row is left as is.
 void softmax_range(float* s, int64_t lo, int64_t hi) {
-  float mx = -INFINITY;
-  for (int64_t j = lo; j < hi; ++j) mx = std::max(mx, s[j]);
-  float sum = 0;
-  for (int64_t j = lo; j < hi; ++j) {
-    s[j] = std::exp(s[j] - mx);
-    sum += s[j];
-  }
-  const float inv = 1.0f / sum;
-  for (int64_t j = lo; j < hi; ++j) s[j] *= inv;
+  (uses_avx2(active_isa()) ? detail::softmax_avx2 : detail::softmax_scalar)(s, lo, hi);
 }
 
 class CpuOps final : public Ops {
   static constexpr int64_t kPrefillRows = 8;  // attention of this many queries or more runs in BLAS
+  static constexpr int64_t kQueryBlock = 64;  // queries per prefill attention task
+  static constexpr int64_t kMaxSlots = 16;    // scratch slots of prefill attention (not per thread)
+  static int64_t prefill_slots(int64_t t, const AttentionShape& a) {
+    return std::min(kMaxSlots, a.heads * ((t + kQueryBlock - 1) / kQueryBlock));
+  }
 
  public:
   Device device() const override { return Device::kCpu; }
@@ -108,7 +105,8 @@ class CpuOps final : public Ops {
 
   // Prefill: the scores of one head at a time, [t, L]; decode: one row [L] per head.
   int64_t attention_scratch(int64_t t, int64_t pos0, const AttentionShape& a) const override {
-    return (t >= kPrefillRows ? t : a.heads) * (pos0 + t);
+    if (t < kPrefillRows) return a.heads * (pos0 + t);
+    return prefill_slots(t, a) * std::min(t, kQueryBlock) * (pos0 + t);
   }
 
   void attention(const float* q, const float* k, const float* v, int64_t t, int64_t pos0, const AttentionShape& a,
@@ -132,27 +130,43 @@ class CpuOps final : public Ops {
       }
     };
     if (t >= kPrefillRows) {
-      // Prefill: two sgemms per head (scores, then weighted values) keep the O(T^2 hd) work in
-      // BLAS; heads run one after another so OpenBLAS owns the threads.
-      float* s = scratch;
-      for (int64_t h = 0; h < H; ++h) {
-        const int64_t g = h / rep;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(t), static_cast<int>(L),
-                    static_cast<int>(hd), a.scale, q + h * hd, static_cast<int>(qs), k + g * hd,
-                    static_cast<int>(ks), 0.0f, s, static_cast<int>(L));
-        for (int64_t i = 0; i < t; ++i) {
-          float* row = s + i * L;
-          int64_t lo, hi;
-          range(i, &lo, &hi);
-          cap(row, lo, hi);
-          softmax_range(row, lo, hi);
-          std::fill(row, row + lo, 0.0f);
-          std::fill(row + hi, row + L, 0.0f);
+      // Prefill: one task per (head, block of kQueryBlock queries), two single-threaded sgemms
+      // each (scores over the keys the block can see, then weighted values), so the causal
+      // half of the T^2 work is skipped and softmax runs on every thread. The tasks go round
+      // robin to prefill_slots() scratch slots, which the pool's threads take in turn; a task's
+      // result does not depend on its slot or thread, so neither does the output.
+      const int64_t B = std::min(t, kQueryBlock);
+      const int64_t nb = (t + B - 1) / B;
+      const int64_t slots = prefill_slots(t, a);
+      const core::ScopedSingleThreadedBlas one_thread;
+      core::parallel_for(slots, [&](int64_t w0, int64_t w1) {
+        for (int64_t w = w0; w < w1; ++w) {
+          float* s = scratch + w * B * L;
+          for (int64_t task = w; task < H * nb; task += slots) {
+            const int64_t h = task / nb, i0 = task % nb * B, i1 = std::min(t, i0 + B);
+            const int64_t g = h / rep;
+            int64_t klo, khi, unused;
+            range(i0, &klo, &unused);
+            range(i1 - 1, &unused, &khi);
+            const int64_t span = khi - klo;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(i1 - i0), static_cast<int>(span),
+                        static_cast<int>(hd), a.scale, q + i0 * qs + h * hd, static_cast<int>(qs),
+                        k + klo * ks + g * hd, static_cast<int>(ks), 0.0f, s, static_cast<int>(span));
+            for (int64_t i = i0; i < i1; ++i) {
+              float* row = s + (i - i0) * span - klo;  // row[j] for keys j in [klo, khi)
+              int64_t lo, hi;
+              range(i, &lo, &hi);
+              cap(row, lo, hi);
+              softmax_range(row, lo, hi);
+              std::fill(row + klo, row + lo, 0.0f);
+              std::fill(row + hi, row + khi, 0.0f);
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(i1 - i0), static_cast<int>(hd),
+                        static_cast<int>(span), 1.0f, s, static_cast<int>(span), v + klo * ks + g * hd,
+                        static_cast<int>(ks), 0.0f, out + i0 * qs + h * hd, static_cast<int>(qs));
+          }
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(t), static_cast<int>(hd),
-                    static_cast<int>(L), 1.0f, s, static_cast<int>(L), v + g * hd, static_cast<int>(ks),
-                    0.0f, out + h * hd, static_cast<int>(qs));
-      }
+      });
       return;
     }
     // Decode (few tokens): plain loops, parallel over heads.

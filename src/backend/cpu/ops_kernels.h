@@ -17,6 +17,11 @@ void add_scalar(float* x, const float* y, int64_t n);
 void add_avx2(float* x, const float* y, int64_t n);
 void scale_scalar(float* x, int64_t n, float s);
 void scale_avx2(float* x, int64_t n, float s);
+// Softmax over s[lo, hi) in place (max subtracted first); the rest of the row is left as is.
+// The AVX2 kernel's exp is a degree-6 polynomial after range reduction by ln 2 (within 2 ulp of
+// std::exp), its sum in eight float lanes.
+void softmax_scalar(float* s, int64_t lo, int64_t hi);
+void softmax_avx2(float* s, int64_t lo, int64_t hi);
 // One head vector v of a rotation: for j < half, the pair (a, b) = (v[lo(j)], v[hi(j)]) becomes
 // (a c - b s, b c + a s); lo/hi are (j, j + half) when interleaved is false, else (2j, 2j+1).
 void rotate_scalar(float* v, const float* cs, const float* sn, int64_t half, bool interleaved);

@@ -1,4 +1,5 @@
 // The reference kernels of the executor's row and element-wise ops: plain loops, any CPU.
+#include <algorithm>
 #include <cmath>
 
 #include "backend/cpu/ops_kernels.h"
@@ -37,6 +38,18 @@ void add_scalar(float* x, const float* y, int64_t n) {
 
 void scale_scalar(float* x, int64_t n, float s) {
   for (int64_t i = 0; i < n; ++i) x[i] *= s;
+}
+
+void softmax_scalar(float* s, int64_t lo, int64_t hi) {
+  float mx = -INFINITY;
+  for (int64_t j = lo; j < hi; ++j) mx = std::max(mx, s[j]);
+  float sum = 0;
+  for (int64_t j = lo; j < hi; ++j) {
+    s[j] = std::exp(s[j] - mx);
+    sum += s[j];
+  }
+  const float inv = 1.0f / sum;
+  for (int64_t j = lo; j < hi; ++j) s[j] *= inv;
 }
 
 void rotate_scalar(float* v, const float* cs, const float* sn, int64_t half, bool interleaved) {
