@@ -133,7 +133,19 @@ struct QuantizeRunOptions {
   // once (each solver holds its input's Hessian, as rank 0 does). Neither changes the output.
   bool broadcast_weights = false;
   bool distribute_solve = false;
+  // Where the calibration hidden states stay between layers (nsamples x seqlen x hidden_size
+  // fp32: 2 GiB for 128 x 2048 tokens of a 2048-wide model). "memory"; "disk": an unnamed
+  // scratch file in `offload_dir`, read and written once per pass over the samples, so that
+  // only one sample's states are resident; "auto" (also ""): disk when they exceed
+  // kAutoOffloadBytes. Both give the same output bytes.
+  std::string hidden_states = "auto";
+  // Folder of the scratch file; empty: the output folder's parent (else the system's temporary
+  // folder where that does not exist, as on another rank under mpirun).
+  std::filesystem::path offload_dir;
 };
+
+// Hidden states above this size go to disk with hidden_states "auto" (512 MiB).
+inline constexpr uint64_t kAutoOffloadBytes = 512ull << 20;
 
 // Quantizes the model in `model_dir` layer by layer, streaming weights from the mmapped files
 // (one decoder layer resident in fp32), and writes a GPTQ folder to `out`. An interrupted run

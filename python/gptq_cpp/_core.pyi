@@ -226,4 +226,6 @@ def quantize_model(
     force: bool = False,
     max_shard_bytes: int = 4000000000,
     progress: Optional[ProgressFn] = None,
+    hidden_states: str = "auto",
+    offload_dir: str | os.PathLike[str] = ...,
 ) -> QuantizeReport: ...

@@ -421,10 +421,13 @@ class GPTQModel:
 def quantize_model(model_dir: PathLike, out: PathLike, quantize_config: BaseQuantizeConfig, *,
                    calib_file: Optional[PathLike] = None, nsamples: int = 128, seqlen: int = 0, seed: int = 0,
                    threads: Optional[int] = None, force: bool = False, max_shard_size: Union[int, str] = "4GB",
-                   progress: _progress.ProgressArg = None) -> "_core.QuantizeReport":
+                   progress: _progress.ProgressArg = None, hidden_states: str = "auto",
+                   offload_dir: Optional[PathLike] = None) -> "_core.QuantizeReport":
     """The streaming path of ``gptq quantize`` (same arguments, same files): one decoder layer in
     memory at a time, calibration from a text or JSONL file (see the CLI's --calib), resumable
-    after an interruption by calling it again with the same arguments."""
+    after an interruption by calling it again with the same arguments. ``hidden_states``
+    ("memory", "disk" or "auto": disk above 512 MiB) and ``offload_dir`` are the CLI's
+    --hidden-states and --offload-dir."""
     if not isinstance(quantize_config, BaseQuantizeConfig):
         raise ArgumentError("quantize_config must be a BaseQuantizeConfig")
     fn = _progress.make(progress, True, "layer")
@@ -432,6 +435,8 @@ def quantize_model(model_dir: PathLike, out: PathLike, quantize_config: BaseQuan
         return _core.quantize_model(os.fspath(model_dir), os.fspath(out), quantize_config._to_cpp(),
                                     calib_file=os.fspath(calib_file) if calib_file else "", nsamples=int(nsamples),
                                     seqlen=int(seqlen), seed=int(seed), threads=_threads(threads), force=force,
-                                    max_shard_bytes=_parse_size(max_shard_size), progress=fn)
+                                    max_shard_bytes=_parse_size(max_shard_size), progress=fn,
+                                    hidden_states=hidden_states,
+                                    offload_dir=os.fspath(offload_dir) if offload_dir else "")
     finally:
         _progress.close(fn)

@@ -418,7 +418,8 @@ NB_MODULE(_core, m) {
       [](const std::filesystem::path& model_dir, const std::filesystem::path& out,
          const gptq::QuantizeConfig& q, const std::filesystem::path& calib_file, int nsamples,
          int seqlen, uint64_t seed, int threads, bool force, uint64_t max_shard_bytes,
-         std::optional<nb::callable> progress) {
+         std::optional<nb::callable> progress, const std::string& hidden_states,
+         const std::filesystem::path& offload_dir) {
         Pending pending;
         gptq::CalibrationOptions c;
         c.file = calib_file;
@@ -428,6 +429,8 @@ NB_MODULE(_core, m) {
         gptq::QuantizeRunOptions ro;
         ro.force = force;
         ro.max_shard_bytes = max_shard_bytes;
+        ro.hidden_states = hidden_states;
+        ro.offload_dir = offload_dir;
         ro.progress = progress_callback(progress, pending);
         return run(threads, pending, [&] {
           ro.threads = gptq::num_threads();  // quantize_model sets it: keep the one in force
@@ -436,7 +439,8 @@ NB_MODULE(_core, m) {
       },
       "model_dir"_a, "out"_a, "config"_a, "calib_file"_a = std::filesystem::path(),
       "nsamples"_a = 128, "seqlen"_a = 0, "seed"_a = 0, "threads"_a = 0, "force"_a = false,
-      "max_shard_bytes"_a = 4'000'000'000ull, "progress"_a = nb::none(),
+      "max_shard_bytes"_a = 4'000'000'000ull, "progress"_a = nb::none(), "hidden_states"_a = "auto",
+      "offload_dir"_a = std::filesystem::path(),
       "gptq::quantize_model: the streaming, resumable path of `gptq quantize` (one layer resident "
       "at a time).");
 }

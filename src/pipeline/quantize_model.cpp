@@ -139,6 +139,14 @@ QuantizeReport quantize_model(const std::filesystem::path& model_dir, const std:
                               const QuantizeConfig& qcfg, const CalibrationOptions& calib,
                               const QuantizeRunOptions& run) {
   const auto t_start = std::chrono::steady_clock::now();
+  if (!run.hidden_states.empty() && run.hidden_states != "auto" && run.hidden_states != "memory" &&
+      run.hidden_states != "disk") {
+    throw Error(ErrorKind::kArgument,
+                fmt::format("hidden_states \"{}\": expected auto, memory or disk", run.hidden_states));
+  }
+  if (std::error_code ec; !run.offload_dir.empty() && !std::filesystem::is_directory(run.offload_dir, ec)) {
+    throw Error(ErrorKind::kIo, fmt::format("offload folder {}: not a folder", run.offload_dir.string()));
+  }
   core::set_num_threads(run.threads);
   // Under mpirun every rank runs this function; rank 0 solves and writes (docs/distributed.md).
   const dist::Group group = dist::Group::world();
@@ -230,6 +238,19 @@ QuantizeReport quantize_model(const std::filesystem::path& model_dir, const std:
 
   pipeline::QuantizationPipeline pipe(dec, qcfg, samples, group, run.distribute_solve);
   const int64_t D = cfg.hidden_size;
+  // Where the hidden states live (QuantizeRunOptions::hidden_states).
+  std::filesystem::path spill;
+  const uint64_t hidden_bytes = static_cast<uint64_t>(pipe.kept_tokens() * D) * sizeof(float);
+  if (run.hidden_states == "disk" || (run.hidden_states != "memory" && hidden_bytes > kAutoOffloadBytes)) {
+    spill = run.offload_dir;
+    if (spill.empty()) {
+      spill = std::filesystem::absolute(out).parent_path();
+      std::error_code ec;
+      if (!std::filesystem::is_directory(spill, ec)) spill = std::filesystem::temp_directory_path();
+    }
+    core::log_info("calibration hidden states: {:.2f} GiB in a scratch file in {}",
+                   static_cast<double>(hidden_bytes) / (1ull << 30), spill.string());
+  }
   if (!bcast) {
     const io::TensorInfo& emb = store->get(desc.embed + ".weight");
     pipe.start(
@@ -237,7 +258,7 @@ QuantizeReport quantize_model(const std::filesystem::path& model_dir, const std:
           const size_t es = dtype_size(emb.dtype);
           core::to_fp32(emb.dtype, emb.data + static_cast<size_t>(id) * D * es, static_cast<size_t>(D), row);
         },
-        model::load_positions(*store, cfg, desc));
+        model::load_positions(*store, cfg, desc), spill);
   } else {
     // The embedding rows of the calibration tokens (sorted ids) and the position table, in
     // their stored dtypes: the same bytes every rank would read from the folder.
@@ -273,7 +294,7 @@ QuantizeReport quantize_model(const std::filesystem::path& model_dir, const std:
           const size_t es = dtype_size(grows.dtype);
           core::to_fp32(grows.dtype, grows.data + static_cast<size_t>(it - ids.begin()) * D * es, static_cast<size_t>(D), row);
         },
-        model::load_positions(got, cfg, desc));
+        model::load_positions(got, cfg, desc), spill);
   }
 
   QuantizeReport report;

@@ -324,17 +324,34 @@ int64_t QuantizationPipeline::tokens() const {
   return n;
 }
 
+int64_t QuantizationPipeline::kept_tokens() const {
+  int64_t n = 0;
+  for (size_t s = 0; s < samples_.size(); ++s) {
+    if (owns(s)) n += static_cast<int64_t>(samples_[s].size());
+  }
+  return n;
+}
+
 void QuantizationPipeline::start(const std::function<void(int32_t, float*)>& embed_row,
-                                 const std::vector<float>& positions) {
+                                 const std::vector<float>& positions, const std::filesystem::path& spill_dir) {
   const int64_t D = dec_.config().hidden_size;
-  hidden_.assign(samples_.size(), {});
+  std::vector<int64_t> rows(samples_.size(), 0);
+  for (size_t j = 0; j < samples_.size(); ++j) {
+    if (owns(j)) rows[j] = static_cast<int64_t>(samples_[j].size());
+  }
+  hidden_ = HiddenStates(rows, D, spill_dir);
+  std::vector<float> buf;
   for (size_t j = 0; j < samples_.size(); ++j) {
     if (!owns(j)) continue;
     const auto& s = samples_[j];
-    std::vector<float> h(s.size() * static_cast<size_t>(D));
-    for (size_t i = 0; i < s.size(); ++i) embed_row(s[i], h.data() + i * D);
-    dec_.finish_embedding(h.data(), static_cast<int64_t>(s.size()), 0, positions);
-    hidden_[j] = std::move(h);
+    float* h = hidden_.in_memory(j);
+    if (!h) {
+      buf.resize(s.size() * static_cast<size_t>(D));
+      h = buf.data();
+    }
+    for (size_t i = 0; i < s.size(); ++i) embed_row(s[i], h + i * D);
+    dec_.finish_embedding(h, static_cast<int64_t>(s.size()), 0, positions);
+    if (h == buf.data()) hidden_.write(j, h);
   }
 }
 
@@ -348,18 +365,22 @@ void QuantizationPipeline::run_block(const model::BlockWeights& block, const mod
   if (longest == 0) return;
   model::KVCache cache = dec_.make_cache(longest, longest, 1);
   cache.scratch().reserve(dec_.block_scratch_bytes(block, 0, longest, 0));
-  std::vector<float> scratch;
+  // A pass that updates in-memory states runs on them in place; otherwise each sample is copied
+  // into `buf` (and, when updating spilled states, written back).
+  std::vector<float> buf;
   for (size_t s = 0; s < samples_.size(); ++s) {
     if (!owns(s)) continue;
     check_interrupt();
     current_sample_ = s;
     const int64_t t = static_cast<int64_t>(samples_[s].size());
-    float* h = hidden_[s].data();
-    if (!update_hidden) {
-      scratch = hidden_[s];
-      h = scratch.data();
+    float* h = update_hidden ? hidden_.in_memory(s) : nullptr;
+    if (!h) {
+      buf.resize(static_cast<size_t>(t * dec_.config().hidden_size));
+      hidden_.read(s, buf.data());
+      h = buf.data();
     }
     dec_.block_forward(block, 0, h, t, 0, cache, hook, stop_at, 0);
+    if (update_hidden && h == buf.data()) hidden_.write(s, h);
   }
 }
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
 #include <vector>
 
 #include "arch/arch.h"
@@ -13,6 +14,7 @@
 #include "gptq/quantize.h"
 #include "model/decoder.h"
 #include "model/weights.h"
+#include "pipeline/hidden_states.h"
 #include "quant/quantizer.h"
 
 namespace gptq::pipeline {
@@ -60,7 +62,9 @@ class QuantizationPipeline {
   // Sets every sample's hidden state to its embedding. `embed_row(id, out)` writes row id of the
   // embedding matrix (so callers can read rows straight from a mapped file).
   // `positions`: the learned position table [P, D] for architectures that have one.
-  void start(const std::function<void(int32_t, float*)>& embed_row, const std::vector<float>& positions = {});
+  // `spill_dir`: keep the hidden states in a scratch file there (HiddenStates); empty: in memory.
+  void start(const std::function<void(int32_t, float*)>& embed_row, const std::vector<float>& positions = {},
+             const std::filesystem::path& spill_dir = {});
 
   // Quantizes block `layer` in place (dense weights replaced by their dequantized values) and
   // advances the hidden states through the quantized block. Dense 16-bit linears are widened to
@@ -71,6 +75,8 @@ class QuantizationPipeline {
   void advance(const model::BlockWeights& block);
 
   int64_t tokens() const;
+  // Tokens of the samples this rank keeps (all of them on one process).
+  int64_t kept_tokens() const;
 
  private:
   bool owns(size_t sample) const {
@@ -91,7 +97,7 @@ class QuantizationPipeline {
   std::string format_;
   quant::CalibDtype calib_;
   std::vector<std::vector<int32_t>> samples_;
-  std::vector<std::vector<float>> hidden_;  // per sample [T_s, D]
+  HiddenStates hidden_;                     // per sample [T_s, D]
   size_t current_sample_ = 0;               // the sample run_block is on (hooks read it)
   dist::Group group_;
   bool distribute_solve_ = false;

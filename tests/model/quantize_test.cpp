@@ -180,6 +180,69 @@ TEST(QuantizeStories260k, ResumesAfterAnInterruptionWithIdenticalFiles) {
   EXPECT_EQ(quantize_model(test::stories_dir(), other, q, calib()).layers_resumed, 0);
 }
 
+// Hidden states in a scratch file give the same bytes as in memory; the file has no name in its
+// folder while the run goes on (so it cannot be left behind); bad settings fail before any work.
+TEST(QuantizeStories260k, HiddenStatesOnDiskGiveTheSameBytes) {
+  test::TempDir tmp;
+  QuantizeConfig q;
+  q.bits = 4;
+  q.group_size = 32;
+  CalibrationOptions c = calib();
+  c.nsamples = 16;
+  QuantizeRunOptions run;
+  run.hidden_states = "memory";
+  quantize_model(test::stories_dir(), tmp.path() / "memory", q, c, run);
+  const auto spill = tmp.path() / "spill";
+  std::filesystem::create_directories(spill);
+  run.hidden_states = "disk";
+  run.offload_dir = spill;
+  int calls = 0, named = 0, open_there = 0;
+  run.progress = [&](const Progress&) {
+    ++calls;
+    named += !std::filesystem::is_empty(spill);
+    // The process holds it open: /proc/self/fd links to "<spill>/... (deleted)".
+    for (const auto& fd : std::filesystem::directory_iterator("/proc/self/fd")) {
+      std::error_code ec;
+      const auto target = std::filesystem::read_symlink(fd.path(), ec).string();
+      if (!ec && target.rfind(spill.string() + "/", 0) == 0) {
+        ++open_there;
+        break;
+      }
+    }
+  };
+  quantize_model(test::stories_dir(), tmp.path() / "disk", q, c, run);
+  EXPECT_GE(calls, 5);
+  EXPECT_EQ(named, 0);
+  EXPECT_EQ(open_there, calls) << "the hidden states must be in a scratch file in " << spill;
+  for (const char* f : {"model.safetensors", "config.json"}) {
+    EXPECT_EQ(test::read_file(tmp.path() / "memory" / f), test::read_file(tmp.path() / "disk" / f)) << f;
+  }
+  // The default (auto) keeps 16 x 256 x 64 floats in memory: also the same bytes.
+  quantize_model(test::stories_dir(), tmp.path() / "auto", q, c);
+  EXPECT_EQ(test::read_file(tmp.path() / "memory" / "model.safetensors"),
+            test::read_file(tmp.path() / "auto" / "model.safetensors"));
+
+  run.progress = {};
+  run.hidden_states = "swap";
+  try {
+    quantize_model(test::stories_dir(), tmp.path() / "bad", q, c, run);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kArgument);
+    EXPECT_NE(std::string(e.what()).find("swap"), std::string::npos) << e.what();
+  }
+  run.hidden_states = "disk";
+  run.offload_dir = tmp.path() / "missing";
+  try {
+    quantize_model(test::stories_dir(), tmp.path() / "bad", q, c, run);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kIo);
+    EXPECT_NE(std::string(e.what()).find("missing"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(std::filesystem::exists(tmp.path() / "bad.partial"));
+}
+
 TEST(QuantizeStories260k, CppApiQuantizeThenSave) {
   test::TempDir tmp;
   QuantizeConfig q;

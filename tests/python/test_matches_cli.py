@@ -71,3 +71,13 @@ def test_streaming_quantize_model_is_the_cli(tmp_path, cli, calib_rows):
                                   calib_file=calib, nsamples=1000, seqlen=512, progress=False)
     assert rep.layers == 5 and rep.calibration_tokens == sum(len(r) for r in calib_rows)
     assert (tmp_path / "py" / "model.safetensors").read_bytes() == (tmp_path / "cli" / "model.safetensors").read_bytes()
+    # Hidden states in a scratch file: the same bytes, and nothing left in its folder.
+    (tmp_path / "spill").mkdir()
+    gptq_cpp.quantize_model(STORIES, tmp_path / "disk", gptq_cpp.QuantizeConfig(group_size=32, damp_percent=0.01),
+                            calib_file=calib, nsamples=1000, seqlen=512, progress=False, hidden_states="disk",
+                            offload_dir=tmp_path / "spill")
+    assert (tmp_path / "disk" / "model.safetensors").read_bytes() == (tmp_path / "cli" / "model.safetensors").read_bytes()
+    assert not any((tmp_path / "spill").iterdir())
+    with pytest.raises(gptq_cpp.ArgumentError, match="swap"):
+        gptq_cpp.quantize_model(STORIES, tmp_path / "bad", gptq_cpp.QuantizeConfig(group_size=32), calib_file=calib,
+                                progress=False, hidden_states="swap")

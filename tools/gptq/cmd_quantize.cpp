@@ -56,7 +56,7 @@ uint64_t parse_size(const std::string& s) {
 
 Runner add_quantize(CLI::App& app) {
   struct Args {
-    std::string model, out, shard = "4GB", dequant;
+    std::string model, out, shard = "4GB", dequant, hidden_states = "auto", offload_dir;
     std::vector<std::string> dynamic;
     QuantizeConfig q;
     GgufExportOptions gguf;
@@ -101,6 +101,12 @@ Runner add_quantize(CLI::App& app) {
   cmd->add_option("--seed", a->c.seed, "seed for window sampling")->capture_default_str();
   cmd->add_option("--max-shard-size", a->shard, "largest safetensors shard (e.g. 4GB, 500MB)")->capture_default_str();
   cmd->add_option("--save-dequantized", a->dequant, "also write the fp32 dequantized weights here (for checks)");
+  cmd->add_option("--hidden-states", a->hidden_states,
+                  "where the calibration hidden states stay between layers: memory, disk (an unnamed scratch file, "
+                  "read and written once per pass) or auto (disk above 512 MiB)")
+      ->capture_default_str();
+  cmd->add_option("--offload-dir", a->offload_dir,
+                  "folder of that scratch file (default: the output folder's parent)");
   cmd->add_flag("--force", a->force, "replace an existing output folder");
   cmd->add_flag("--json", a->json, "print the report as one JSON object");
   cmd->add_flag("--broadcast-weights", a->broadcast_weights,
@@ -145,6 +151,8 @@ Runner add_quantize(CLI::App& app) {
     run.dequantized_out = a->dequant;
     run.broadcast_weights = a->broadcast_weights;
     run.distribute_solve = a->distribute_solve;
+    run.hidden_states = a->hidden_states;
+    run.offload_dir = a->offload_dir;
     std::signal(SIGINT, on_interrupt);
     std::signal(SIGTERM, on_interrupt);
     // Under mpirun (-np N) every rank runs the same command; rank 0 logs, prints and writes.
