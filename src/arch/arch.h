@@ -160,6 +160,8 @@ struct ArchDesc {
   Role input_slot(Role r) const;
   // The order in which the executor reaches r's input within a block (0, 1, ...).
   int input_order(Role r) const;
+  // The index in `sublayers` of the sublayer that runs r (-1 when none does).
+  int sublayer_of(Role r) const;
   // The group of roles that read r's input, in executor order.
   std::vector<Role> shared_with(Role r) const;
   AttentionKind attention_kind(int64_t layer) const;

@@ -96,6 +96,18 @@ int ArchDesc::input_order(Role r) const {
   return static_cast<int>(shared_inputs.size());
 }
 
+int ArchDesc::sublayer_of(Role r) const {
+  const bool attn = r == Role::kQ || r == Role::kK || r == Role::kV || r == Role::kO;
+  for (size_t i = 0; i < sublayers.size(); ++i) {
+    const SublayerKind k = sublayers[i].kind;
+    if (attn ? k == SublayerKind::kAttention
+             : k == SublayerKind::kMlp ? (r == Role::kUp || r == Role::kDown) : k == SublayerKind::kGatedMlp) {
+      return static_cast<int>(i);
+    }
+  }
+  return -1;
+}
+
 std::vector<Role> ArchDesc::shared_with(Role r) const {
   for (const auto& g : shared_inputs) {
     if (std::find(g.begin(), g.end(), r) != g.end()) return g;

@@ -205,7 +205,7 @@ void Decoder::project(const BlockWeights& b, arch::Role first, const float* x, i
 
 void Decoder::block_forward(const BlockWeights& b, int64_t layer, float* hidden, int64_t t, int64_t pos0,
                             KVCache& cache, const LinearInputHook* hook, std::optional<arch::Role> stop_at,
-                            int64_t cache_layer) const {
+                            int64_t cache_layer, size_t first_sublayer, const float* block_input) const {
   if (cache_layer < 0) cache_layer = layer;
   auto report = [&](arch::Role r, const float* x, int64_t n) {
     if (hook) (*hook)(r, x, n);
@@ -229,15 +229,19 @@ void Decoder::block_forward(const BlockWeights& b, int64_t layer, float* hidden,
   float* y = arena.take<float>(static_cast<size_t>(t * D));
   // GPT-NeoX's parallel residual: every sublayer reads the block's input, x + attn(ln1(x)) +
   // mlp(ln2(x)); otherwise each reads the previous one's result.
+  if (first_sublayer > desc_.sublayers.size() || (first_sublayer > 0 && desc_.parallel_residual && !block_input)) {
+    throw Error(ErrorKind::kArgument, fmt::format("block_forward: cannot start at sublayer {} of {}{}", first_sublayer,
+                                                  desc_.sublayers.size(), desc_.parallel_residual ? " without the block input" : ""));
+  }
   const float* src = hidden;
   if (desc_.parallel_residual) {
     float* block_in = arena.take<float>(static_cast<size_t>(t * D));
-    std::memcpy(block_in, hidden, static_cast<size_t>(t * D) * sizeof(float));
+    std::memcpy(block_in, first_sublayer > 0 ? block_input : hidden, static_cast<size_t>(t * D) * sizeof(float));
     src = block_in;
   }
   using arch::Role;
   auto slot = [](Role r) { return static_cast<size_t>(role_index(r)); };
-  for (size_t si = 0; si < desc_.sublayers.size(); ++si) {
+  for (size_t si = first_sublayer; si < desc_.sublayers.size(); ++si) {
     const auto& sl = desc_.sublayers[si];
     backend::ArenaScope sublayer_scope(arena);
     if (b.norms[si].empty()) {

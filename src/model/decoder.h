@@ -70,9 +70,14 @@ class Decoder {
   // With stop_at set, returns right after the hook has seen that role's input (hidden is then
   // left partly updated: calibration uses this to skip work it does not need). cache_layer
   // picks the cache slot (-1: `layer`), so calibration can use a one-layer cache.
+  // first_sublayer > 0 starts at that sublayer, hidden holding the residual stream at its start
+  // (what a run stopped at a role of that sublayer leaves in hidden), and, with a parallel
+  // residual, block_input the block's input; the sublayers skipped must not be attention ones
+  // whose keys a later one reads (none are).
   void block_forward(const BlockWeights& b, int64_t layer, float* hidden, int64_t t, int64_t pos0,
                      KVCache& cache, const LinearInputHook* hook = nullptr,
-                     std::optional<arch::Role> stop_at = std::nullopt, int64_t cache_layer = -1) const;
+                     std::optional<arch::Role> stop_at = std::nullopt, int64_t cache_layer = -1,
+                     size_t first_sublayer = 0, const float* block_input = nullptr) const;
 
   // logits [rows, V] for the last `rows` of hidden [T, D] (final norm, lm_head). Temporaries
   // come from scratch when given (logits_scratch_bytes(w, rows) of it), else are allocated.

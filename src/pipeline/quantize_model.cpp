@@ -240,7 +240,9 @@ QuantizeReport quantize_model(const std::filesystem::path& model_dir, const std:
   const int64_t D = cfg.hidden_size;
   // Where the hidden states live (QuantizeRunOptions::hidden_states).
   std::filesystem::path spill;
-  const uint64_t hidden_bytes = static_cast<uint64_t>(pipe.kept_tokens() * D) * sizeof(float);
+  // Two sets with true-sequential (the block input and the stream at the MLP's start).
+  const uint64_t sets = qcfg.true_sequential && qcfg.method != "rtn" ? 2 : 1;
+  const uint64_t hidden_bytes = sets * static_cast<uint64_t>(pipe.kept_tokens() * D) * sizeof(float);
   if (run.hidden_states == "disk" || (run.hidden_states != "memory" && hidden_bytes > kAutoOffloadBytes)) {
     spill = run.offload_dir;
     if (spill.empty()) {

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <numeric>
@@ -340,6 +341,9 @@ void QuantizationPipeline::start(const std::function<void(int32_t, float*)>& emb
     if (owns(j)) rows[j] = static_cast<int64_t>(samples_[j].size());
   }
   hidden_ = HiddenStates(rows, D, spill_dir);
+  const char* env = std::getenv("GPTQ_RECOMPUTE_SUBLAYERS");
+  reuse_mid_ = q_.true_sequential && q_.method != "rtn" && !(env && std::string(env) == "1");
+  if (reuse_mid_) mid_ = HiddenStates(rows, D, spill_dir);
   std::vector<float> buf;
   for (size_t j = 0; j < samples_.size(); ++j) {
     if (!owns(j)) continue;
@@ -356,7 +360,7 @@ void QuantizationPipeline::start(const std::function<void(int32_t, float*)>& emb
 }
 
 void QuantizationPipeline::run_block(const model::BlockWeights& block, const model::LinearInputHook* hook,
-                                     std::optional<arch::Role> stop_at, bool update_hidden) {
+                                     std::optional<arch::Role> stop_at, bool update_hidden, size_t from, bool save_mid) {
   // One one-layer cache for every sample, its scratch arena sized for the longest.
   int64_t longest = 0;
   for (size_t s = 0; s < samples_.size(); ++s) {
@@ -365,21 +369,30 @@ void QuantizationPipeline::run_block(const model::BlockWeights& block, const mod
   if (longest == 0) return;
   model::KVCache cache = dec_.make_cache(longest, longest, 1);
   cache.scratch().reserve(dec_.block_scratch_bytes(block, 0, longest, 0));
-  // A pass that updates in-memory states runs on them in place; otherwise each sample is copied
-  // into `buf` (and, when updating spilled states, written back).
-  std::vector<float> buf;
+  const int64_t D = dec_.config().hidden_size;
+  const bool parallel = dec_.desc().parallel_residual;
+  // A pass that updates in-memory states from the block input runs on them in place; otherwise
+  // each sample is copied into `buf` (and, when updating spilled states, written back).
+  std::vector<float> buf, block_in;
   for (size_t s = 0; s < samples_.size(); ++s) {
     if (!owns(s)) continue;
     check_interrupt();
     current_sample_ = s;
     const int64_t t = static_cast<int64_t>(samples_[s].size());
-    float* h = update_hidden ? hidden_.in_memory(s) : nullptr;
+    float* h = update_hidden && from == 0 ? hidden_.in_memory(s) : nullptr;
+    const float* in = nullptr;
     if (!h) {
-      buf.resize(static_cast<size_t>(t * dec_.config().hidden_size));
-      hidden_.read(s, buf.data());
+      buf.resize(static_cast<size_t>(t * D));
+      (from > 0 ? mid_ : hidden_).read(s, buf.data());
       h = buf.data();
     }
-    dec_.block_forward(block, 0, h, t, 0, cache, hook, stop_at, 0);
+    if (from > 0 && parallel) {
+      block_in.resize(static_cast<size_t>(t * D));
+      hidden_.read(s, block_in.data());
+      in = block_in.data();
+    }
+    dec_.block_forward(block, 0, h, t, 0, cache, hook, stop_at, 0, from, in);
+    if (save_mid) mid_.write(s, h);
     if (update_hidden && h == buf.data()) hidden_.write(s, h);
   }
 }
@@ -406,6 +419,9 @@ LayerResult QuantizationPipeline::quantize_layer(int64_t layer, model::BlockWeig
   }
   LayerResult out;
   const auto t_layer = std::chrono::steady_clock::now();
+  // Roles whose group is done (weights final for this layer), for the reuse of mid_.
+  std::set<Role> final_roles;
+  mid_at_ = 0;
   double exchange_s = 0;  // time in the reductions and the broadcasts of results
   const uint64_t traffic0 = dist::traffic_bytes();
   for (const auto& group : groups) {
@@ -445,7 +461,10 @@ LayerResult QuantizationPipeline::quantize_layer(int64_t layer, model::BlockWeig
       params[r] = p;
       todo.push_back(r);
     }
-    if (todo.empty()) continue;
+    if (todo.empty()) {
+      final_roles.insert(group.begin(), group.end());
+      continue;
+    }
     // With the damp search, even and odd calibration sequences go to two accumulators (the
     // folds of the cross-validation); H for the final solve is their token-weighted mean. Each
     // is summed over canonical shards in a fixed order (sharded_hessian.h).
@@ -470,7 +489,18 @@ LayerResult QuantizationPipeline::quantize_layer(int64_t layer, model::BlockWeig
         auto it = target.find(r);
         if (it != target.end()) it->second.add(static_cast<int64_t>(current_sample_) / shard_size_, x, t);
       };
-      run_block(block, &hook, stop_at, false);
+      // Start at the saved sublayer when the pass goes that far; save where this pass stops
+      // when that is further and every linear before it is final.
+      const int stop_sub = desc.sublayer_of(*stop_at);
+      const size_t from = mid_at_ > 0 && static_cast<int>(mid_at_) <= stop_sub ? mid_at_ : 0;
+      bool save = reuse_mid_ && stop_sub > static_cast<int>(mid_at_);
+      for (const auto& g : desc.sequential_groups) {
+        for (Role r : g) {
+          if (desc.sublayer_of(r) < stop_sub && !final_roles.count(r)) save = false;
+        }
+      }
+      run_block(block, &hook, stop_at, false, from, save);
+      if (save) mid_at_ = static_cast<size_t>(stop_sub);
     }
     // Who solves each linear (rank 0, or spread by assign_solvers), and per input slot the rank
     // that sums its Hessian (the solver of the slot's first linear) and the other solvers it
@@ -645,8 +675,9 @@ LayerResult QuantizationPipeline::quantize_layer(int64_t layer, model::BlockWeig
       out.reports.push_back(std::move(reps_of.at(r)));
       out.packed.push_back(std::move(packed_of.at(r)));
     }
+    final_roles.insert(group.begin(), group.end());
   }
-  if (!rtn) run_block(block, nullptr, std::nullopt, true);
+  if (!rtn) run_block(block, nullptr, std::nullopt, true, mid_at_);
   if (group_.size() > 1 && group_.root()) {
     core::log_info("layer {}: {:.3f} s of {:.3f} s in the exchange, {:.1f} MB sent and received by rank 0 "
                    "(Hessians, results, waits included)",

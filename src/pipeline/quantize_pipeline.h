@@ -87,8 +87,11 @@ class QuantizationPipeline {
   // largest linears first, each to the least loaded rank. Depends on the shapes and N only.
   std::vector<int> assign_solvers(const std::vector<arch::Role>& todo, const model::BlockWeights& block) const;
 
+  // One pass over this rank's samples. from > 0: each starts at that sublayer from mid_ (the
+  // block input still in hidden_); save_mid: the residual stream where the pass stops (the start
+  // of stop_at's sublayer) goes to mid_.
   void run_block(const model::BlockWeights& block, const model::LinearInputHook* hook, std::optional<arch::Role> stop_at,
-                 bool update_hidden);
+                 bool update_hidden, size_t from = 0, bool save_mid = false);
 
   const model::Decoder& dec_;
   QuantizeConfig q_;
@@ -97,7 +100,14 @@ class QuantizationPipeline {
   std::string format_;
   quant::CalibDtype calib_;
   std::vector<std::vector<int32_t>> samples_;
-  HiddenStates hidden_;                     // per sample [T_s, D]
+  HiddenStates hidden_;                     // per sample [T_s, D]: the current block's input
+  // True-sequential runs: per sample, the residual stream at the start of sublayer mid_at_ of
+  // the current block, saved by the first pass that reaches it once every linear before it has
+  // its final weights, so that later passes (the MLP's groups, the final advance) start there
+  // instead of recomputing attention (the same bits: the same ops on the same inputs).
+  HiddenStates mid_;
+  size_t mid_at_ = 0;                       // 0: none saved for this block
+  bool reuse_mid_ = true;                   // GPTQ_RECOMPUTE_SUBLAYERS=1 turns it off (checks)
   size_t current_sample_ = 0;               // the sample run_block is on (hooks read it)
   dist::Group group_;
   bool distribute_solve_ = false;

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -155,6 +156,28 @@ TEST_P(Family, QuantizesAt4BitG32AndReloads) {
   EXPECT_NEAR(reloaded, in_memory, 2e-3 * in_memory);
   // Random weights of spread 0.12 at 4 bits: within a few percent of fp32's NLL.
   EXPECT_NEAR(in_memory, fp, 0.05 * fp);
+}
+
+// True-sequential passes start at the MLP from the saved residual stream once attention is
+// quantized (QuantizationPipeline::mid_); recomputing attention in every pass instead
+// (GPTQ_RECOMPUTE_SUBLAYERS=1) must give the same bytes, for every block wiring (parallel
+// residuals, post-norms, fused tensors, plain MLPs).
+TEST_P(Family, ReusedSublayerStatesGiveTheSameBytes) {
+  QuantizeConfig q;
+  q.bits = 4;
+  q.group_size = 32;
+  test::TempDir tmp;
+  auto quantized = [&](const std::string& name) {
+    CausalLM m = CausalLM::from_pretrained(family_dir(GetParam()), q);
+    m.quantize(random_calib(4, 12));
+    m.save_quantized(tmp.path() / name);
+    return test::read_file(tmp.path() / name / "model.safetensors");
+  };
+  const std::string reused = quantized("reused");
+  ::setenv("GPTQ_RECOMPUTE_SUBLAYERS", "1", 1);
+  const std::string recomputed = quantized("recomputed");
+  ::unsetenv("GPTQ_RECOMPUTE_SUBLAYERS");
+  EXPECT_TRUE(reused == recomputed) << GetParam();
 }
 
 // The goldens depend on the family keys: without its sliding window (sliding_window: null) the
