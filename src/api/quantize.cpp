@@ -49,7 +49,9 @@ QuantizeReport CausalLM::quantize(const std::vector<std::vector<int32_t>>& examp
   // Blocks are quantized in place: once the first one has changed, a failure (or an interrupt)
   // leaves a model that is neither the original nor quantized, so it is marked unusable.
   try {
-    pipe.start([&](int32_t id, float* row) { im.weights.embed.row(id, row); }, im.weights.positions);
+    // Hidden states above kAutoOffloadBytes go to a scratch file in the temporary folder.
+    pipe.start([&](int32_t id, float* row) { im.weights.embed.row(id, row); }, im.weights.positions,
+               pipe.spill_dir("auto", {}, {}));
     im.packed.resize(static_cast<size_t>(rep.layers));
     for (int64_t l = 0; l < rep.layers; ++l) {
       auto res = pipe.quantize_layer(l, im.weights.blocks[l], progress);

@@ -239,20 +239,7 @@ QuantizeReport quantize_model(const std::filesystem::path& model_dir, const std:
   pipeline::QuantizationPipeline pipe(dec, qcfg, samples, group, run.distribute_solve);
   const int64_t D = cfg.hidden_size;
   // Where the hidden states live (QuantizeRunOptions::hidden_states).
-  std::filesystem::path spill;
-  // Two sets with true-sequential (the block input and the stream at the MLP's start).
-  const uint64_t sets = qcfg.true_sequential && qcfg.method != "rtn" ? 2 : 1;
-  const uint64_t hidden_bytes = sets * static_cast<uint64_t>(pipe.kept_tokens() * D) * sizeof(float);
-  if (run.hidden_states == "disk" || (run.hidden_states != "memory" && hidden_bytes > kAutoOffloadBytes)) {
-    spill = run.offload_dir;
-    if (spill.empty()) {
-      spill = std::filesystem::absolute(out).parent_path();
-      std::error_code ec;
-      if (!std::filesystem::is_directory(spill, ec)) spill = std::filesystem::temp_directory_path();
-    }
-    core::log_info("calibration hidden states: {:.2f} GiB in a scratch file in {}",
-                   static_cast<double>(hidden_bytes) / (1ull << 30), spill.string());
-  }
+  const std::filesystem::path spill = pipe.spill_dir(run.hidden_states, run.offload_dir, std::filesystem::absolute(out).parent_path());
   if (!bcast) {
     const io::TensorInfo& emb = store->get(desc.embed + ".weight");
     pipe.start(

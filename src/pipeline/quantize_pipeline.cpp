@@ -333,6 +333,20 @@ int64_t QuantizationPipeline::kept_tokens() const {
   return n;
 }
 
+std::filesystem::path QuantizationPipeline::spill_dir(const std::string& mode, const std::filesystem::path& dir,
+                                                     const std::filesystem::path& parent) const {
+  // Two sets with true-sequential (the block input and the stream at the MLP's start).
+  const uint64_t sets = q_.true_sequential && q_.method != "rtn" ? 2 : 1;
+  const uint64_t bytes = sets * static_cast<uint64_t>(kept_tokens() * dec_.config().hidden_size) * sizeof(float);
+  if (mode == "memory" || (mode != "disk" && bytes <= kAutoOffloadBytes)) return {};
+  std::filesystem::path d = dir.empty() ? parent : dir;
+  std::error_code ec;
+  if (d.empty() || !std::filesystem::is_directory(d, ec)) d = std::filesystem::temp_directory_path();
+  core::log_info("calibration hidden states: {:.2f} GiB in a scratch file in {}", static_cast<double>(bytes) / (1ull << 30),
+                 d.string());
+  return d;
+}
+
 void QuantizationPipeline::start(const std::function<void(int32_t, float*)>& embed_row,
                                  const std::vector<float>& positions, const std::filesystem::path& spill_dir) {
   const int64_t D = dec_.config().hidden_size;

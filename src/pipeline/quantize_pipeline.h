@@ -77,6 +77,11 @@ class QuantizationPipeline {
   int64_t tokens() const;
   // Tokens of the samples this rank keeps (all of them on one process).
   int64_t kept_tokens() const;
+  // Where start() should keep the hidden states (QuantizeRunOptions::hidden_states): empty for
+  // memory; else `dir`, or when that is empty `parent` (the system's temporary folder where
+  // that is no folder). Logs the choice of a scratch file.
+  std::filesystem::path spill_dir(const std::string& mode, const std::filesystem::path& dir,
+                                  const std::filesystem::path& parent) const;
 
  private:
   bool owns(size_t sample) const {
