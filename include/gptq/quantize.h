@@ -144,8 +144,8 @@ struct QuantizeRunOptions {
   std::filesystem::path offload_dir;
 };
 
-// Hidden states above this size go to disk with hidden_states "auto" (512 MiB).
-inline constexpr uint64_t kAutoOffloadBytes = 512ull << 20;
+// Hidden states above this size go to disk with hidden_states "auto" (128 MiB: the 1.1B shape at 32 x 512 keeps 256 MiB).
+inline constexpr uint64_t kAutoOffloadBytes = 128ull << 20;
 
 // Quantizes the model in `model_dir` layer by layer, streaming weights from the mmapped files
 // (one decoder layer resident in fp32), and writes a GPTQ folder to `out`. An interrupted run

@@ -426,7 +426,7 @@ def quantize_model(model_dir: PathLike, out: PathLike, quantize_config: BaseQuan
     """The streaming path of ``gptq quantize`` (same arguments, same files): one decoder layer in
     memory at a time, calibration from a text or JSONL file (see the CLI's --calib), resumable
     after an interruption by calling it again with the same arguments. ``hidden_states``
-    ("memory", "disk" or "auto": disk above 512 MiB) and ``offload_dir`` are the CLI's
+    ("memory", "disk" or "auto": disk above 128 MiB) and ``offload_dir`` are the CLI's
     --hidden-states and --offload-dir."""
     if not isinstance(quantize_config, BaseQuantizeConfig):
         raise ArgumentError("quantize_config must be a BaseQuantizeConfig")

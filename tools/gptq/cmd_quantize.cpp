@@ -103,7 +103,7 @@ Runner add_quantize(CLI::App& app) {
   cmd->add_option("--save-dequantized", a->dequant, "also write the fp32 dequantized weights here (for checks)");
   cmd->add_option("--hidden-states", a->hidden_states,
                   "where the calibration hidden states stay between layers: memory, disk (an unnamed scratch file, "
-                  "read and written once per pass) or auto (disk above 512 MiB)")
+                  "read and written once per pass) or auto (disk above 128 MiB)")
       ->capture_default_str();
   cmd->add_option("--offload-dir", a->offload_dir,
                   "folder of that scratch file (default: the output folder's parent)");
