@@ -153,13 +153,13 @@ class CpuOps final : public Ops {
                         static_cast<int>(hd), a.scale, q + i0 * qs + h * hd, static_cast<int>(qs),
                         k + klo * ks + g * hd, static_cast<int>(ks), 0.0f, s, static_cast<int>(span));
             for (int64_t i = i0; i < i1; ++i) {
-              float* row = s + (i - i0) * span - klo;  // row[j] for keys j in [klo, khi)
+              float* row = s + (i - i0) * span;  // row[j - klo] for keys j in [klo, khi)
               int64_t lo, hi;
               range(i, &lo, &hi);
-              cap(row, lo, hi);
-              softmax_range(row, lo, hi);
-              std::fill(row + klo, row + lo, 0.0f);
-              std::fill(row + hi, row + khi, 0.0f);
+              cap(row, lo - klo, hi - klo);
+              softmax_range(row, lo - klo, hi - klo);
+              std::fill(row, row + (lo - klo), 0.0f);
+              std::fill(row + (hi - klo), row + span, 0.0f);
             }
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(i1 - i0), static_cast<int>(hd),
                         static_cast<int>(span), 1.0f, s, static_cast<int>(span), v + klo * ks + g * hd,
