@@ -229,9 +229,13 @@ void Decoder::block_forward(const BlockWeights& b, int64_t layer, float* hidden,
   float* y = arena.take<float>(static_cast<size_t>(t * D));
   // GPT-NeoX's parallel residual: every sublayer reads the block's input, x + attn(ln1(x)) +
   // mlp(ln2(x)); otherwise each reads the previous one's result.
-  if (first_sublayer > desc_.sublayers.size() || (first_sublayer > 0 && desc_.parallel_residual && !block_input)) {
-    throw Error(ErrorKind::kArgument, fmt::format("block_forward: cannot start at sublayer {} of {}{}", first_sublayer,
-                                                  desc_.sublayers.size(), desc_.parallel_residual ? " without the block input" : ""));
+  if (first_sublayer > desc_.sublayers.size()) {
+    throw Error(ErrorKind::kArgument, fmt::format("block_forward: cannot start at sublayer {} of {}", first_sublayer,
+                                                  desc_.sublayers.size()));
+  }
+  if (first_sublayer > 0 && desc_.parallel_residual && !block_input) {
+    throw Error(ErrorKind::kArgument, "block_forward: a parallel-residual block started past its first sublayer needs "
+                                      "the block input");
   }
   const float* src = hidden;
   if (desc_.parallel_residual) {
