@@ -205,7 +205,8 @@ void Decoder::project(const BlockWeights& b, arch::Role first, const float* x, i
 
 void Decoder::block_forward(const BlockWeights& b, int64_t layer, float* hidden, int64_t t, int64_t pos0,
                             KVCache& cache, const LinearInputHook* hook, std::optional<arch::Role> stop_at,
-                            int64_t cache_layer, size_t first_sublayer, const float* block_input) const {
+                            int64_t cache_layer, size_t first_sublayer, const float* block_input,
+                            const float* output_input) const {
   if (cache_layer < 0) cache_layer = layer;
   auto report = [&](arch::Role r, const float* x, int64_t n) {
     if (hook) (*hook)(r, x, n);
@@ -248,61 +249,68 @@ void Decoder::block_forward(const BlockWeights& b, int64_t layer, float* hidden,
   for (size_t si = first_sublayer; si < desc_.sublayers.size(); ++si) {
     const auto& sl = desc_.sublayers[si];
     backend::ArenaScope sublayer_scope(arena);
-    if (b.norms[si].empty()) {
-      std::copy(src, src + t * D, x);  // OLMo 2: no pre-norm
+    if (si == first_sublayer && output_input) {
+      // Resumed at the output linear, from the input a run stopped there saw.
+      const Role r = output_role(sl.kind);
+      if (report(r, output_input, t)) return;
+      b.at(r).forward(output_input, t, y, &arena);
     } else {
-      norm(src, b.norms[si].data(), b.norm_biases.empty() ? nullptr : b.norm_biases[si].data(), t, D, x);
-    }
-    std::array<float*, kNumRoles> out{};
-    if (sl.kind == arch::SublayerKind::kAttention) {
-      if (report(Role::kQ, x, t)) return;
-      float* q = arena.take<float>(static_cast<size_t>(t * H * hd));
-      float* attn = arena.take<float>(static_cast<size_t>(t * H * hd));
-      float* kc = cache.k(cache_layer) + pos0 * KV * hd;  // [T, KV*hd] slots for the new positions
-      float* vc = cache.v(cache_layer) + pos0 * KV * hd;
-      out[slot(Role::kQ)] = q;
-      out[slot(Role::kK)] = kc;
-      out[slot(Role::kV)] = vc;
-      project(b, Role::kQ, x, t, out, arena);
-      // Qwen3 / Gemma 3: RMSNorm of every head over head_dim, before RoPE.
-      // OLMo 2: over the whole projection instead.
-      const bool full = desc_.qk_norm_full;
-      if (!b.q_norm.empty()) norm(q, b.q_norm.data(), nullptr, full ? t : t * H, full ? H * hd : hd, q);
-      if (!b.k_norm.empty()) norm(kc, b.k_norm.data(), nullptr, full ? t : t * KV, full ? KV * hd : hd, kc);
-      // HF "rotate_half" RoPE on the first `rot` dims of each head: dimension i pairs with
-      // i + rot/2 (not the interleaved pairs of Meta's original code; converted checkpoints have
-      // q/k rows permuted to match). Cohere keeps the interleaved pairs (2i, 2i+1).
-      if (desc_.positions == arch::Positions::kRope) {
-        const auto style =
-            desc_.rope_style == arch::RopeStyle::kInterleaved ? backend::Rope::kInterleaved : backend::Rope::kRotateHalf;
-        ops_.rope(q, t, H, hd, rot, rope, pos0, style);
-        ops_.rope(kc, t, KV, hd, rot, rope, pos0, style);
+      if (b.norms[si].empty()) {
+        std::copy(src, src + t * D, x);  // OLMo 2: no pre-norm
+      } else {
+        norm(src, b.norms[si].data(), b.norm_biases.empty() ? nullptr : b.norm_biases[si].data(), t, D, x);
       }
-      const backend::AttentionShape a = attention_shape(layer);
-      {
-        backend::ArenaScope scores_scope(arena);
-        float* scores = arena.take<float>(static_cast<size_t>(ops_.attention_scratch(t, pos0, a)));
-        ops_.attention(q, cache.k(cache_layer), cache.v(cache_layer), t, pos0, a, attn, scores);
+      std::array<float*, kNumRoles> out{};
+      if (sl.kind == arch::SublayerKind::kAttention) {
+        if (report(Role::kQ, x, t)) return;
+        float* q = arena.take<float>(static_cast<size_t>(t * H * hd));
+        float* attn = arena.take<float>(static_cast<size_t>(t * H * hd));
+        float* kc = cache.k(cache_layer) + pos0 * KV * hd;  // [T, KV*hd] slots for the new positions
+        float* vc = cache.v(cache_layer) + pos0 * KV * hd;
+        out[slot(Role::kQ)] = q;
+        out[slot(Role::kK)] = kc;
+        out[slot(Role::kV)] = vc;
+        project(b, Role::kQ, x, t, out, arena);
+        // Qwen3 / Gemma 3: RMSNorm of every head over head_dim, before RoPE.
+        // OLMo 2: over the whole projection instead.
+        const bool full = desc_.qk_norm_full;
+        if (!b.q_norm.empty()) norm(q, b.q_norm.data(), nullptr, full ? t : t * H, full ? H * hd : hd, q);
+        if (!b.k_norm.empty()) norm(kc, b.k_norm.data(), nullptr, full ? t : t * KV, full ? KV * hd : hd, kc);
+        // HF "rotate_half" RoPE on the first `rot` dims of each head: dimension i pairs with
+        // i + rot/2 (not the interleaved pairs of Meta's original code; converted checkpoints have
+        // q/k rows permuted to match). Cohere keeps the interleaved pairs (2i, 2i+1).
+        if (desc_.positions == arch::Positions::kRope) {
+          const auto style =
+              desc_.rope_style == arch::RopeStyle::kInterleaved ? backend::Rope::kInterleaved : backend::Rope::kRotateHalf;
+          ops_.rope(q, t, H, hd, rot, rope, pos0, style);
+          ops_.rope(kc, t, KV, hd, rot, rope, pos0, style);
+        }
+        const backend::AttentionShape a = attention_shape(layer);
+        {
+          backend::ArenaScope scores_scope(arena);
+          float* scores = arena.take<float>(static_cast<size_t>(ops_.attention_scratch(t, pos0, a)));
+          ops_.attention(q, cache.k(cache_layer), cache.v(cache_layer), t, pos0, a, attn, scores);
+        }
+        if (report(Role::kO, attn, t)) return;
+        b.at(Role::kO).forward(attn, t, y, &arena);
+      } else if (sl.kind == arch::SublayerKind::kGatedMlp) {
+        if (report(Role::kGate, x, t)) return;
+        float* g = arena.take<float>(static_cast<size_t>(t * F));
+        float* u = arena.take<float>(static_cast<size_t>(t * F));
+        out[slot(Role::kGate)] = g;
+        out[slot(Role::kUp)] = u;
+        project(b, Role::kGate, x, t, out, arena);
+        ops_.gated(act_, g, u, t * F);  // act(gate) * up
+        if (report(Role::kDown, g, t)) return;
+        b.at(Role::kDown).forward(g, t, y, &arena);
+      } else {
+        if (report(Role::kUp, x, t)) return;
+        float* u = arena.take<float>(static_cast<size_t>(t * F));
+        b.at(Role::kUp).forward(x, t, u, &arena);
+        ops_.activation(act_, u, t * F);  // down(act(up(x)))
+        if (report(Role::kDown, u, t)) return;
+        b.at(Role::kDown).forward(u, t, y, &arena);
       }
-      if (report(Role::kO, attn, t)) return;
-      b.at(Role::kO).forward(attn, t, y, &arena);
-    } else if (sl.kind == arch::SublayerKind::kGatedMlp) {
-      if (report(Role::kGate, x, t)) return;
-      float* g = arena.take<float>(static_cast<size_t>(t * F));
-      float* u = arena.take<float>(static_cast<size_t>(t * F));
-      out[slot(Role::kGate)] = g;
-      out[slot(Role::kUp)] = u;
-      project(b, Role::kGate, x, t, out, arena);
-      ops_.gated(act_, g, u, t * F);  // act(gate) * up
-      if (report(Role::kDown, g, t)) return;
-      b.at(Role::kDown).forward(g, t, y, &arena);
-    } else {
-      if (report(Role::kUp, x, t)) return;
-      float* u = arena.take<float>(static_cast<size_t>(t * F));
-      b.at(Role::kUp).forward(x, t, u, &arena);
-      ops_.activation(act_, u, t * F);  // down(act(up(x)))
-      if (report(Role::kDown, u, t)) return;
-      b.at(Role::kDown).forward(u, t, y, &arena);
     }
     // Gemma 2/3: the sublayer's output is normed before the residual add.
     if (!b.post_norms.empty() && !b.post_norms[si].empty()) norm(y, b.post_norms[si].data(), nullptr, t, D, y);

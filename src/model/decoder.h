@@ -73,11 +73,19 @@ class Decoder {
   // first_sublayer > 0 starts at that sublayer, hidden holding the residual stream at its start
   // (what a run stopped at a role of that sublayer leaves in hidden), and, with a parallel
   // residual, block_input the block's input; the sublayers skipped must not be attention ones
-  // whose keys a later one reads (none are).
+  // whose keys a later one reads (none are). output_input, when given, is the input of that
+  // first sublayer's output linear (o_proj, down_proj: output_role()) [T, K], as a run stopped
+  // there saw it: the sublayer then starts at that linear, skipping its norm and the rest.
   void block_forward(const BlockWeights& b, int64_t layer, float* hidden, int64_t t, int64_t pos0,
                      KVCache& cache, const LinearInputHook* hook = nullptr,
                      std::optional<arch::Role> stop_at = std::nullopt, int64_t cache_layer = -1,
-                     size_t first_sublayer = 0, const float* block_input = nullptr) const;
+                     size_t first_sublayer = 0, const float* block_input = nullptr,
+                     const float* output_input = nullptr) const;
+
+  // The linear whose output a sublayer of this kind adds to the residual stream.
+  static arch::Role output_role(arch::SublayerKind kind) {
+    return kind == arch::SublayerKind::kAttention ? arch::Role::kO : arch::Role::kDown;
+  }
 
   // logits [rows, V] for the last `rows` of hidden [T, D] (final norm, lm_head). Temporaries
   // come from scratch when given (logits_scratch_bytes(w, rows) of it), else are allocated.

@@ -21,6 +21,7 @@ class HiddenStates {
   HiddenStates(std::vector<int64_t> rows, int64_t width, const std::filesystem::path& spill_dir);
 
   int64_t rows(size_t s) const { return rows_[s]; }
+  int64_t width() const { return width_; }
   bool spilled() const { return file_ != nullptr; }
   uint64_t bytes() const;
 

@@ -333,11 +333,24 @@ int64_t QuantizationPipeline::kept_tokens() const {
   return n;
 }
 
+std::vector<int64_t> QuantizationPipeline::saved_widths() const {
+  const char* env = std::getenv("GPTQ_RECOMPUTE_SUBLAYERS");
+  if (!q_.true_sequential || q_.method == "rtn" || (env && std::string(env) == "1")) return {};
+  const auto& c = dec_.config();
+  std::vector<int64_t> w{c.hidden_size};  // mid_
+  for (const auto& sl : dec_.desc().sublayers) {
+    w.push_back(sl.kind == arch::SublayerKind::kAttention ? c.num_attention_heads * c.head_dim : c.intermediate_size);
+  }
+  return w;
+}
+
 std::filesystem::path QuantizationPipeline::spill_dir(const std::string& mode, const std::filesystem::path& dir,
                                                      const std::filesystem::path& parent) const {
-  // Two sets with true-sequential (the block input and the stream at the MLP's start).
-  const uint64_t sets = q_.true_sequential && q_.method != "rtn" ? 2 : 1;
-  const uint64_t bytes = sets * static_cast<uint64_t>(kept_tokens() * dec_.config().hidden_size) * sizeof(float);
+  // The block input; with true-sequential also the stream at the MLP's start and the inputs of
+  // the output linears (saved_widths()).
+  uint64_t width = static_cast<uint64_t>(dec_.config().hidden_size);
+  for (int64_t w : saved_widths()) width += static_cast<uint64_t>(w);
+  const uint64_t bytes = width * static_cast<uint64_t>(kept_tokens()) * sizeof(float);
   if (mode == "memory" || (mode != "disk" && bytes <= kAutoOffloadBytes)) return {};
   std::filesystem::path d = dir.empty() ? parent : dir;
   std::error_code ec;
@@ -355,9 +368,13 @@ void QuantizationPipeline::start(const std::function<void(int32_t, float*)>& emb
     if (owns(j)) rows[j] = static_cast<int64_t>(samples_[j].size());
   }
   hidden_ = HiddenStates(rows, D, spill_dir);
-  const char* env = std::getenv("GPTQ_RECOMPUTE_SUBLAYERS");
-  reuse_mid_ = q_.true_sequential && q_.method != "rtn" && !(env && std::string(env) == "1");
-  if (reuse_mid_) mid_ = HiddenStates(rows, D, spill_dir);
+  const std::vector<int64_t> widths = saved_widths();
+  reuse_ = !widths.empty();
+  if (reuse_) {
+    mid_ = HiddenStates(rows, D, spill_dir);
+    out_in_.clear();
+    for (size_t i = 1; i < widths.size(); ++i) out_in_.emplace_back(rows, widths[i], spill_dir);
+  }
   std::vector<float> buf;
   for (size_t j = 0; j < samples_.size(); ++j) {
     if (!owns(j)) continue;
@@ -374,7 +391,8 @@ void QuantizationPipeline::start(const std::function<void(int32_t, float*)>& emb
 }
 
 void QuantizationPipeline::run_block(const model::BlockWeights& block, const model::LinearInputHook* hook,
-                                     std::optional<arch::Role> stop_at, bool update_hidden, size_t from, bool save_mid) {
+                                     std::optional<arch::Role> stop_at, bool update_hidden, Point from, bool save_mid,
+                                     bool save_output) {
   // One one-layer cache for every sample, its scratch arena sized for the longest.
   int64_t longest = 0;
   for (size_t s = 0; s < samples_.size(); ++s) {
@@ -385,35 +403,62 @@ void QuantizationPipeline::run_block(const model::BlockWeights& block, const mod
   cache.scratch().reserve(dec_.block_scratch_bytes(block, 0, longest, 0));
   const int64_t D = dec_.config().hidden_size;
   const bool parallel = dec_.desc().parallel_residual;
+  const size_t stop_sub = stop_at ? static_cast<size_t>(dec_.desc().sublayer_of(*stop_at)) : 0;
+  // Saving the output linear's input: the hook sees it when the pass stops there.
+  model::LinearInputHook saving = [&](arch::Role r, const float* x, int64_t n) {
+    if (hook) (*hook)(r, x, n);
+    if (r == *stop_at) out_in_[stop_sub].write(current_sample_, x);
+  };
+  const model::LinearInputHook* use_hook = save_output ? &saving : hook;
   // A pass that updates in-memory states from the block input runs on them in place; otherwise
   // each sample is copied into `buf` (and, when updating spilled states, written back).
-  std::vector<float> buf, block_in;
+  std::vector<float> buf, block_in, out_in;
   for (size_t s = 0; s < samples_.size(); ++s) {
     if (!owns(s)) continue;
     check_interrupt();
     current_sample_ = s;
     const int64_t t = static_cast<int64_t>(samples_[s].size());
-    float* h = update_hidden && from == 0 ? hidden_.in_memory(s) : nullptr;
+    float* h = update_hidden && from.sublayer == 0 ? hidden_.in_memory(s) : nullptr;
     const float* in = nullptr;
+    const float* resume = nullptr;
     if (!h) {
       buf.resize(static_cast<size_t>(t * D));
-      (from > 0 ? mid_ : hidden_).read(s, buf.data());
+      (from.sublayer > 0 ? mid_ : hidden_).read(s, buf.data());
       h = buf.data();
     }
-    if (from > 0 && parallel) {
+    if (from.sublayer > 0 && parallel) {
       block_in.resize(static_cast<size_t>(t * D));
       hidden_.read(s, block_in.data());
       in = block_in.data();
     }
-    dec_.block_forward(block, 0, h, t, 0, cache, hook, stop_at, 0, from, in);
+    if (from.at_output) {
+      const HiddenStates& saved = out_in_[from.sublayer];
+      out_in.resize(static_cast<size_t>(t * saved.width()));
+      saved.read(s, out_in.data());
+      resume = out_in.data();
+    }
+    dec_.block_forward(block, 0, h, t, 0, cache, use_hook, stop_at, 0, from.sublayer, in, resume);
     if (save_mid) mid_.write(s, h);
     if (update_hidden && h == buf.data()) hidden_.write(s, h);
   }
 }
 
+QuantizationPipeline::Point QuantizationPipeline::resume_point(std::optional<Point> stop) const {
+  Point best;
+  auto consider = [&](Point p) {
+    if ((!stop || p.key() <= stop->key()) && p.key() > best.key()) best = p;
+  };
+  if (mid_at_ > 0) consider({mid_at_, false});
+  for (size_t s = 0; s < out_saved_.size(); ++s) {
+    // The residual stream at the start of s must be saved too: the block input or mid_.
+    if (out_saved_[s] && (s == 0 || s == mid_at_)) consider({s, true});
+  }
+  return best;
+}
+
 void QuantizationPipeline::advance(const model::BlockWeights& block) {
   if (q_.method == "rtn") return;
-  run_block(block, nullptr, std::nullopt, true);
+  run_block(block, nullptr, std::nullopt, true, Point{});
 }
 
 LayerResult QuantizationPipeline::quantize_layer(int64_t layer, model::BlockWeights& block, const ProgressCallback& progress) {
@@ -436,6 +481,7 @@ LayerResult QuantizationPipeline::quantize_layer(int64_t layer, model::BlockWeig
   // Roles whose group is done (weights final for this layer), for the reuse of mid_.
   std::set<Role> final_roles;
   mid_at_ = 0;
+  out_saved_.assign(out_in_.size(), false);
   double exchange_s = 0;  // time in the reductions and the broadcasts of results
   const uint64_t traffic0 = dist::traffic_bytes();
   for (const auto& group : groups) {
@@ -503,18 +549,26 @@ LayerResult QuantizationPipeline::quantize_layer(int64_t layer, model::BlockWeig
         auto it = target.find(r);
         if (it != target.end()) it->second.add(static_cast<int64_t>(current_sample_) / shard_size_, x, t);
       };
-      // Start at the saved sublayer when the pass goes that far; save where this pass stops
-      // when that is further and every linear before it is final.
-      const int stop_sub = desc.sublayer_of(*stop_at);
-      const size_t from = mid_at_ > 0 && static_cast<int>(mid_at_) <= stop_sub ? mid_at_ : 0;
-      bool save = reuse_mid_ && stop_sub > static_cast<int>(mid_at_);
+      // Start at the furthest saved point the pass reaches. Save the residual stream where it
+      // stops when that is past mid_at_ and every linear before that sublayer is final, and the
+      // input of the output linear it stops at when every other linear up to it is final.
+      const size_t stop_sub = static_cast<size_t>(desc.sublayer_of(*stop_at));
+      const Role out_role = model::Decoder::output_role(desc.sublayers[stop_sub].kind);
+      const Point stop{stop_sub, *stop_at == out_role};
+      bool save_mid = reuse_ && stop_sub > mid_at_;
+      bool save_out = reuse_ && stop.at_output && stop_sub < out_in_.size() &&
+                      out_in_[stop_sub].width() == block.at(out_role).k();
       for (const auto& g : desc.sequential_groups) {
         for (Role r : g) {
-          if (desc.sublayer_of(r) < stop_sub && !final_roles.count(r)) save = false;
+          if (final_roles.count(r)) continue;
+          const size_t sub = static_cast<size_t>(desc.sublayer_of(r));
+          if (sub < stop_sub) save_mid = false;
+          if (sub < stop_sub || (sub == stop_sub && r != out_role)) save_out = false;
         }
       }
-      run_block(block, &hook, stop_at, false, from, save);
-      if (save) mid_at_ = static_cast<size_t>(stop_sub);
+      run_block(block, &hook, stop_at, false, resume_point(stop), save_mid, save_out);
+      if (save_mid) mid_at_ = stop_sub;
+      if (save_out) out_saved_[stop_sub] = true;
     }
     // Who solves each linear (rank 0, or spread by assign_solvers), and per input slot the rank
     // that sums its Hessian (the solver of the slot's first linear) and the other solvers it
@@ -691,7 +745,7 @@ LayerResult QuantizationPipeline::quantize_layer(int64_t layer, model::BlockWeig
     }
     final_roles.insert(group.begin(), group.end());
   }
-  if (!rtn) run_block(block, nullptr, std::nullopt, true, mid_at_);
+  if (!rtn) run_block(block, nullptr, std::nullopt, true, resume_point(std::nullopt));
   if (group_.size() > 1 && group_.root()) {
     core::log_info("layer {}: {:.3f} s of {:.3f} s in the exchange, {:.1f} MB sent and received by rank 0 "
                    "(Hessians, results, waits included)",

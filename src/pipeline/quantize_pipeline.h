@@ -92,11 +92,26 @@ class QuantizationPipeline {
   // largest linears first, each to the least loaded rank. Depends on the shapes and N only.
   std::vector<int> assign_solvers(const std::vector<arch::Role>& todo, const model::BlockWeights& block) const;
 
-  // One pass over this rank's samples. from > 0: each starts at that sublayer from mid_ (the
-  // block input still in hidden_); save_mid: the residual stream where the pass stops (the start
-  // of stop_at's sublayer) goes to mid_.
+  // Where a pass starts or stops: sublayer s at its top (2s) or at its output linear (2s + 1).
+  // A pass stopped anywhere in sublayer s leaves the residual stream at the start of s.
+  struct Point {
+    size_t sublayer = 0;
+    bool at_output = false;
+    size_t key() const { return 2 * sublayer + (at_output ? 1 : 0); }
+  };
+
+  // One pass over this rank's samples, starting at `from`: the residual stream at the start of
+  // from.sublayer comes from mid_ when that is > 0 (the block input still in hidden_), and with
+  // from.at_output the output linear's input from out_in_. save_mid: the residual stream where
+  // the pass stops (the start of stop_at's sublayer) goes to mid_; save_output: the input of
+  // stop_at, the output linear of that sublayer, goes to out_in_ of that sublayer.
   void run_block(const model::BlockWeights& block, const model::LinearInputHook* hook, std::optional<arch::Role> stop_at,
-                 bool update_hidden, size_t from = 0, bool save_mid = false);
+                 bool update_hidden, Point from, bool save_mid = false, bool save_output = false);
+  // The furthest saved point at or before `stop` (a pass to the end: none given).
+  Point resume_point(std::optional<Point> stop) const;
+  // Widths of the states true-sequential calibration saves besides the block input: mid_ (D),
+  // then the input of each sublayer's output linear; empty when nothing is reused.
+  std::vector<int64_t> saved_widths() const;
 
   const model::Decoder& dec_;
   QuantizeConfig q_;
@@ -112,7 +127,12 @@ class QuantizationPipeline {
   // instead of recomputing attention (the same bits: the same ops on the same inputs).
   HiddenStates mid_;
   size_t mid_at_ = 0;                       // 0: none saved for this block
-  bool reuse_mid_ = true;                   // GPTQ_RECOMPUTE_SUBLAYERS=1 turns it off (checks)
+  // Per sublayer, the input of its output linear (o_proj, down_proj) [T_s, K], saved by the pass
+  // that collects that linear's Hessian once every other linear up to it is final: later passes
+  // start at the linear instead of recomputing attention or the MLP's up projections.
+  std::vector<HiddenStates> out_in_;
+  std::vector<bool> out_saved_;             // for the current block
+  bool reuse_ = false;                      // saved_widths() not empty (GPTQ_RECOMPUTE_SUBLAYERS=1: off)
   size_t current_sample_ = 0;               // the sample run_block is on (hooks read it)
   dist::Group group_;
   bool distribute_solve_ = false;
