@@ -134,8 +134,10 @@ struct QuantizeRunOptions {
   bool broadcast_weights = false;
   bool distribute_solve = false;
   // Where the calibration hidden states stay between layers (nsamples x seqlen x hidden_size
-  // fp32: 2 GiB for 128 x 2048 tokens of a 2048-wide model). "memory"; "disk": an unnamed
-  // scratch file in `offload_dir`, read and written once per pass over the samples, so that
+  // fp32: 2 GiB for 128 x 2048 tokens of a 2048-wide model; true-sequential calibration also
+  // saves 2 x hidden_size + intermediate_size more per token, the inputs of later passes, and
+  // without room for those on disk recomputes them). "memory"; "disk": unnamed
+  // scratch files in `offload_dir`, read and written once per pass over the samples, so that
   // only one sample's states are resident; "auto" (also ""): disk when they exceed
   // kAutoOffloadBytes. Both give the same output bytes.
   std::string hidden_states = "auto";
@@ -144,7 +146,8 @@ struct QuantizeRunOptions {
   std::filesystem::path offload_dir;
 };
 
-// Hidden states above this size go to disk with hidden_states "auto" (128 MiB: the 1.1B shape at 32 x 512 keeps 256 MiB).
+// Hidden states above this size go to disk with hidden_states "auto" (128 MiB: the 1.1B shape at 32 x 512 keeps
+// 736 MiB of them with the saved sublayer inputs).
 inline constexpr uint64_t kAutoOffloadBytes = 128ull << 20;
 
 // Quantizes the model in `model_dir` layer by layer, streaming weights from the mmapped files

@@ -370,10 +370,20 @@ void QuantizationPipeline::start(const std::function<void(int32_t, float*)>& emb
   hidden_ = HiddenStates(rows, D, spill_dir);
   const std::vector<int64_t> widths = saved_widths();
   reuse_ = !widths.empty();
+  out_in_.clear();
   if (reuse_) {
-    mid_ = HiddenStates(rows, D, spill_dir);
-    out_in_.clear();
-    for (size_t i = 1; i < widths.size(); ++i) out_in_.emplace_back(rows, widths[i], spill_dir);
+    try {
+      mid_ = HiddenStates(rows, D, spill_dir);
+      for (size_t i = 1; i < widths.size(); ++i) out_in_.emplace_back(rows, widths[i], spill_dir);
+    } catch (const Error& e) {
+      // Only a speed-up: without room for the saved states, every pass starts at the block input.
+      if (spill_dir.empty()) throw;
+      core::log_warn("{}; calibration recomputes each pass from the block input instead (same output, slower)",
+                     e.what());
+      mid_ = HiddenStates();
+      out_in_.clear();
+      reuse_ = false;
+    }
   }
   std::vector<float> buf;
   for (size_t j = 0; j < samples_.size(); ++j) {
@@ -552,7 +562,12 @@ LayerResult QuantizationPipeline::quantize_layer(int64_t layer, model::BlockWeig
       // Start at the furthest saved point the pass reaches. Save the residual stream where it
       // stops when that is past mid_at_ and every linear before that sublayer is final, and the
       // input of the output linear it stops at when every other linear up to it is final.
-      const size_t stop_sub = static_cast<size_t>(desc.sublayer_of(*stop_at));
+      const int stop_index = desc.sublayer_of(*stop_at);
+      if (stop_index < 0) {
+        throw Error(ErrorKind::kArgument,
+                    fmt::format("architecture: {} belongs to no sublayer of the block", desc.linear(*stop_at).name));
+      }
+      const size_t stop_sub = static_cast<size_t>(stop_index);
       const Role out_role = model::Decoder::output_role(desc.sublayers[stop_sub].kind);
       const Point stop{stop_sub, *stop_at == out_role};
       bool save_mid = reuse_ && stop_sub > mid_at_;
