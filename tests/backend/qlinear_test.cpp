@@ -524,15 +524,17 @@ TEST(QLinear, Int16DecodeEqualsProductWithRoundedX) {
 }
 
 // vpdpwssd and vpmaddwd + vpaddd compute the same exact integer sums, and every decode kernel
-// converts and scales them in the same order per column: they must agree bit for bit. N = 12
-// blocks and 148 (four whole decode chunks of 32 blocks and a partial one).
+// converts and scales them in the same order per column: they must agree bit for bit, whether on
+// ymm (AVX-VNNI) or two blocks per zmm (AVX-512). N = 4 blocks (pairs only, below a whole tile),
+// 12 (an AVX-512 tile of 8 and two pairs at one row) and 148 (four whole decode
+// chunks of 32 blocks and a partial one).
 class DecodeEqualsAvx2Decode : public ::testing::TestWithParam<Isa> {};
 
 TEST_P(DecodeEqualsAvx2Decode, BitForBit) {
   const Isa isa = GetParam();
   if (skip_isa(isa)) GTEST_SKIP() << "CPU lacks " << isa_name(isa);
   for (int bits : {2, 4, 8}) {
-   for (int64_t n : {96, 1184}) {
+   for (int64_t n : {32, 96, 1184}) {
     LayerSpec spec;
     spec.k = 640;
     spec.n = n;
@@ -561,7 +563,7 @@ TEST_P(DecodeEqualsAvx2Decode, BitForBit) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Isas, DecodeEqualsAvx2Decode,
-                         ::testing::Values(Isa::kAvxVnni),
+                         ::testing::Values(Isa::kAvxVnni, Isa::kAvx512, Isa::kAvx512Bf16, Isa::kAmx),
                          [](const ::testing::TestParamInfo<Isa>& i) {
                            return std::string(isa_name(i.param));
                          });

@@ -14,10 +14,10 @@ enum class Isa {
   kAvxVnni,     // kAvx2 plus AVX-VNNI (Alder Lake, Sapphire Rapids, Zen 5 and later): the AVX2
                 // kernels, except the int16 decode GEMV, which uses vpdpwssd
   kAvx512,      // kAvx2 plus AVX-512 F, BW, VL, DQ and VNNI (Ice Lake, Sapphire Rapids, Zen 4 and
-                // later; the OS must save the zmm and mask state). The quantized prefill GEMM is
-                // the AVX-512 one (qgemm_avx512.cpp, +40% prefill on Sapphire Rapids; equal to
-                // the AVX2 GEMM bit for bit); every other kernel is the AVX2 one (no AVX-512
-                // decode kernel measured faster end to end on Zen 4)
+                // later; the OS must save the zmm and mask state). The quantized prefill GEMM
+                // and the int16 decode GEMV are the AVX-512 ones (qgemm_avx512.cpp, +40% prefill
+                // on Sapphire Rapids; qgemv_avx512.cpp, +5-14% decode on an Intel AVX-512 VM;
+                // both equal to the AVX2 kernels bit for bit); every other kernel is the AVX2 one
   kAvx512Bf16,  // kAvx512 plus AVX512-BF16 (vdpbf16ps; Cooper Lake, Sapphire Rapids, Zen 4):
                 // the kAvx512 kernels, and bf16 calibration (the Hessian) with vdpbf16ps
   kAmx,         // kAvx512Bf16 plus AMX-TILE, AMX-BF16 and AMX-INT8 with the tile state enabled
@@ -35,10 +35,11 @@ std::string_view isa_name(Isa isa);
 bool cpu_supports(Isa isa);
 
 // True for the ISAs that run the AVX2 kernels (kAvx2 and its supersets; the AVX-512 levels
-// take the AVX-512 prefill GEMM instead, uses_avx512_gemm).
+// take the AVX-512 prefill GEMM and decode GEMV instead, uses_avx512).
 inline bool uses_avx2(Isa isa) { return isa != Isa::kScalar; }
-// True for the ISAs whose quantized prefill GEMM is the AVX-512 one (qgemm_avx512.cpp).
-inline bool uses_avx512_gemm(Isa isa) { return isa == Isa::kAvx512 || isa == Isa::kAvx512Bf16 || isa == Isa::kAmx; }
+// True for the ISAs whose quantized prefill GEMM and int16 decode GEMV are the AVX-512 ones
+// (qgemm_avx512.cpp, qgemv_avx512.cpp).
+inline bool uses_avx512(Isa isa) { return isa == Isa::kAvx512 || isa == Isa::kAvx512Bf16 || isa == Isa::kAmx; }
 // True for the ISAs with vdpbf16ps (bf16 products with fp32 sums).
 inline bool has_bf16(Isa isa) { return isa == Isa::kAvx512Bf16 || isa == Isa::kAmx; }
 

@@ -111,10 +111,10 @@ void qgemv_i16_avx2(const PackedLayer& w, const int32_t* xq, const float* d, con
 // The same with vpdpwssd (qgemm_avxvnni.cpp); identical results (exact integer sums).
 void qgemv_i16_avxvnni(const PackedLayer& w, const int32_t* xq, const float* d, const float* sx,
                        int64_t m, float* y, int64_t b0, int64_t b1);
-// No AVX-512 version: a zmm one (two blocks per register, vpdpwssd; bit-identical) ran the
-// cache-resident GEMV in 0.75-0.80x the AVX2 kernel's CPU time on Zen 4, but `gptq bench`
-// decode, bound by memory, was 0.88-1.01x AVX2's in alternating runs, so it was not kept (the
-// project history has it).
+// The same on zmm for AVX-512 F/BW/VL/DQ/VNNI (qgemv_avx512.cpp): two blocks per register,
+// vpdpwssd; identical results.
+void qgemv_i16_avx512(const PackedLayer& w, const int32_t* xq, const float* d, const float* sx,
+                      int64_t m, float* y, int64_t b0, int64_t b1);
 // Blocks per chunk of the decode schedule: 256 columns, 256 KB of 4-bit weights at K = 2048
 // (~17 us of one core), a multiple of every tile width. Within a chunk each tile prefetches the
 // next one's streams; the first tile of a chunk starts cold. Measured on the 1.1B shape, 2

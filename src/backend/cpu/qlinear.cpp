@@ -304,6 +304,7 @@ void QLinear::run_int16_jobs(std::span<Int16Job> jobs, int64_t m, Isa isa) {
   int64_t total = 0;
   for (const auto& j : jobs) total += j.chunks;
   const bool vnni = isa == Isa::kAvxVnni;
+  const bool avx512 = uses_avx512(isa);
   core::parallel_for_dynamic(total, 1, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
       size_t i = 0;
@@ -312,7 +313,9 @@ void QLinear::run_int16_jobs(std::span<Int16Job> jobs, int64_t m, Isa isa) {
       Int16Job& j = jobs[i];
       const int64_t b0 = local * detail::kGemvChunkBlocks;
       const int64_t b1 = std::min(j.w.n_blocks, b0 + detail::kGemvChunkBlocks);
-      if (vnni) {
+      if (avx512) {
+        detail::qgemv_i16_avx512(j.w, j.xq, j.d, j.sx, m, j.y, b0, b1);
+      } else if (vnni) {
         detail::qgemv_i16_avxvnni(j.w, j.xq, j.d, j.sx, m, j.y, b0, b1);
       } else {
         detail::qgemv_i16_avx2(j.w, j.xq, j.d, j.sx, m, j.y, b0, b1);
@@ -357,7 +360,7 @@ void QLinear::forward(const float* x, int64_t m, float* y, Arena* scratch) const
   } else if (isa == Isa::kAmx && m >= detail::kAmxMinRows && request_amx_tile_permission()) {
     uint16_t* xa = temps.get<uint16_t>(detail::qgemm_amx_scratch_elems(m, kp_));
     detail::qgemm_amx(w, xp, m, y, xa);
-  } else if (uses_avx512_gemm(isa)) {
+  } else if (uses_avx512(isa)) {
     detail::qgemm_avx512(w, xp, m, y);
   } else if (uses_avx2(isa)) {
     detail::qgemm_avx2(w, xp, m, y);
