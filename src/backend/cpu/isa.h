@@ -15,9 +15,11 @@ enum class Isa {
                 // kernels, except the int16 decode GEMV, which uses vpdpwssd
   kAvx512,      // kAvx2 plus AVX-512 F, BW, VL, DQ and VNNI (Ice Lake, Sapphire Rapids, Zen 4 and
                 // later; the OS must save the zmm and mask state). The quantized prefill GEMM
-                // and the int16 decode GEMV are the AVX-512 ones (qgemm_avx512.cpp, +40% prefill
-                // on Sapphire Rapids; qgemv_avx512.cpp, +5-14% decode on an Intel AVX-512 VM;
-                // both equal to the AVX2 kernels bit for bit); every other kernel is the AVX2 one
+                // and the int16 decode GEMV are the AVX-512 ones: for 2/4/8 bits an int16 GEMM
+                // with vpdpwssd (qgemv_avx512.cpp, each row equal to its decode result; 1.5x the
+                // fp32 GEMM on an Intel AVX-512 VM), for 3 bits the fp32 one (qgemm_avx512.cpp,
+                // equal to the AVX2 GEMM); the decode GEMV on zmm (+5-14% decode there, equal to
+                // the AVX2 one); every other kernel is the AVX2 one
   kAvx512Bf16,  // kAvx512 plus AVX512-BF16 (vdpbf16ps; Cooper Lake, Sapphire Rapids, Zen 4):
                 // the kAvx512 kernels, and bf16 calibration (the Hessian) with vdpbf16ps
   kAmx,         // kAvx512Bf16 plus AMX-TILE, AMX-BF16 and AMX-INT8 with the tile state enabled

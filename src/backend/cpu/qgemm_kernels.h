@@ -79,6 +79,8 @@ void qgemm_avx2(const PackedLayer& w, const float* xp, int64_t m, float* y);
 
 // ---- AVX-512 F/BW/VL/DQ/VNNI (qgemm_avx512.cpp) ----
 // The same prefill GEMM with 16-column zmm rows, 12 rows per pass: equal to qgemm_avx2 bit for bit.
+// For 3-bit layers (the others go to qgemm_avx2 if sent here; QLinear gives them the int16
+// prefill, qgemm_i16_avx512).
 void qgemm_avx512(const PackedLayer& w, const float* xp, int64_t m, float* y);
 
 // ---- AMX-BF16 (qgemm_amx.cpp) ----
@@ -115,6 +117,11 @@ void qgemv_i16_avxvnni(const PackedLayer& w, const int32_t* xq, const float* d, 
 // vpdpwssd; identical results.
 void qgemv_i16_avx512(const PackedLayer& w, const int32_t* xq, const float* d, const float* sx,
                       int64_t m, float* y, int64_t b0, int64_t b1);
+// Prefill with the same int16 activations (any number of rows, qgemv_i16_prepare_avx2 layout):
+// rows [r0, r1) and output blocks [b0, b1) (b1 - b0 even) of y [m, N], each output equal bit for
+// bit to what the decode kernels give for its row.
+void qgemm_i16_avx512(const PackedLayer& w, const int32_t* xq, const float* d, const float* sx,
+                      float* y, int64_t r0, int64_t r1, int64_t b0, int64_t b1);
 // Blocks per chunk of the decode schedule: 256 columns, 256 KB of 4-bit weights at K = 2048
 // (~17 us of one core), a multiple of every tile width. Within a chunk each tile prefetches the
 // next one's streams; the first tile of a chunk starts cold. Measured on the 1.1B shape, 2

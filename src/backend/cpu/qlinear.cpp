@@ -250,20 +250,34 @@ size_t QLinear::scratch_bytes(int64_t m) const {
   const size_t rows = static_cast<size_t>(std::max<int64_t>(m, 0));
   const size_t units = static_cast<size_t>(kp_ / kUnitK), seg = segs_.size(), kp = static_cast<size_t>(kp_);
   size_t b = perm_.empty() ? 0 : Arena::round_up(rows * kp * sizeof(float));
+  // The int16 kernels' rounded activations and unit scales, and the group sums.
+  const size_t i16 = Arena::round_up(rows * units * detail::kPairsPerUnit * sizeof(int32_t)) +
+                     Arena::round_up(rows * units * sizeof(float)) + Arena::round_up(rows * seg * sizeof(float));
   if (m <= detail::kGemvMaxRows) {
-    // The int16 decode's rounded activations, or the 3-bit decode's scaled ones, and the group sums.
-    const size_t i16 = Arena::round_up(rows * units * detail::kPairsPerUnit * sizeof(int32_t)) +
-                       Arena::round_up(rows * units * sizeof(float));
-    b += std::max(i16, Arena::round_up(rows * kp * sizeof(float))) + Arena::round_up(rows * seg * sizeof(float));
-  } else if (m >= detail::kAmxMinRows && cpu_supports(Isa::kAmx)) {
-    // The AMX GEMM's split activations (the CPU's, not the active ISA's: tests switch ISAs).
-    b += Arena::round_up(static_cast<size_t>(detail::qgemm_amx_scratch_elems(m, kp_)) * sizeof(uint16_t));
+    // Those of the int16 decode, or the 3-bit decode's scaled activations and group sums.
+    b += std::max(i16, Arena::round_up(rows * kp * sizeof(float)) + Arena::round_up(rows * seg * sizeof(float)));
+  } else {
+    // By what the CPU has, not the active ISA (tests switch ISAs): the AVX-512 int16 prefill's,
+    // or the AMX GEMM's split activations.
+    size_t extra = cpu_supports(Isa::kAvx512) ? i16 : 0;
+    if (m >= detail::kAmxMinRows && cpu_supports(Isa::kAmx)) {
+      extra = std::max(extra, Arena::round_up(static_cast<size_t>(detail::qgemm_amx_scratch_elems(m, kp_)) *
+                                              sizeof(uint16_t)));
+    }
+    b += extra;
   }
   return b;
 }
 
 bool QLinear::uses_int16_decode(Isa isa, int64_t m) const {
   return uses_avx2(isa) && m >= 1 && m <= detail::kGemvMaxRows && bits_ != 3;
+}
+
+// Prefill at the AVX-512 levels (below the AMX kernel's rows where the CPU has AMX), 2/4/8 bits:
+// the decode kernel's int16 activations over all rows (qgemm_i16_avx512).
+bool QLinear::uses_int16_prefill(Isa isa, int64_t m) const {
+  if (!uses_avx512(isa) || m <= detail::kGemvMaxRows || bits_ == 3) return false;
+  return !(isa == Isa::kAmx && m >= detail::kAmxMinRows && request_amx_tile_permission());
 }
 
 void QLinear::add_bias(int64_t m, float* y) const {
@@ -291,7 +305,16 @@ QLinear::Int16Job QLinear::int16_job(const float* x, int64_t m, float* y, detail
   job.xq = temps.get<int32_t>(m * job.w.n_units * detail::kPairsPerUnit);
   job.d = temps.get<float>(m * job.w.n_units);
   job.sx = temps.get<float>(m * job.w.n_seg);
-  detail::qgemv_i16_prepare_avx2(job.w, xp, m, job.xq, job.d, job.sx);
+  if (m <= detail::kGemvMaxRows) {
+    detail::qgemv_i16_prepare_avx2(job.w, xp, m, job.xq, job.d, job.sx);
+  } else {
+    const detail::PackedLayer& w = job.w;
+    const int64_t x_stride = w.n_units * detail::kPairsPerUnit;
+    core::parallel_for(m, [&](int64_t r0, int64_t r1) {
+      detail::qgemv_i16_prepare_avx2(w, xp + r0 * w.kp, r1 - r0, job.xq + r0 * x_stride,
+                                     job.d + r0 * w.n_units, job.sx + r0 * w.n_seg);
+    });
+  }
   job.y = y;
   job.chunks = (job.w.n_blocks + detail::kGemvChunkBlocks - 1) / detail::kGemvChunkBlocks;
   return job;
@@ -324,6 +347,21 @@ void QLinear::run_int16_jobs(std::span<Int16Job> jobs, int64_t m, Isa isa) {
   });
 }
 
+// Tasks of up to 64 rows by 16 blocks (128 columns), taken dynamically: enough of them for two
+// threads even on a 256-column layer (k_proj, v_proj of the 1.1B shape) at 128 rows.
+void QLinear::run_int16_prefill(const Int16Job& j, int64_t m) {
+  constexpr int64_t kRows = 64, kBlocks = 16;
+  const int64_t row_tasks = (m + kRows - 1) / kRows;
+  const int64_t col_tasks = (j.w.n_blocks + kBlocks - 1) / kBlocks;
+  core::parallel_for_dynamic(row_tasks * col_tasks, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t r0 = (t / col_tasks) * kRows, b0 = (t % col_tasks) * kBlocks;
+      detail::qgemm_i16_avx512(j.w, j.xq, j.d, j.sx, j.y, r0, std::min(m, r0 + kRows), b0,
+                               std::min(j.w.n_blocks, b0 + kBlocks));
+    }
+  });
+}
+
 void QLinear::forward(const float* x, int64_t m, float* y, Arena* scratch) const {
   check_forward(x, m, y);
   if (m == 0) return;
@@ -333,6 +371,12 @@ void QLinear::forward(const float* x, int64_t m, float* y, Arena* scratch) const
     // Decode, 2/4/8 bits: activations rounded to 16-bit integers per unit (qgemm_kernels.h).
     Int16Job job = int16_job(x, m, y, temps);
     run_int16_jobs(std::span<Int16Job>(&job, 1), m, isa);
+    add_bias(m, y);
+    return;
+  }
+  if (uses_int16_prefill(isa, m)) {
+    const Int16Job job = int16_job(x, m, y, temps);
+    run_int16_prefill(job, m);
     add_bias(m, y);
     return;
   }

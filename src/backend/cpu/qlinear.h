@@ -83,9 +83,11 @@ class QLinear final : public Linear {
   void check_forward(const float* x, int64_t m, const float* y) const;
   const float* packed_input(const float* x, int64_t m, detail::Temps& temps) const;
   bool uses_int16_decode(Isa isa, int64_t m) const;
+  bool uses_int16_prefill(Isa isa, int64_t m) const;
   void add_bias(int64_t m, float* y) const;
   Int16Job int16_job(const float* x, int64_t m, float* y, detail::Temps& temps) const;
   static void run_int16_jobs(std::span<Int16Job> jobs, int64_t m, Isa isa);
+  static void run_int16_prefill(const Int16Job& job, int64_t m);
 
   std::string name_;
   int64_t n_ = 0, k_ = 0;
