@@ -3,6 +3,7 @@
 #pragma once
 
 #include <functional>
+#include <string>
 
 namespace gptq {
 
@@ -14,6 +15,17 @@ namespace gptq {
 void set_num_threads(int n);
 // The thread count in force (resolving the default on first use).
 int num_threads();
+
+// The kernels OpenBLAS (the fp32 GEMMs of calibration and of dense prefill) chose when it was
+// loaded: "Haswell", "SkylakeX", "Zen", "Prescott", ...
+std::string blas_kernels();
+// OpenBLAS picks its kernels from the CPU model when it loads, and gives a model newer than it
+// knows its generic SSE3 "Prescott" kernels (Debian's 0.3.21 on an Intel family 6 model 207 CPU:
+// calibration 3.1x slower than with its AVX-512 ones). When that happened on a CPU with AVX2 and
+// OPENBLAS_CORETYPE is not set, returns the value to set it to ("SkylakeX" or "Haswell");
+// otherwise "". The variable only takes effect in a process that loads OpenBLAS after it is set:
+// the gptq command re-executes itself with it, the Python package warns.
+std::string blas_coretype_fix();
 
 // Returns true when the work in progress should stop.
 using InterruptCheck = std::function<bool()>;

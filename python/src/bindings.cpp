@@ -158,6 +158,11 @@ NB_MODULE(_core, m) {
         "Sets the library's thread count for the whole process (n <= 0: $GPTQ_NUM_THREADS, else "
         "all CPUs).");
   m.def("num_threads", &gptq::num_threads, "The library's thread count in force.");
+  m.def("blas_kernels", &gptq::blas_kernels,
+        "The kernels OpenBLAS chose when it loaded ('Haswell', 'SkylakeX', 'Prescott', ...).");
+  m.def("blas_coretype_fix", &gptq::blas_coretype_fix,
+        "The OPENBLAS_CORETYPE value that selects OpenBLAS's AVX2/AVX-512 kernels where it fell "
+        "back to its SSE3 ones on this CPU and the variable is unset; '' otherwise.");
 
   nb::class_<gptq::QuantizeConfig>(m, "QuantizeConfig",
                                    "gptq::QuantizeConfig: the settings of one quantization.")

@@ -7,6 +7,7 @@
 #include "core/parallel.h"
 
 extern "C" void openblas_set_num_threads(int);
+extern "C" char* openblas_get_corename(void);
 
 namespace gptq::core {
 namespace {
@@ -53,5 +54,27 @@ ScopedSingleThreadedBlas::ScopedSingleThreadedBlas() {
   openblas_set_num_threads(1);
 }
 ScopedSingleThreadedBlas::~ScopedSingleThreadedBlas() { openblas_set_num_threads(num_threads()); }
+
+std::string blas_core_name() {
+  const char* name = openblas_get_corename();
+  return name == nullptr ? std::string() : std::string(name);
+}
+
+std::string blas_coretype_for(std::string_view core_name, bool avx2, bool avx512) {
+  // OpenBLAS 0.3.21's x86-64 cores without AVX2 kernels (driver/others/dynamic.c), compared
+  // without case; Prescott is its fallback for a CPU it does not recognise.
+  static constexpr std::string_view kPreAvx2[] = {
+      "prescott", "katmai",   "coppermine", "northwood", "core2",      "penryn",    "dunnington",
+      "nehalem",  "atom",     "athlon",     "opteron",   "opteron_sse3", "barcelona", "nano",
+      "bobcat",   "bulldozer", "piledriver", "steamroller", "excavator", "sandybridge", "banias",
+      "unknown"};
+  if (!avx2) return {};
+  std::string lower(core_name);
+  for (char& c : lower) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+  bool old = false;
+  for (std::string_view n : kPreAvx2) old |= lower == n;
+  if (!old) return {};
+  return avx512 ? "SkylakeX" : "Haswell";
+}
 
 }  // namespace gptq::core

@@ -2,6 +2,8 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
+#include <string_view>
 
 namespace gptq::core {
 
@@ -31,5 +33,17 @@ class ScopedSingleThreadedBlas {
   ScopedSingleThreadedBlas(const ScopedSingleThreadedBlas&) = delete;
   ScopedSingleThreadedBlas& operator=(const ScopedSingleThreadedBlas&) = delete;
 };
+
+// The name OpenBLAS gives the kernels it chose when it was loaded ("Haswell", "SkylakeX",
+// "Prescott", ...; openblas_get_corename).
+std::string blas_core_name();
+
+// OpenBLAS picks its kernels from the CPU model when it is loaded; a model newer than the
+// installed OpenBLAS knows (Debian's 0.3.21 on Emerald Rapids, family 6 model 207) gets its
+// generic SSE3 "Prescott" kernels. Given the chosen core, whether the CPU has AVX2+FMA and the
+// AVX-512 F/BW/VL/DQ that OpenBLAS's SkylakeX kernels need, returns the OPENBLAS_CORETYPE value
+// that selects the right ones ("SkylakeX" or "Haswell") when the core is one of OpenBLAS's
+// pre-AVX2 ones; empty when it is not (an unknown name is left alone) or the CPU lacks AVX2.
+std::string blas_coretype_for(std::string_view core_name, bool avx2, bool avx512);
 
 }  // namespace gptq::core

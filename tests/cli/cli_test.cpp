@@ -20,10 +20,11 @@ struct Run {
   std::string out, err;
 };
 
-Run run(const std::string& args) {
+// Runs a shell command line (its stderr captured).
+Run run_command(const std::string& command) {
   test::TempDir tmp;
   const std::string errf = (tmp.path() / "stderr").string();
-  const std::string cmd = std::string(GPTQ_CLI_PATH) + " " + args + " 2>" + errf;
+  const std::string cmd = command + " 2>" + errf;
   Run r;
   FILE* p = popen(cmd.c_str(), "r");
   std::array<char, 4096> buf;
@@ -34,6 +35,9 @@ Run run(const std::string& args) {
   r.err = test::read_file(errf);
   return r;
 }
+
+// Runs the gptq command with these arguments.
+Run run(const std::string& args) { return run_command(std::string(GPTQ_CLI_PATH) + " " + args); }
 
 const std::string kModel = test::stories_dir().string();
 
@@ -86,6 +90,25 @@ TEST(Cli, LogitsOfTheLastPositionMatchTheGolden) {
   const auto bad = run("logits -m " + kModel + " --ids 1,99999");
   EXPECT_EQ(bad.status, 1);
   EXPECT_NE(bad.err.find("gptq: error:"), std::string::npos) << bad.err;
+}
+
+// OpenBLAS picks its kernels from the CPU model when it loads and falls back to its SSE3
+// "Prescott" ones on a model it does not know; the command then restarts itself with
+// OPENBLAS_CORETYPE set (gptq/runtime.h). So on a CPU with AVX2 the kernels in use are never a
+// pre-AVX2 core's, and a value the user set is kept.
+TEST(Cli, OpenBlasUsesTheCpusVectorKernels) {
+  const std::string bench = "bench -m " + kModel + " -p 8 -n 2 -r 1 -t 1 --json";
+  const auto r = run_command("env -u OPENBLAS_CORETYPE " + std::string(GPTQ_CLI_PATH) + " " + bench);
+  ASSERT_EQ(r.status, 0) << r.err;
+  const std::string kernels = nlohmann::json::parse(r.out)["blas_kernels"];
+  if (__builtin_cpu_supports("avx2")) {
+    for (const char* old : {"Prescott", "Core2", "Penryn", "Nehalem", "Atom", "Sandybridge"}) {
+      EXPECT_NE(kernels, old);
+    }
+  }
+  const auto forced = run_command("env OPENBLAS_CORETYPE=Nehalem " + std::string(GPTQ_CLI_PATH) + " " + bench);
+  ASSERT_EQ(forced.status, 0) << forced.err;
+  EXPECT_EQ(nlohmann::json::parse(forced.out)["blas_kernels"], "Nehalem");
 }
 
 TEST(Cli, InspectJson) {
