@@ -16,16 +16,15 @@ void set_num_threads(int n);
 // The thread count in force (resolving the default on first use).
 int num_threads();
 
-// The kernels OpenBLAS (the fp32 GEMMs of calibration and of dense prefill) chose when it was
-// loaded: "Haswell", "SkylakeX", "Zen", "Prescott", ...
+// The kernels OpenBLAS (the fp32 GEMMs of calibration and of dense prefill) runs: "Haswell",
+// "SkylakeX", "Zen", ... OpenBLAS picks them from the CPU model when it loads, and gives a model
+// newer than it knows its generic SSE3 "Prescott" kernels (Debian's 0.3.21 on an Intel family 6
+// model 207 CPU: calibration 3.1x slower). Where that happened on a CPU with AVX2 and
+// OPENBLAS_CORETYPE is not set, the library has OpenBLAS choose again, with the variable set to
+// "SkylakeX" (AVX-512) or "Haswell", when it is loaded; a value the user set is never changed.
 std::string blas_kernels();
-// OpenBLAS picks its kernels from the CPU model when it loads, and gives a model newer than it
-// knows its generic SSE3 "Prescott" kernels (Debian's 0.3.21 on an Intel family 6 model 207 CPU:
-// calibration 3.1x slower than with its AVX-512 ones). When that happened on a CPU with AVX2 and
-// OPENBLAS_CORETYPE is not set, returns the value to set it to ("SkylakeX" or "Haswell");
-// otherwise "". The variable only takes effect in a process that loads OpenBLAS after it is set:
-// the gptq command re-executes itself with it, the Python package warns.
-std::string blas_coretype_fix();
+// The kernels OpenBLAS had chosen before that switch ("Prescott"), or "" when none happened.
+std::string blas_kernels_replaced();
 
 // Returns true when the work in progress should stop.
 using InterruptCheck = std::function<bool()>;

@@ -38,27 +38,6 @@ set_num_threads = _core.set_num_threads
 num_threads = _core.num_threads
 blas_kernels = _core.blas_kernels
 
-
-def _warn_about_blas_fallback() -> None:
-    # OpenBLAS chose its kernels when _core loaded it; on a CPU model newer than it knows it takes
-    # its SSE3 ones. The gptq command restarts itself with OPENBLAS_CORETYPE; a Python process
-    # cannot, so say what to set.
-    fix = _core.blas_coretype_fix()
-    if fix:
-        import warnings
-
-        warnings.warn(
-            f"OpenBLAS chose its {_core.blas_kernels()} (SSE3) kernels on this CPU, which it does "
-            f"not recognise; calibration and dense prefill run several times slower. Set "
-            f"OPENBLAS_CORETYPE={fix} in the environment before gptq_cpp is imported for its "
-            f"vector kernels.",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-
-
-_warn_about_blas_fallback()
-
 __all__ = [
     "AutoGPTQForCausalLM",
     "BaseQuantizeConfig",

@@ -159,10 +159,10 @@ NB_MODULE(_core, m) {
         "all CPUs).");
   m.def("num_threads", &gptq::num_threads, "The library's thread count in force.");
   m.def("blas_kernels", &gptq::blas_kernels,
-        "The kernels OpenBLAS chose when it loaded ('Haswell', 'SkylakeX', 'Prescott', ...).");
-  m.def("blas_coretype_fix", &gptq::blas_coretype_fix,
-        "The OPENBLAS_CORETYPE value that selects OpenBLAS's AVX2/AVX-512 kernels where it fell "
-        "back to its SSE3 ones on this CPU and the variable is unset; '' otherwise.");
+        "The kernels OpenBLAS runs ('Haswell', 'SkylakeX', 'Zen', ...).");
+  m.def("blas_kernels_replaced", &gptq::blas_kernels_replaced,
+        "The kernels OpenBLAS had chosen before gptq.cpp switched them at load ('Prescott' where it "
+        "did not know this CPU), or ''.");
 
   nb::class_<gptq::QuantizeConfig>(m, "QuantizeConfig",
                                    "gptq::QuantizeConfig: the settings of one quantization.")

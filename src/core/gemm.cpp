@@ -3,11 +3,16 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <cstdlib>
 
 #include "core/parallel.h"
 
 extern "C" void openblas_set_num_threads(int);
 extern "C" char* openblas_get_corename(void);
+// OpenBLAS's kernel selection (driver/others/dynamic.c), exported by its DYNAMIC_ARCH builds
+// (Debian's): weak, so that a build without them links and leaves the choice alone.
+extern "C" void gotoblas_dynamic_init(void) __attribute__((weak));
+extern "C" void gotoblas_dynamic_quit(void) __attribute__((weak));
 
 namespace gptq::core {
 namespace {
@@ -76,5 +81,40 @@ std::string blas_coretype_for(std::string_view core_name, bool avx2, bool avx512
   if (!old) return {};
   return avx512 ? "SkylakeX" : "Haswell";
 }
+
+namespace {
+
+std::string g_blas_replaced;
+
+// Runs when the library is loaded (a static object below), after OpenBLAS chose its kernels and
+// before any BLAS call: where it chose pre-AVX2 ones on a CPU with AVX2 and OPENBLAS_CORETYPE is
+// unset, sets the variable and has OpenBLAS choose again, as it would have at its own load.
+void switch_blas_kernels() {
+  if (std::getenv("OPENBLAS_CORETYPE") != nullptr) return;  // the user's choice stands
+  if (gotoblas_dynamic_init == nullptr || gotoblas_dynamic_quit == nullptr) return;
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+#else
+  const bool avx2 = false, avx512 = false;
+#endif
+  const std::string was = blas_core_name();
+  const std::string want = blas_coretype_for(was, avx2, avx512);
+  if (want.empty()) return;
+  setenv("OPENBLAS_CORETYPE", want.c_str(), 1);
+  gotoblas_dynamic_quit();
+  gotoblas_dynamic_init();
+  if (blas_core_name() != was) g_blas_replaced = was;
+}
+
+const struct SwitchBlasKernelsAtLoad {
+  SwitchBlasKernelsAtLoad() { switch_blas_kernels(); }
+} g_switch_blas_kernels;
+
+}  // namespace
+
+std::string blas_core_replaced() { return g_blas_replaced; }
 
 }  // namespace gptq::core

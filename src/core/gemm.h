@@ -40,10 +40,16 @@ std::string blas_core_name();
 
 // OpenBLAS picks its kernels from the CPU model when it is loaded; a model newer than the
 // installed OpenBLAS knows (Debian's 0.3.21 on Emerald Rapids, family 6 model 207) gets its
-// generic SSE3 "Prescott" kernels. Given the chosen core, whether the CPU has AVX2+FMA and the
-// AVX-512 F/BW/VL/DQ that OpenBLAS's SkylakeX kernels need, returns the OPENBLAS_CORETYPE value
-// that selects the right ones ("SkylakeX" or "Haswell") when the core is one of OpenBLAS's
-// pre-AVX2 ones; empty when it is not (an unknown name is left alone) or the CPU lacks AVX2.
+// generic SSE3 "Prescott" kernels (sgemm 24 instead of 140 GFLOP/s on one core there). Given the
+// chosen core, whether the CPU has AVX2+FMA and the AVX-512 F/BW/VL/DQ that OpenBLAS's SkylakeX
+// kernels need, returns the OPENBLAS_CORETYPE value that selects the right ones ("SkylakeX" or
+// "Haswell") when the core is one of OpenBLAS's pre-AVX2 ones; empty when it is not (an unknown
+// name is left alone) or the CPU lacks AVX2. When this library is loaded and OPENBLAS_CORETYPE
+// is unset, it applies that value (sets the variable and has OpenBLAS choose again).
 std::string blas_coretype_for(std::string_view core_name, bool avx2, bool avx512);
+
+// The kernels OpenBLAS had chosen before the load-time switch above replaced them ("Prescott"),
+// or "" when they were left alone.
+std::string blas_core_replaced();
 
 }  // namespace gptq::core

@@ -572,6 +572,19 @@ INSTANTIATE_TEST_SUITE_P(Isas, DecodeEqualsAvx2Decode,
                            return std::string(isa_name(i.param));
                          });
 
+// The layer of the bit-for-bit kernel comparisons below: K = 640 (a partial last group and
+// 256-input chunk), groups of 128, act-order except at 2 bits, symmetric at 4 bits.
+LayerSpec bit_exact_spec(int64_t n, int bits) {
+  LayerSpec spec;
+  spec.k = 640;
+  spec.n = n;
+  spec.bits = bits;
+  spec.group_size = 128;
+  spec.act_order = bits != 2;
+  spec.sym = bits == 4;
+  return spec;
+}
+
 // The AVX-512 prefill GEMM runs each output's FMA chain in the AVX2 kernel's order (one fused
 // multiply-add per input, chunks of 256 added in order), 12 rows and up to 32 columns at a time:
 // it must equal the AVX2 GEMM bit for bit, for row counts that leave every remainder of 12, N
@@ -583,15 +596,10 @@ TEST(QLinear, AvxPrefill512EqualsAvx2PrefillBitForBit) {
   const int saved = core::num_threads();
   for (Isa isa : {Isa::kAvx512, Isa::kAvx512Bf16, Isa::kAmx}) {
     if (skip_isa(isa)) continue;
-    for (int bits : {3}) {
+    {
+      const int bits = 3;
       for (int64_t n : {96, 1184}) {
-        LayerSpec spec;
-        spec.k = 640;
-        spec.n = n;
-        spec.bits = bits;
-        spec.group_size = 128;
-        spec.act_order = bits != 2;
-        spec.sym = bits == 4;
+        const LayerSpec spec = bit_exact_spec(n, bits);
         const Layer l = make_layer(spec);
         const QLinear q = QLinear::create(l.view(), "layer");
         for (int64_t m : {5, 11, 12, 13, 24, 31}) {
@@ -629,13 +637,7 @@ TEST(QLinear, Int16PrefillEqualsDecodeRowByRow) {
     if (skip_isa(isa)) continue;
     for (int bits : {2, 4, 8}) {
       for (int64_t n : {96, 1184}) {
-        LayerSpec spec;
-        spec.k = 640;
-        spec.n = n;
-        spec.bits = bits;
-        spec.group_size = 128;
-        spec.act_order = bits != 2;
-        spec.sym = bits == 4;
+        LayerSpec spec = bit_exact_spec(n, bits);
         spec.bias = bits == 8;
         const Layer l = make_layer(spec);
         const QLinear q = QLinear::create(l.view(), "layer");

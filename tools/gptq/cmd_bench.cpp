@@ -136,7 +136,8 @@ Runner add_bench(CLI::App& app) {
                           {"weight_bytes", r.weight_bytes},
                           {"read_bandwidth_gb_s", r.read_bandwidth_gb_s},
                           {"roofline_fraction", r.roofline_fraction},
-                          {"blas_kernels", gptq::blas_kernels()}};
+                          {"blas_kernels", gptq::blas_kernels()},
+                          {"blas_kernels_replaced", gptq::blas_kernels_replaced()}};
       std::printf("%s\n", j.dump().c_str());
     } else {
       std::printf("| model | threads | test | tok/s |\n|---|---:|---|---:|\n");
@@ -146,7 +147,9 @@ Runner add_bench(CLI::App& app) {
                   static_cast<long long>(a->b.gen_tokens), r.decode_tok_s);
       std::printf("weights read per decode step: %.1f MB; read bandwidth %.1f GB/s; decode at %.0f%% of the roofline\n",
                   r.weight_bytes / 1e6, r.read_bandwidth_gb_s, 100 * r.roofline_fraction);
-      std::printf("OpenBLAS kernels: %s\n", gptq::blas_kernels().c_str());
+      const std::string replaced = gptq::blas_kernels_replaced();
+      std::printf("OpenBLAS kernels: %s%s\n", gptq::blas_kernels().c_str(),
+                  replaced.empty() ? "" : (" (it chose " + replaced + " for this CPU, which it does not know)").c_str());
     }
     return 0;
   };

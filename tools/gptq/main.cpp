@@ -1,34 +1,12 @@
 // gptq: the command-line tool, a thin layer over the public C++ API (include/gptq/gptq.h).
 // Results go to stdout, logs and progress to stderr.
-#include <unistd.h>
-
 #include <cstdio>
-#include <cstdlib>
 #include <map>
-#include <string>
 
 #include "commands.h"
 #include "gptq/gptq.h"
 
 int main(int argc, char** argv) {
-  // OpenBLAS chose its kernels when it loaded, before main; where it fell back to its SSE3 ones
-  // on a CPU with AVX2 or AVX-512 (gptq/runtime.h), start again with the variable that picks the
-  // right ones. If the re-exec fails, carry on, slower, and say how to fix it.
-  if (const std::string fix = gptq::blas_coretype_fix(); !fix.empty()) {
-    const std::string was = gptq::blas_kernels();
-    setenv("OPENBLAS_CORETYPE", fix.c_str(), 1);
-    // The binary's own path, not /proc/self/exe, so that the process keeps its name ("gptq").
-    std::string self(4096, '\0');
-    const ssize_t n = readlink("/proc/self/exe", self.data(), self.size() - 1);
-    if (n > 0) {
-      self.resize(static_cast<size_t>(n));
-      execv(self.c_str(), argv);
-    }
-    std::fprintf(stderr,
-                 "gptq: warning: OpenBLAS chose its %s kernels on this CPU; run with "
-                 "OPENBLAS_CORETYPE=%s for its faster ones (re-executing failed)\n",
-                 was.c_str(), fix.c_str());
-  }
   CLI::App app{"gptq.cpp: GPTQ quantization and inference for Hugging Face LLMs, without Python"};
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("gptq.cpp ") + GPTQ_VERSION);
