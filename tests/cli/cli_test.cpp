@@ -147,6 +147,27 @@ TEST(Cli, QuantizeThenRunTheResult) {
   EXPECT_NE(r.err.find("--force"), std::string::npos) << r.err;
 }
 
+// The saved sublayer inputs are only a speed-up: when their scratch file cannot be allocated,
+// calibration warns and recomputes every pass from the block input, and writes the same bytes.
+// A file-size limit between the hidden states (24 x 256 tokens x 64 wide x 4 B = 1.5 MiB) and
+// down_proj's saved input (172 wide: 4.2 MiB) stands in for a full disk (bash's ulimit -f counts
+// KiB; SIGXFSZ ignored, so the allocation fails with EFBIG instead of killing the process).
+TEST(Cli, QuantizeWithoutRoomForSavedInputsRecomputesToTheSameBytes) {
+  test::TempDir tmp;
+  const std::string args = " -m " + kModel + " --bits 4 --group-size 32 --calib " +
+                           (test::data_dir() / "text" / "tinystories-calib.txt").string() +
+                           " --nsamples 24 --seqlen 256 -t 1 --hidden-states disk --offload-dir " + tmp.path().string();
+  const auto free_dir = tmp.path() / "free", limited = tmp.path() / "limited";
+  auto r = run("quantize" + args + " -o " + free_dir.string());
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.err.find("recomputes"), std::string::npos) << r.err;
+  r = run_command("bash -c \"trap '' XFSZ; ulimit -f 3000; exec " + std::string(GPTQ_CLI_PATH) + " quantize" + args +
+                  " -o " + limited.string() + "\"");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.err.find("calibration recomputes each pass from the block input"), std::string::npos) << r.err;
+  EXPECT_EQ(test::read_file(free_dir / "model.safetensors"), test::read_file(limited / "model.safetensors"));
+}
+
 TEST(Cli, ErrorsExitNonZeroWithAMessage) {
   auto r = run("generate -m /nonexistent/folder -p hi");
   EXPECT_EQ(r.status, 1);
